@@ -1,0 +1,67 @@
+/* pop3_parser.h -- the POP3 response line parser of cpoplib.
+ *
+ * Plain C with no Python dependency, so that it can be unit-tested and
+ * fuzzed on its own (see fuzz/).  It knows nothing about sockets: callers
+ * hand it the bytes they have buffered and it says where the next line
+ * ends, what poplib would return for it and how many octets it counts.
+ *
+ * The rules are those of the standard library's poplib:
+ *
+ *   - a line ends at the first LF; a line is "too long" when it reaches
+ *     `limit` bytes (limit = _MAXLINE + 1) without ending earlier -- the
+ *     same as file.readline(limit) followed by `len(line) > _MAXLINE`;
+ *   - at end of stream an unterminated tail is a line of its own;
+ *   - a line ending in CRLF loses both; else a line led by CR loses its
+ *     first and last byte; else it loses its last byte;
+ *   - in a multi-line response the line "." (after stripping) ends the
+ *     response, and a line starting with ".." loses its first dot and
+ *     one octet.
+ */
+#ifndef CPOPLIB_POP3_PARSER_H
+#define CPOPLIB_POP3_PARSER_H
+
+#include <stddef.h>
+
+typedef enum {
+    POP3_NEED_MORE = 0,   /* no complete line yet: read more bytes */
+    POP3_LINE = 1,        /* a line was found, see pop3_line */
+    POP3_TOO_LONG = 2,    /* `limit` bytes without LF: consume `limit` */
+    POP3_EOF = 3          /* end of stream and nothing buffered */
+} pop3_status;
+
+typedef struct {
+    size_t raw_len;       /* bytes the line occupies in the stream */
+    size_t start;         /* payload offset from the start of the line */
+    size_t len;           /* payload length after stripping/unstuffing */
+    size_t octets;        /* what poplib counts for this line */
+    int is_terminator;    /* multi-line mode only: the lone "." line */
+} pop3_line;
+
+/* Look for the next line in buf[0..n).  `limit` must be >= 1.  `at_eof`
+ * says that no byte will follow buf[n-1].  On POP3_LINE, *line describes
+ * it (with single-line stripping only: see pop3_unstuff()); on
+ * POP3_TOO_LONG the caller consumes exactly `limit` bytes.  Never reads
+ * outside buf[0..n). */
+pop3_status pop3_next_line(const char *buf, size_t n, size_t limit,
+                           int at_eof, pop3_line *line);
+
+/* Strip a whole raw line (as readline() returned it) in place of
+ * pop3_next_line(): fills start/len/octets for buf[0..n), n >= 1. */
+void pop3_strip_line(const char *buf, size_t n, pop3_line *line);
+
+/* Apply the multi-line rules to a stripped line: set is_terminator, or
+ * undo dot-stuffing (start/len/octets adjusted). */
+void pop3_unstuff(const char *buf, pop3_line *line);
+
+/* Index of the first byte of buf[0..n) that poplib forbids in a command
+ * (0x00-0x1F, 0x7F), or n if there is none. */
+size_t pop3_find_control(const char *buf, size_t n);
+
+/* The APOP timestamp of a greeting, matched like the regular expression
+ * rb'\+OK.[^<]*(<.*>)' with re.match, in linear time.  On success returns
+ * 1 and sets [*start, *start + *len) to the group; returns 0 when the
+ * greeting has no timestamp. */
+int pop3_apop_timestamp(const char *buf, size_t n,
+                        size_t *start, size_t *len);
+
+#endif /* CPOPLIB_POP3_PARSER_H */

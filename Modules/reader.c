@@ -1,0 +1,604 @@
+/* reader.c -- the read buffer of a connection and its file view.
+ *
+ * Each connection owns one SocketReader.  The C core asks it for
+ * protocol lines (cpoplib_reader_next_line), and it is also what a POP3
+ * object exposes as `self.file`: a read-only binary file positioned on the
+ * protocol stream, so bytes are never read twice or lost between the C
+ * core and Python code calling file.readline().
+ *
+ * The buffer is a bytearray filled with large sock.recv_into() calls made
+ * through the socket object, so plain sockets and ssl.SSLSocket behave the
+ * same and the socket's timeout applies.  While recv_into() runs (Python
+ * code, GIL released inside the socket module) the reader is marked busy:
+ * a second read on the same reader raises RuntimeError instead of racing
+ * on pos/end, and the memoryview handed out keeps the bytearray exported,
+ * so it cannot be resized or freed under the callee.
+ */
+#include "cpoplib.h"
+
+/* Size of the buffer and of each recv_into() request. */
+#define READER_CHUNK ((Py_ssize_t)256 * 1024)
+
+static int
+reader_check_open(ReaderObject *r)
+{
+    if (r->buffer == NULL) {
+        PyErr_SetString(PyExc_ValueError, "I/O operation on closed file.");
+        return -1;
+    }
+    if (r->busy) {
+        PyErr_Format(PyExc_RuntimeError, "reentrant call inside %R",
+                     (PyObject *)r);
+        return -1;
+    }
+    return 0;
+}
+
+/* Make room for `need` bytes from r->pos (need > end - pos) and read once
+ * into the free space.  Returns the number of bytes read (0 at end of
+ * stream) or -1 with an exception set.  Runs Python code. */
+static Py_ssize_t
+reader_fill(ReaderObject *r, Py_ssize_t need)
+{
+    cpoplib_state *st = PyModule_GetState(r->module);
+    PyObject *buffer = r->buffer;
+    PyObject *sock = r->sock;
+    PyObject *view = NULL, *window = NULL, *result = NULL;
+    Py_ssize_t avail = r->end - r->pos;
+    Py_ssize_t cap = PyByteArray_GET_SIZE(buffer);
+    Py_ssize_t got = -1;
+
+    /* Move the unread tail to the front when it is in the way. */
+    if (r->pos > 0 && (avail == 0 || cap - r->pos < need
+                       || cap - r->end < cap / 2)) {
+        char *data = PyByteArray_AS_STRING(buffer);
+        memmove(data, data + r->pos, (size_t)avail);
+        r->pos = 0;
+        r->end = avail;
+    }
+    if (cap - r->pos < need) {
+        Py_ssize_t target = need > cap * 2 ? need : cap * 2;
+        if (PyByteArray_Resize(buffer, target) < 0) {
+            return -1;
+        }
+        cap = PyByteArray_GET_SIZE(buffer);
+    }
+
+    Py_INCREF(buffer);
+    Py_INCREF(sock);
+    r->busy = 1;
+    view = PyMemoryView_FromObject(buffer);
+    if (view == NULL) {
+        goto done;
+    }
+    window = PySequence_GetSlice(view, r->end, cap);
+    if (window == NULL) {
+        goto done;
+    }
+    result = PyObject_CallMethodOneArg(sock, st->str_recv_into, window);
+    if (result == NULL) {
+        goto done;
+    }
+    if (r->buffer != buffer) {
+        PyErr_SetString(PyExc_ValueError,
+                        "I/O operation on closed file.");
+        goto done;
+    }
+    got = PyLong_AsSsize_t(result);
+    if (got == -1 && PyErr_Occurred()) {
+        goto done;
+    }
+    if (got < 0 || got > cap - r->end) {
+        PyErr_Format(PyExc_OSError,
+                     "recv_into() returned %zd, outside 0..%zd",
+                     got, cap - r->end);
+        got = -1;
+        goto done;
+    }
+    r->end += got;
+
+done:
+    r->busy = 0;
+    Py_XDECREF(result);
+    Py_XDECREF(window);
+    Py_XDECREF(view);
+    Py_DECREF(sock);
+    Py_DECREF(buffer);
+    return got;
+}
+
+/* How much room to ask of reader_fill() when `avail` bytes are buffered
+ * and up to `limit` are wanted: grow geometrically, never all at once. */
+static Py_ssize_t
+reader_need(Py_ssize_t avail, Py_ssize_t limit)
+{
+    Py_ssize_t step = avail > READER_CHUNK ? avail : READER_CHUNK;
+
+    if (limit - avail <= step) {
+        return limit;
+    }
+    return avail + step;
+}
+
+int
+cpoplib_reader_next_line(ReaderObject *r, Py_ssize_t limit,
+                         pop3_line *line, const char **base)
+{
+    int at_eof = 0;
+
+    assert(limit >= 1);
+    if (reader_check_open(r) < 0) {
+        return -1;
+    }
+    for (;;) {
+        const char *data = PyByteArray_AS_STRING(r->buffer) + r->pos;
+        Py_ssize_t avail = r->end - r->pos;
+        Py_ssize_t got;
+
+        switch (pop3_next_line(data, (size_t)avail, (size_t)limit,
+                               at_eof, line)) {
+        case POP3_LINE:
+            *base = data;
+            r->pos += (Py_ssize_t)line->raw_len;
+            return POP3_LINE;
+        case POP3_TOO_LONG:
+            r->pos += limit;
+            return POP3_TOO_LONG;
+        case POP3_EOF:
+            return POP3_EOF;
+        case POP3_NEED_MORE:
+            break;
+        }
+        got = reader_fill(r, reader_need(avail, limit));
+        if (got < 0) {
+            return -1;
+        }
+        at_eof = (got == 0);
+    }
+}
+
+void
+cpoplib_reader_discard(ReaderObject *r)
+{
+    r->pos = r->end = 0;
+    Py_CLEAR(r->buffer);
+    Py_CLEAR(r->sock);
+}
+
+PyObject *
+cpoplib_reader_new(cpoplib_state *st, PyObject *sock)
+{
+    PyTypeObject *type = st->Reader_Type;
+    ReaderObject *r = (ReaderObject *)type->tp_alloc(type, 0);
+
+    if (r == NULL) {
+        return NULL;
+    }
+    r->module = Py_NewRef(PyType_GetModule(type));
+    r->sock = Py_NewRef(sock);
+    r->buffer = PyByteArray_FromStringAndSize(NULL, READER_CHUNK);
+    if (r->buffer == NULL) {
+        Py_DECREF(r);
+        return NULL;
+    }
+    return (PyObject *)r;
+}
+
+/* ---- the file view ---- */
+
+/* Return buffered bytes [pos, pos + n) as bytes and consume them. */
+static PyObject *
+reader_take(ReaderObject *r, Py_ssize_t n)
+{
+    PyObject *out = PyBytes_FromStringAndSize(
+        PyByteArray_AS_STRING(r->buffer) + r->pos, n);
+
+    if (out != NULL) {
+        r->pos += n;
+    }
+    return out;
+}
+
+static int
+check_nargs(const char *name, Py_ssize_t nargs, Py_ssize_t max)
+{
+    if (nargs > max) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes at most %zd argument%s (%zd given)",
+                     name, max, max == 1 ? "" : "s", nargs);
+        return 0;
+    }
+    return 1;
+}
+
+static int
+size_converter(PyObject *arg, void *out)
+{
+    Py_ssize_t n = -1;
+
+    if (arg != Py_None) {
+        n = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+        if (n == -1 && PyErr_Occurred()) {
+            return 0;
+        }
+    }
+    *(Py_ssize_t *)out = n;
+    return 1;
+}
+
+PyDoc_STRVAR(reader_readline_doc,
+"readline($self, size=-1, /)\n--\n\n"
+"Read and return one line (up to size bytes), LF included.");
+
+static PyObject *
+reader_readline_impl(ReaderObject *r, Py_ssize_t size)
+{
+    Py_ssize_t limit = size < 0 ? PY_SSIZE_T_MAX : size;
+    int at_eof = 0;
+
+    if (reader_check_open(r) < 0) {
+        return NULL;
+    }
+    if (limit == 0) {
+        return PyBytes_FromStringAndSize(NULL, 0);
+    }
+    for (;;) {
+        const char *data = PyByteArray_AS_STRING(r->buffer) + r->pos;
+        Py_ssize_t avail = r->end - r->pos;
+        pop3_line line;
+        /* limit + 1 so that a line of exactly `limit` bytes is a line */
+        size_t plimit = limit == PY_SSIZE_T_MAX ? (size_t)limit
+                                                : (size_t)limit + 1;
+
+        switch (pop3_next_line(data, (size_t)avail, plimit, at_eof,
+                               &line)) {
+        case POP3_LINE:
+            return reader_take(r, (Py_ssize_t)line.raw_len);
+        case POP3_TOO_LONG:
+            return reader_take(r, limit);
+        case POP3_EOF:
+            return PyBytes_FromStringAndSize(NULL, 0);
+        case POP3_NEED_MORE:
+            if (avail >= limit) {
+                return reader_take(r, limit);
+            }
+            break;
+        }
+        Py_ssize_t got = reader_fill(r, reader_need(avail, limit));
+        if (got < 0) {
+            return NULL;
+        }
+        at_eof = (got == 0);
+    }
+}
+
+static PyObject *
+reader_readline(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t size = -1;
+
+    if (!check_nargs("readline", nargs, 1)) {
+        return NULL;
+    }
+    if (nargs == 1 && !size_converter(args[0], &size)) {
+        return NULL;
+    }
+    return reader_readline_impl(r, size);
+}
+
+PyDoc_STRVAR(reader_read_doc,
+"read($self, size=-1, /)\n--\n\n"
+"Read up to size bytes, or to the end of the stream if size < 0.");
+
+static PyObject *
+reader_read(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t size = -1;
+
+    if (!check_nargs("read", nargs, 1)) {
+        return NULL;
+    }
+    if (nargs == 1 && !size_converter(args[0], &size)) {
+        return NULL;
+    }
+    if (reader_check_open(r) < 0) {
+        return NULL;
+    }
+    Py_ssize_t want = size < 0 ? PY_SSIZE_T_MAX : size;
+    while (r->end - r->pos < want) {
+        Py_ssize_t got = reader_fill(r, reader_need(r->end - r->pos, want));
+        if (got < 0) {
+            return NULL;
+        }
+        if (got == 0) {
+            break;
+        }
+    }
+    Py_ssize_t avail = r->end - r->pos;
+    return reader_take(r, avail < want ? avail : want);
+}
+
+PyDoc_STRVAR(reader_read1_doc,
+"read1($self, size=-1, /)\n--\n\n"
+"Read up to size bytes with at most one call to the socket.");
+
+static PyObject *
+reader_read1(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t size = -1;
+
+    if (!check_nargs("read1", nargs, 1)) {
+        return NULL;
+    }
+    if (nargs == 1 && !size_converter(args[0], &size)) {
+        return NULL;
+    }
+    if (reader_check_open(r) < 0) {
+        return NULL;
+    }
+    if (size == 0) {
+        return PyBytes_FromStringAndSize(NULL, 0);
+    }
+    if (r->end == r->pos && reader_fill(r, READER_CHUNK) < 0) {
+        return NULL;
+    }
+    Py_ssize_t avail = r->end - r->pos;
+    return reader_take(r, size < 0 || avail < size ? avail : size);
+}
+
+PyDoc_STRVAR(reader_peek_doc,
+"peek($self, size=0, /)\n--\n\n"
+"Return buffered bytes without consuming them (reading once if none).");
+
+static PyObject *
+reader_peek(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!check_nargs("peek", nargs, 1)) {
+        return NULL;
+    }
+    if (reader_check_open(r) < 0) {
+        return NULL;
+    }
+    if (r->end == r->pos && reader_fill(r, READER_CHUNK) < 0) {
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize(
+        PyByteArray_AS_STRING(r->buffer) + r->pos, r->end - r->pos);
+}
+
+PyDoc_STRVAR(reader_readinto_doc,
+"readinto($self, buffer, /)\n--\n\n"
+"Read bytes into a writable buffer; return the number read.");
+
+static PyObject *
+reader_readinto(ReaderObject *r, PyObject *arg)
+{
+    Py_buffer view;
+    PyObject *data = NULL, *result = NULL;
+    PyObject *size = NULL;
+
+    if (PyObject_GetBuffer(arg, &view, PyBUF_WRITABLE) < 0) {
+        return NULL;
+    }
+    size = PyLong_FromSsize_t(view.len);
+    if (size == NULL) {
+        goto done;
+    }
+    data = reader_read(r, &size, 1);
+    if (data == NULL) {
+        goto done;
+    }
+    memcpy(view.buf, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data));
+    result = PyLong_FromSsize_t(PyBytes_GET_SIZE(data));
+
+done:
+    Py_XDECREF(size);
+    Py_XDECREF(data);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+PyDoc_STRVAR(reader_close_doc,
+"close($self, /)\n--\n\n"
+"Close the file; buffered bytes are dropped.  The socket stays open.");
+
+static PyObject *
+reader_close(ReaderObject *r, PyObject *Py_UNUSED(ignored))
+{
+    cpoplib_reader_discard(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+reader_true_if_open(ReaderObject *r, PyObject *Py_UNUSED(ignored))
+{
+    if (r->buffer == NULL) {
+        PyErr_SetString(PyExc_ValueError, "I/O operation on closed file.");
+        return NULL;
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+reader_false(ReaderObject *r, PyObject *Py_UNUSED(ignored))
+{
+    Py_RETURN_FALSE;
+}
+
+static PyObject *
+reader_fileno(ReaderObject *r, PyObject *Py_UNUSED(ignored))
+{
+    cpoplib_state *st = PyModule_GetState(r->module);
+    PyObject *sock = r->sock, *result;
+
+    if (sock == NULL) {
+        PyErr_SetString(PyExc_ValueError, "I/O operation on closed file.");
+        return NULL;
+    }
+    Py_INCREF(sock);
+    result = PyObject_CallMethodNoArgs(sock, st->str_fileno);
+    Py_DECREF(sock);
+    return result;
+}
+
+static PyObject *
+reader_enter(ReaderObject *r, PyObject *Py_UNUSED(ignored))
+{
+    if (r->buffer == NULL) {
+        PyErr_SetString(PyExc_ValueError, "I/O operation on closed file.");
+        return NULL;
+    }
+    return Py_NewRef(r);
+}
+
+static PyObject *
+reader_exit(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs)
+{
+    cpoplib_reader_discard(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+reader_iter(ReaderObject *r)
+{
+    if (r->buffer == NULL) {
+        PyErr_SetString(PyExc_ValueError, "I/O operation on closed file.");
+        return NULL;
+    }
+    return Py_NewRef(r);
+}
+
+static PyObject *
+reader_iternext(ReaderObject *r)
+{
+    PyObject *line = reader_readline_impl(r, -1);
+
+    if (line != NULL && PyBytes_GET_SIZE(line) == 0) {
+        Py_DECREF(line);
+        return NULL;
+    }
+    return line;
+}
+
+static PyObject *
+reader_get_closed(ReaderObject *r, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(r->buffer == NULL);
+}
+
+static PyObject *
+reader_get_mode(ReaderObject *r, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString("rb");
+}
+
+static PyObject *
+reader_repr(ReaderObject *r)
+{
+    return PyUnicode_FromFormat("<%s %s, %zd bytes buffered>",
+                                Py_TYPE(r)->tp_name,
+                                r->buffer == NULL ? "closed" : "open",
+                                r->end - r->pos);
+}
+
+static int
+reader_traverse(ReaderObject *r, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(r));
+    Py_VISIT(r->module);
+    Py_VISIT(r->sock);
+    Py_VISIT(r->buffer);
+    return 0;
+}
+
+static int
+reader_clear(ReaderObject *r)
+{
+    Py_CLEAR(r->module);
+    Py_CLEAR(r->sock);
+    Py_CLEAR(r->buffer);
+    return 0;
+}
+
+static void
+reader_dealloc(ReaderObject *r)
+{
+    PyTypeObject *tp = Py_TYPE(r);
+
+    PyObject_GC_UnTrack(r);
+    if (r->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)r);
+    }
+    (void)reader_clear(r);
+    tp->tp_free(r);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef reader_methods[] = {
+    {"readline", (PyCFunction)(void (*)(void))reader_readline,
+     METH_FASTCALL, reader_readline_doc},
+    {"read", (PyCFunction)(void (*)(void))reader_read, METH_FASTCALL,
+     reader_read_doc},
+    {"read1", (PyCFunction)(void (*)(void))reader_read1, METH_FASTCALL,
+     reader_read1_doc},
+    {"peek", (PyCFunction)(void (*)(void))reader_peek, METH_FASTCALL,
+     reader_peek_doc},
+    {"readinto", (PyCFunction)reader_readinto, METH_O, reader_readinto_doc},
+    {"close", (PyCFunction)reader_close, METH_NOARGS, reader_close_doc},
+    {"readable", (PyCFunction)reader_true_if_open, METH_NOARGS, NULL},
+    {"writable", (PyCFunction)reader_false, METH_NOARGS, NULL},
+    {"seekable", (PyCFunction)reader_false, METH_NOARGS, NULL},
+    {"fileno", (PyCFunction)reader_fileno, METH_NOARGS, NULL},
+    {"__enter__", (PyCFunction)reader_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))reader_exit, METH_FASTCALL,
+     NULL},
+    {NULL, NULL}
+};
+
+static PyGetSetDef reader_getset[] = {
+    {"closed", (getter)reader_get_closed, NULL, "True once closed.", NULL},
+    {"mode", (getter)reader_get_mode, NULL, "Always 'rb'.", NULL},
+    {NULL}
+};
+
+#if PY_VERSION_HEX >= 0x030C0000
+#  define CPOPLIB_T_PYSSIZET Py_T_PYSSIZET
+#  define CPOPLIB_READONLY Py_READONLY
+#else
+#  include "structmember.h"
+#  define CPOPLIB_T_PYSSIZET T_PYSSIZET
+#  define CPOPLIB_READONLY READONLY
+#endif
+
+static PyMemberDef reader_members[] = {
+    {"__weaklistoffset__", CPOPLIB_T_PYSSIZET,
+     offsetof(ReaderObject, weakreflist), CPOPLIB_READONLY, NULL},
+    {NULL}
+};
+
+PyDoc_STRVAR(reader_doc,
+"The read side of a POP3 connection: a read-only binary file over the\n"
+"connection's buffer, positioned on the protocol stream.  A POP3 object\n"
+"exposes it as its `file` attribute, in place of sock.makefile('rb').");
+
+static PyType_Slot reader_slots[] = {
+    {Py_tp_doc, (void *)reader_doc},
+    {Py_tp_dealloc, reader_dealloc},
+    {Py_tp_traverse, reader_traverse},
+    {Py_tp_clear, reader_clear},
+    {Py_tp_repr, reader_repr},
+    {Py_tp_iter, reader_iter},
+    {Py_tp_iternext, reader_iternext},
+    {Py_tp_methods, reader_methods},
+    {Py_tp_getset, reader_getset},
+    {Py_tp_members, reader_members},
+    {0, NULL}
+};
+
+PyType_Spec cpoplib_reader_spec = {
+    .name = "cpoplib._cpoplib.SocketReader",
+    .basicsize = sizeof(ReaderObject),
+    .flags = (Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
+              | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION),
+    .slots = reader_slots,
+};

@@ -1,0 +1,72 @@
+"""Build script for cpoplib's C extension.
+
+Environment switches:
+  CPOPLIB_WERROR=1    compile with -Werror (CI does)
+  CPOPLIB_SANITIZE=1  build with AddressSanitizer and UBSan (CI does, in
+                      a separate job; run under LD_PRELOAD of libasan)
+"""
+import os
+import sys
+import sysconfig
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+SOURCES = [
+    "Modules/_cpoplib.c",
+    "Modules/connection.c",
+    "Modules/reader.c",
+    "Modules/pop3_parser.c",
+]
+
+
+def _flag(name):
+    return os.environ.get(name, "") not in ("", "0")
+
+
+class BuildExt(build_ext):
+    """Fails early, with the package to install, when OpenSSL is missing."""
+
+    def build_extensions(self):
+        probe = "#include <openssl/evp.h>\nint main(void) { return 0; }\n"
+        tmp = os.path.join(self.build_temp, "openssl_probe.c")
+        os.makedirs(self.build_temp, exist_ok=True)
+        with open(tmp, "w") as f:
+            f.write(probe)
+        try:
+            self.compiler.compile([tmp], output_dir=self.build_temp)
+        except Exception:
+            sys.exit(
+                "cpoplib: cannot compile against OpenSSL's <openssl/evp.h>.\n"
+                "Install the OpenSSL development headers first, e.g. on "
+                "Debian/Ubuntu:  apt-get install libssl-dev"
+            )
+        super().build_extensions()
+
+
+cflags = ["-Wall", "-Wextra", "-Wshadow", "-Wstrict-prototypes",
+          "-Wno-missing-field-initializers", "-Wno-unused-parameter"]
+ldflags = []
+if _flag("CPOPLIB_WERROR"):
+    cflags.append("-Werror")
+if _flag("CPOPLIB_SANITIZE"):
+    san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+           "-fno-omit-frame-pointer", "-O1", "-g"]
+    cflags += san
+    ldflags += ["-fsanitize=address,undefined"]
+if sysconfig.get_config_var("Py_DEBUG"):
+    cflags.append("-O0")
+
+setup(
+    ext_modules=[
+        Extension(
+            "cpoplib._cpoplib",
+            sources=SOURCES,
+            depends=["Modules/cpoplib.h", "Modules/pop3_parser.h"],
+            libraries=["crypto"],
+            extra_compile_args=cflags,
+            extra_link_args=ldflags,
+        )
+    ],
+    cmdclass={"build_ext": BuildExt},
+)
