@@ -1952,6 +1952,11 @@ static PyMemberDef pop3_members[] = {
     {NULL}
 };
 
+static PyGetSetDef pop3_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL}
+};
+
 PyDoc_STRVAR(pop3_doc,
 "POP3(host, port=110, timeout=<socket default>)\n\n"
 "A POP3 client connection (RFC 1939), the drop-in equivalent of\n"
@@ -1969,6 +1974,7 @@ static PyType_Slot pop3_slots[] = {
     {Py_tp_clear, pop3_clear},
     {Py_tp_methods, pop3_methods},
     {Py_tp_members, pop3_members},
+    {Py_tp_getset, pop3_getset},
     {0, NULL}
 };
 
