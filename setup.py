@@ -25,7 +25,14 @@ def _flag(name):
 
 
 class BuildExt(build_ext):
-    """Fails early, with the package to install, when OpenSSL is missing."""
+    """Recompiles every time; fails early, naming the package to install,
+    when the OpenSSL headers are missing."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        # Always recompile: objects left in build/ by a build with other
+        # flags (a sanitizer build, say) must never be reused.
+        self.force = True
 
     def build_extensions(self):
         probe = "#include <openssl/evp.h>\nint main(void) { return 0; }\n"

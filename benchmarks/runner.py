@@ -170,26 +170,28 @@ class Bench:
         return c
 
     def _timed(self, wl, mod):
-        """One timed run: returns (seconds, result)."""
+        """One timed run: returns (seconds, client CPU seconds, result)."""
         client = self._connect(wl, mod) if wl.client else None
         gc.collect()
+        c0 = time.process_time()
         t0 = time.perf_counter()
         result = wl.run(client)
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - c0
         if client is not None:
             client.quit()
-        return elapsed, result
+        return elapsed, cpu, result
 
     def run(self, wl, rounds):
         out = {"description": wl.description, "params": wl.params()}
         if not wl.client:
             wl.prepare()
-            elapsed, result = self._timed(wl, None)     # warm-up
+            elapsed, cpu, result = self._timed(wl, None)     # warm-up
             out["nbytes"] = wl.nbytes(result)
             del result
             times = []
             for _ in range(rounds):
-                elapsed, result = self._timed(wl, None)
+                elapsed, cpu, result = self._timed(wl, None)
                 del result
                 times.append(elapsed)
             out["times"] = {"floor": times}
@@ -198,7 +200,7 @@ class Bench:
         # Check both modules agree (also the warm-up round).
         first = None
         for label, mod in self.modules:
-            elapsed, result = self._timed(wl, mod)
+            elapsed, cpu, result = self._timed(wl, mod)
             if first is None:
                 first = result
                 out["nbytes"] = wl.nbytes(result)
@@ -209,14 +211,23 @@ class Bench:
             del result
         del first
         times = {label: [] for label, _ in self.modules}
+        cpu_times = {label: [] for label, _ in self.modules}
         for _ in range(rounds):
             for label, mod in self.modules:      # A B A B ...
-                elapsed, result = self._timed(wl, mod)
+                elapsed, cpu, result = self._timed(wl, mod)
                 del result
                 times[label].append(elapsed)
+                cpu_times[label].append(cpu)
         out["times"] = times
+        out["cpu_times"] = cpu_times
         out["median"] = {k: statistics.median(v) for k, v in times.items()}
+        out["cpu_median"] = {k: statistics.median(v)
+                             for k, v in cpu_times.items()}
         out["ratio"] = out["median"][STD] / out["median"][CP]
+        # Client CPU: what the client process itself spent (the server is
+        # another process), free of round-trip waiting.
+        out["cpu_ratio"] = (out["cpu_median"][STD] / out["cpu_median"][CP]
+                            if out["cpu_median"][CP] > 0 else None)
         return out
 
 
@@ -279,29 +290,33 @@ def markdown(report):
     res = report["results"]
     lines = [header_line(report["machine"]), "",
              "Rounds: %d (alternating poplib/cpoplib), medians; ratio = "
-             "stdlib time / cpoplib time; MB/s in 10^6 bytes; peak = extra "
+             "stdlib time / cpoplib time (wall clock); CPU ratio = the same "
+             "for the client process's CPU time (time.process_time; the "
+             "server runs in another process); MB/s in 10^6 bytes; peak = extra "
              "resident memory of a fresh client process running the "
              "workload once.%s" % (report["rounds"],
                                    " Quick mode (small sizes)."
                                    if report["quick"] else ""),
              "",
-             "| workload | stdlib poplib | cpoplib | ratio | stdlib MB/s "
-             "| cpoplib MB/s | stdlib peak | cpoplib peak |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|"]
+             "| workload | stdlib poplib | cpoplib | ratio | CPU ratio "
+             "| stdlib MB/s | cpoplib MB/s | stdlib peak | cpoplib peak |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for name, r in res.items():
         mem = r.get("peak_kib", {})
         if "error" in r:
-            lines.append("| %s | error: %s | | | | | | |" % (name, r["error"]))
+            lines.append("| %s | error: %s | | | | | | | |" % (name, r["error"]))
             continue
         if "floor" in r["median"]:
             m = r["median"]["floor"]
-            lines.append("| %s | %s (floor) | — | — | %s | — | %s | — |" % (
+            lines.append("| %s | %s (floor) | — | — | — | %s | — | %s | — |" % (
                 name, fmt_time(m), fmt_mbs(r["nbytes"], m),
                 fmt_mem(mem.get("floor"))))
             continue
         ms, mc = r["median"][STD], r["median"][CP]
-        lines.append("| %s | %s | %s | %.2f× | %s | %s | %s | %s |" % (
+        cpu_ratio = r.get("cpu_ratio")
+        lines.append("| %s | %s | %s | %.2f× | %s | %s | %s | %s | %s |" % (
             name, fmt_time(ms), fmt_time(mc), r["ratio"],
+            "%.2f×" % cpu_ratio if cpu_ratio else "—",
             fmt_mbs(r["nbytes"], ms), fmt_mbs(r["nbytes"], mc),
             fmt_mem(mem.get(STD)), fmt_mem(mem.get(CP))))
     floor = res.get("split_floor", {}).get("median", {}).get("floor")
