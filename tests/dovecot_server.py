@@ -1,0 +1,692 @@
+"""A private Dovecot POP3 server for cpoplib's integration tests.
+
+The server is started for one test session and lives entirely inside a
+temporary directory: configuration, runtime sockets, state, log file, TLS
+material and the users' Maildirs.  Nothing under /etc is read or written
+(``dovecot -c CONFIG`` only reads CONFIG).  It listens on 127.0.0.1 only, on
+free ports picked at start-up:
+
+* ``pop3_port``  - plain POP3 that offers STLS,
+* ``pop3s_port`` - POP3 over implicit TLS (POP3S).
+
+A throw-away CA and a server certificate for ``DNS:localhost`` (and nothing
+else - in particular not ``IP:127.0.0.1``) are made with the ``openssl`` CLI,
+so a client that verifies against ``ca_file`` succeeds with
+server_hostname='localhost' and fails with any other name, e.g. '127.0.0.1'.
+
+Both Dovecot 2.3 (Debian 12) and 2.4 (Debian 13) configuration syntaxes are
+written, chosen by ``dovecot --version`` (only 2.3 has been tried so far).
+
+Accounts: run as root, Dovecot's own processes use the package's users
+``dovecot`` and ``dovenull`` and the mail belongs to ``nobody`` (Dovecot
+refuses to serve mail as uid 0).  Run as an ordinary user, everything runs
+as that user (a "rootless" Dovecot).  The users, their {PLAIN} passwords and
+their Maildirs (filled with the stdlib ``mailbox`` module) are in USERS,
+build_corpus() and DovecotServer._make_mailboxes().
+
+The server is stopped by stop() / the context manager, by an atexit hook,
+and - should the Python process be killed outright - by the kernel, which
+sends the dovecot master SIGTERM when its parent dies (PR_SET_PDEATHSIG).
+
+Usage::
+
+    with DovecotServer() as server:
+        poplib.POP3(server.host, server.pop3_port)
+
+Set CPOPLIB_DOVECOT_KEEP=1 to keep the temporary directory (and its
+dovecot.log) after the server stopped.  CPOPLIB_DOVECOT may name the dovecot
+binary.
+"""
+
+import atexit
+import mailbox
+import grp
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+HOST = "127.0.0.1"
+TLS_HOSTNAME = "localhost"
+KEY_HEADER = b"X-Cpoplib-Test"
+
+# user name -> password
+#   alice  the corpus; tests only read it
+#   bob    DELE + RSET (never QUIT after a DELE)
+#   carol  DELE + QUIT; starts empty, tests add what they delete
+#   dave   pop3_lock_session=yes, for the [IN-USE] test
+USERS = {
+    "alice": "alice-secret",
+    "bob": "bob-secret",
+    "carol": "carol-secret",
+    "dave": "dave-secret",
+}
+LOCKED_USER = "dave"
+
+LARGE_SIZE = 20 * 1024 * 1024
+
+
+class DovecotUnavailable(Exception):
+    """dovecot (or openssl) is not installed."""
+
+
+class DovecotError(Exception):
+    """Dovecot could not be configured or started."""
+
+
+# --------------------------------------------------------------------------
+# discovery
+
+def find_dovecot():
+    """Path of the dovecot binary or None (it lives in /usr/sbin)."""
+    explicit = os.environ.get("CPOPLIB_DOVECOT")
+    if explicit:
+        return explicit if os.access(explicit, os.X_OK) else None
+    path = os.pathsep.join(
+        [os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
+    return shutil.which("dovecot", path=path)
+
+
+def dovecot_version(binary):
+    """(major, minor, patch) of the dovecot binary, e.g. (2, 3, 19)."""
+    out = subprocess.run([binary, "--version"], capture_output=True,
+                         text=True, check=True, timeout=30).stdout
+    m = re.match(r"\s*(\d+)\.(\d+)(?:\.(\d+))?", out)
+    if not m:
+        raise DovecotError("cannot parse `dovecot --version`: %r" % out)
+    return tuple(int(x or 0) for x in m.groups())
+
+
+# --------------------------------------------------------------------------
+# the corpus
+
+def to_crlf(data):
+    """Turn every bare LF into CRLF (what a POP3 server puts on the wire)."""
+    return re.sub(rb"(?<!\r)\n", b"\r\n", data)
+
+
+def _headers(key, subject=b"test message", extra=b""):
+    return (b"From: Test Sender <sender@example.org>\n"
+            b"To: alice@example.org\n"
+            b"Subject: " + subject + b"\n"
+            b"Date: Mon, 01 Jan 2024 12:00:00 +0000\n"
+            b"Message-ID: <" + key.encode() + b"@cpoplib.test>\n"
+            + KEY_HEADER + b": " + key.encode() + b"\n" + extra)
+
+
+def _large_message(key, size):
+    head = _headers(key, b"large message") + b"\n"
+    lines = []
+    total = len(head)
+    n = 0
+    while total < size:
+        n += 1
+        if n % 1000 == 0:
+            line = b"."                            # a lone dot mid-message
+        elif n % 97 == 0:
+            line = b".%08d starts with a dot" % n
+        elif n % 13 == 0:
+            line = b""
+        else:
+            line = b"%08d %s" % (n, b"abcdefghijklmnopqrstuvwxyz0123456789"
+                                 b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        lines.append(line)
+        total += len(line) + 1
+    return head + b"\n".join(lines) + b"\n"
+
+
+def build_corpus(large_size=LARGE_SIZE):
+    """The messages of the main mailbox: list of (key, bytes with LF)."""
+    msgs = []
+
+    def add(key, subject, body, extra=b"", blank=True):
+        msgs.append((key, _headers(key, subject, extra)
+                     + (b"\n" if blank else b"") + body))
+
+    add("plain", b"plain ASCII",
+        b"Hello,\n\nthis is a plain text message.\n\tIndented line.\n"
+        b"Trailing blanks   \n\n-- \nsig\n")
+    add("dots", b"dot stuffing",
+        b".\n..\n...\n.leading dot\n..two leading dots\n. space\n"
+        b"middle . dot\n.\r\nend\n.\n")
+    add("eightbit", b"caf\xe9 \xfcber \xa4\xff",
+        b"Latin-1 body: caf\xe9 na\xefve \xe0 \xff\xfe\x80\x81\n"
+        b"control-ish: \x01\x02\x1b[0m\x7f\n",
+        extra=b"X-Latin1: r\xe9sum\xe9\n")
+    add("utf8", "Grüße 日本語 ✉".encode(),
+        "UTF-8 body: Ünïcödé, ελληνικά, 中文, emoji 📬\n".encode(),
+        extra="X-Name: Jürgen Müller <jürgen@exämple.org>\n".encode())
+    add("emptybody", b"empty body", b"")
+    add("headersonly", b"headers only, no separator line", b"", blank=False)
+    add("longlines", b"long lines",
+        b"A" * 900 + b"\n" + b"B" * 1500 + b"\n" + b"." + b"C" * 1990 + b"\n"
+        + b"D" * 2000 + b"\nshort\n",
+        extra=b"X-Long: " + b"h" * 1000 + b"\n")
+    add("nofinalnewline", b"no final newline",
+        b"first line\nlast line without newline")
+    add("nofinalnewline-dot", b"no final newline, dot",
+        b"first line\n.")
+    add("blanklines", b"many blank lines",
+        b"\n" * 50 + b"text\n" + b"\n" * 50)
+    add("crlf", b"CRLF already in the file",
+        b"line one\r\nline two\r\n.\r\nline three\r\n")
+    add("manylines", b"many short lines",
+        b"".join(b"%d\n" % i for i in range(20000)))
+    msgs.append(("large", _large_message("large", large_size)))
+    return msgs
+
+
+def corpus_keys():
+    """The keys of build_corpus()'s messages, in delivery order."""
+    return [key for key, _ in build_corpus(large_size=0)]
+
+
+def small_corpus(prefix, count=3):
+    return [("%s-%d" % (prefix, i),
+             _headers("%s-%d" % (prefix, i), b"small %d" % i)
+             + b"\nsmall message %d\n" % i) for i in range(1, count + 1)]
+
+
+def message_key(lines_or_bytes):
+    """The X-Cpoplib-Test key of a message given as bytes or list of lines."""
+    if isinstance(lines_or_bytes, (bytes, bytearray)):
+        lines = lines_or_bytes.split(b"\n")
+    else:
+        lines = lines_or_bytes
+    for line in lines:
+        line = line.rstrip(b"\r")
+        if not line:
+            break
+        name, _, value = line.partition(b":")
+        if name.lower() == KEY_HEADER.lower():
+            return value.strip().decode()
+    return None
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _run(cmd, cwd=None):
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, timeout=120)
+    if proc.returncode:
+        raise DovecotError("%s failed (%d): %s" % (
+            " ".join(cmd), proc.returncode,
+            proc.stderr.decode(errors="replace")))
+    return proc
+
+
+def _descendants(pid):
+    """PIDs of all descendants of pid (Linux /proc)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry, "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # the comm field may hold spaces and parentheses: split after ')'
+        fields = stat[stat.rfind(b")") + 2:].split()
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    result, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            result.append(child)
+            todo.append(child)
+    return result
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] != b"Z"
+
+
+def _die_with_parent():
+    """preexec_fn: on Linux, SIGTERM dovecot's master when we die.
+
+    Covers a test process that is killed without running its clean-ups
+    (SIGKILL, SIGTERM, CI time-outs): the master then stops its children."""
+    try:
+        import ctypes
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+    PR_SET_PDEATHSIG = 1
+
+    def preexec():
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    return preexec
+
+
+def _pick_tmp_parent():
+    """A temp parent that unprivileged Dovecot processes can traverse."""
+    parent = os.path.realpath(tempfile.gettempdir())
+    if os.geteuid() == 0:
+        path = parent
+        while path != "/":
+            if not os.stat(path).st_mode & 0o001:
+                return "/tmp"
+            path = os.path.dirname(path)
+    return parent
+
+
+# --------------------------------------------------------------------------
+# the server
+
+class DovecotServer:
+    """A Dovecot instance in a temporary directory, see the module docstring.
+
+    Attributes after start(): host, pop3_port, pop3s_port, ca_file, version,
+    users (name -> password), expected (user -> {key: file bytes}),
+    apop_available, workdir.
+    """
+
+    host = HOST
+    tls_hostname = TLS_HOSTNAME
+
+    def __init__(self, large_size=LARGE_SIZE):
+        self.binary = find_dovecot()
+        if self.binary is None:
+            raise DovecotUnavailable(
+                "dovecot is not installed "
+                "(apt-get install dovecot-core dovecot-pop3d)")
+        self.openssl = shutil.which("openssl")
+        if self.openssl is None:
+            raise DovecotUnavailable(
+                "the openssl CLI is not installed (apt-get install openssl)")
+        self.version = dovecot_version(self.binary)
+        self.large_size = large_size
+        self.users = dict(USERS)
+        self.expected = {}
+        self.proc = None
+        self.workdir = None
+        self.pop3_port = self.pop3s_port = None
+        self.internal_group = "dovecot"
+
+    # -- context manager -------------------------------------------------
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- set-up ------------------------------------------------------------
+
+    def _accounts(self):
+        """uid/gid that owns the mail, and Dovecot's internal/login users."""
+        if os.geteuid() != 0:
+            # rootless Dovecot: every process runs as the invoking user
+            me = pwd.getpwuid(os.geteuid())
+            self.internal_group = grp.getgrgid(os.getegid()).gr_name
+            return me.pw_uid, me.pw_gid, me.pw_name, me.pw_name
+        try:
+            mail = pwd.getpwnam("nobody")
+        except KeyError:
+            raise DovecotError("user 'nobody' is missing") from None
+        for name in ("dovecot", "dovenull"):
+            try:
+                pwd.getpwnam(name)
+            except KeyError:
+                raise DovecotError(
+                    "system user %r is missing; the dovecot-core package "
+                    "creates it" % name) from None
+        return mail.pw_uid, mail.pw_gid, "dovecot", "dovenull"
+
+    def start(self):
+        self.workdir = tempfile.mkdtemp(prefix="cpoplib-dovecot-",
+                                        dir=_pick_tmp_parent())
+        atexit.register(self.stop)
+        try:
+            os.chmod(self.workdir, 0o755)
+            (self.mail_uid, self.mail_gid,
+             self.internal_user, self.login_user) = self._accounts()
+            self._make_tls()
+            self._make_mailboxes()
+            self._write_passwd()
+            for attempt in range(3):
+                self.pop3_port, self.pop3s_port = _free_port(), _free_port()
+                if self.pop3_port == self.pop3s_port:
+                    continue
+                self._write_config()
+                if self._launch():
+                    break
+            else:
+                raise DovecotError("dovecot did not start:\n" + self.log())
+            self.apop_available = self._probe_apop()
+        except BaseException:
+            self.stop()
+            raise
+
+    def path(self, *parts):
+        return os.path.join(self.workdir, *parts)
+
+    def _make_tls(self):
+        tls = self.path("tls")
+        os.mkdir(tls)
+        with open(os.path.join(tls, "server.ext"), "w") as f:
+            f.write("basicConstraints = critical, CA:FALSE\n"
+                    "keyUsage = critical, digitalSignature, keyEncipherment\n"
+                    "extendedKeyUsage = serverAuth\n"
+                    "subjectAltName = DNS:%s\n"
+                    "subjectKeyIdentifier = hash\n"
+                    "authorityKeyIdentifier = keyid, issuer\n"
+                    % TLS_HOSTNAME)
+        with open(os.path.join(tls, "ca.ext"), "w") as f:
+            f.write("basicConstraints = critical, CA:TRUE\n"
+                    "keyUsage = critical, keyCertSign, cRLSign\n"
+                    "subjectKeyIdentifier = hash\n")
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+              "-nodes"]
+        _run([self.openssl, "req", "-new", *ec, "-keyout", "ca.key",
+              "-out", "ca.csr", "-subj", "/O=cpoplib tests/CN=cpoplib test CA"],
+             cwd=tls)
+        _run([self.openssl, "x509", "-req", "-in", "ca.csr", "-signkey",
+              "ca.key", "-out", "ca.pem", "-days", "30", "-extfile",
+              "ca.ext"], cwd=tls)
+        _run([self.openssl, "req", "-new", *ec, "-keyout", "server.key",
+              "-out", "server.csr", "-subj",
+              "/O=cpoplib tests/CN=%s" % TLS_HOSTNAME], cwd=tls)
+        _run([self.openssl, "x509", "-req", "-in", "server.csr", "-CA",
+              "ca.pem", "-CAkey", "ca.key", "-set_serial",
+              str(int.from_bytes(os.urandom(8), "big")), "-out",
+              "server.pem", "-days", "30", "-extfile", "server.ext"], cwd=tls)
+        for name in os.listdir(tls):
+            os.chmod(os.path.join(tls, name),
+                     0o600 if name.endswith(".key") else 0o644)
+        self.ca_file = os.path.join(tls, "ca.pem")
+        self.cert_file = os.path.join(tls, "server.pem")
+        self.key_file = os.path.join(tls, "server.key")
+
+    def home(self, user):
+        return self.path("home", user)
+
+    def maildir(self, user):
+        return os.path.join(self.home(user), "Maildir")
+
+    def _chown_tree(self, top):
+        if os.geteuid() != 0:
+            return
+        for root, dirs, files in os.walk(top):
+            os.chown(root, self.mail_uid, self.mail_gid)
+            for name in files:
+                os.chown(os.path.join(root, name),
+                         self.mail_uid, self.mail_gid)
+
+    def _make_mailboxes(self):
+        os.mkdir(self.path("home"))
+        os.chmod(self.path("home"), 0o755)
+        contents = {
+            "alice": build_corpus(self.large_size),
+            "bob": small_corpus("bob"),
+            "carol": [],
+            "dave": small_corpus("dave", 2),
+        }
+        for user in self.users:
+            os.mkdir(self.home(user))
+            mailbox.Maildir(self.maildir(user), create=True).close()
+            self.expected[user] = {}
+            self.add_messages(user, contents[user])
+
+    def add_messages(self, user, messages):
+        """Deliver [(key, bytes)] to user's Maildir (also while running).
+
+        Returns {key: file bytes}; the file bytes are read back from disk,
+        they are what a RETR must reproduce (after LF -> CRLF).
+        """
+        box = mailbox.Maildir(self.maildir(user), create=False)
+        added = {}
+        try:
+            for key, data in messages:
+                with box.get_file(box.add(data)) as f:
+                    added[key] = f.read()
+        finally:
+            box.close()
+        self._chown_tree(self.home(user))
+        self.expected.setdefault(user, {}).update(added)
+        return added
+
+    def message_files(self, user):
+        """{key: path} of the files now in user's Maildir (new/ and cur/)."""
+        for attempt in range(5):
+            result = {}
+            try:
+                for sub in ("new", "cur"):
+                    d = os.path.join(self.maildir(user), sub)
+                    for name in os.listdir(d):
+                        p = os.path.join(d, name)
+                        with open(p, "rb") as f:
+                            result[message_key(f.read(4096))] = p
+                return result
+            except FileNotFoundError:     # Dovecot renamed it meanwhile
+                time.sleep(0.05)
+        raise DovecotError("Maildir of %s keeps changing" % user)
+
+    def _write_passwd(self):
+        lines = []
+        for user, password in self.users.items():
+            extra = ""
+            if user == LOCKED_USER:
+                extra = "userdb_pop3_lock_session=yes"
+            lines.append("%s:{PLAIN}%s:%d:%d::%s::%s\n" % (
+                user, password, self.mail_uid, self.mail_gid,
+                self.home(user), extra))
+        self.passwd_file = self.path("passwd")
+        with open(self.passwd_file, "w") as f:
+            f.writelines(lines)
+        os.chmod(self.passwd_file, 0o644)
+
+    def _common_config(self):
+        return {
+            "base_dir": self.path("run"),
+            "state_dir": self.path("state"),
+            "log_path": self.path("dovecot.log"),
+            "instance_name": "cpoplib-test-%d" % os.getpid(),
+            "protocols": "pop3",
+            "listen": HOST,
+            "ssl": "yes",
+            "login_greeting": "cpoplib test server ready.",
+            "auth_mechanisms":
+                "plain login cram-md5 scram-sha-1 scram-sha-256 apop",
+            "auth_verbose": "yes",
+            # no 2 s delay after a failed login; see also anvil-auth-penalty
+            "auth_failure_delay": "0",
+            "first_valid_uid": str(min(self.mail_uid, 1)),
+            "first_valid_gid": str(min(self.mail_gid, 1)),
+            "default_internal_user": self.internal_user,
+            "default_login_user": self.login_user,
+            "default_internal_group": self.internal_group,
+            "pop3_lock_session": "no",
+            "mail_uid": str(self.mail_uid),
+            "mail_gid": str(self.mail_gid),
+        }
+
+    def _services(self):
+        return ("service pop3-login {\n"
+                "  chroot =\n"
+                "  inet_listener pop3 {\n"
+                "    address = %s\n"
+                "    port = %d\n"
+                "  }\n"
+                "  inet_listener pop3s {\n"
+                "    address = %s\n"
+                "    port = %d\n"
+                "    ssl = yes\n"
+                "  }\n"
+                "}\n"
+                "service anvil {\n"
+                "  chroot =\n"
+                "  unix_listener anvil-auth-penalty {\n"
+                "    mode = 0\n"
+                "  }\n"
+                "}\n" % (HOST, self.pop3_port, HOST, self.pop3s_port))
+
+    def _config_23(self):
+        s = self._common_config()
+        s.update({
+            "ssl_cert": "<" + self.cert_file,
+            "ssl_key": "<" + self.key_file,
+            "disable_plaintext_auth": "no",
+            "mail_location": "maildir:~/Maildir",
+        })
+        body = "".join("%s = %s\n" % kv for kv in s.items())
+        body += ("passdb {\n"
+                 "  driver = passwd-file\n"
+                 "  args = scheme=PLAIN %s\n"
+                 "}\n"
+                 "userdb {\n"
+                 "  driver = passwd-file\n"
+                 "  args = %s\n"
+                 "}\n" % (self.passwd_file, self.passwd_file))
+        return body + self._services()
+
+    def _config_24(self):
+        s = self._common_config()
+        s.update({
+            "ssl_server_cert_file": self.cert_file,
+            "ssl_server_key_file": self.key_file,
+            "auth_allow_cleartext": "yes",
+            "mail_driver": "maildir",
+            "mail_path": "~/Maildir",
+        })
+        # dovecot_config_version must be the first setting
+        ver = "%d.%d.%d" % self.version
+        body = ("dovecot_config_version = %s\n"
+                "dovecot_storage_version = %s\n" % (ver, ver))
+        body += "".join("%s = %s\n" % kv for kv in s.items())
+        body += ("passdb passwd-file {\n"
+                 "  passwd_file_path = %s\n"
+                 "}\n"
+                 "userdb passwd-file {\n"
+                 "  passwd_file_path = %s\n"
+                 "}\n" % (self.passwd_file, self.passwd_file))
+        return body + self._services()
+
+    def _write_config(self):
+        self.config_file = self.path("dovecot.conf")
+        text = (self._config_24() if self.version[:2] >= (2, 4)
+                else self._config_23())
+        with open(self.config_file, "w") as f:
+            f.write("# generated by cpoplib's tests/dovecot_server.py\n")
+            f.write(text)
+
+    def _launch(self):
+        """Start dovecot in the foreground; True once both ports answer.
+
+        False if it exited because a port was taken (the caller retries)."""
+        for d in ("run", "state"):
+            if not os.path.isdir(self.path(d)):
+                os.mkdir(self.path(d))
+        stderr = open(self.path("dovecot.stderr"), "ab")
+        try:
+            self.proc = subprocess.Popen(
+                [self.binary, "-F", "-c", self.config_file],
+                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+                cwd=self.workdir, preexec_fn=_die_with_parent())
+        finally:
+            stderr.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                log = self.log()
+                self.proc = None
+                if "Address already in use" in log:
+                    return False
+                raise DovecotError("dovecot exited at start-up:\n" + log)
+            if self._greets(self.pop3_port) and self._listens(self.pop3s_port):
+                return True
+            time.sleep(0.05)
+        raise DovecotError("dovecot did not answer within 30 s:\n"
+                           + self.log())
+
+    def _greets(self, port):
+        try:
+            with socket.create_connection((HOST, port), timeout=5) as s:
+                return s.recv(512).startswith(b"+OK")
+        except OSError:
+            return False
+
+    def _listens(self, port):
+        try:
+            socket.create_connection((HOST, port), timeout=5).close()
+            return True
+        except OSError:
+            return False
+
+    def _probe_apop(self):
+        with socket.create_connection((HOST, self.pop3_port), timeout=10) as s:
+            greeting = s.recv(512)
+            s.sendall(b"QUIT\r\n")
+        return re.search(rb"<[^<>]+>", greeting) is not None
+
+    def log(self):
+        """The server's stderr and log file (for error messages)."""
+        text = []
+        for name in ("dovecot.stderr", "dovecot.log"):
+            try:
+                with open(self.path(name), "rb") as f:
+                    text.append(f.read()[-20000:].decode(errors="replace"))
+            except (OSError, TypeError):
+                pass
+        return "\n".join(text)
+
+    # -- tear-down -------------------------------------------------------
+
+    def stop(self):
+        """Stop dovecot and all its processes; remove the work directory."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            pids = _descendants(proc.pid)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+            deadline = time.monotonic() + 10
+            while any(_alive(p) for p in pids):
+                if time.monotonic() > deadline:
+                    for p in pids:
+                        if _alive(p):
+                            try:
+                                os.kill(p, signal.SIGKILL)
+                            except OSError:
+                                pass
+                    break
+                time.sleep(0.05)
+        workdir, self.workdir = self.workdir, None
+        if workdir and os.path.isdir(workdir):
+            if os.environ.get("CPOPLIB_DOVECOT_KEEP", "") not in ("", "0"):
+                print("cpoplib: Dovecot work directory kept in", workdir)
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":   # manual check: start, print, wait for Ctrl-C
+    with DovecotServer(large_size=1024 * 1024) as srv:
+        print("dovecot %d.%d.%d in %s" % (srv.version + (srv.workdir,)))
+        print("POP3 127.0.0.1:%d  POP3S 127.0.0.1:%d  CA %s" % (
+            srv.pop3_port, srv.pop3s_port, srv.ca_file))
+        print("users:", srv.users, "APOP:", srv.apop_available)
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
