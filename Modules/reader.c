@@ -17,7 +17,7 @@
 #include "cpoplib.h"
 
 /* Size of the buffer and of each recv_into() request. */
-#define READER_CHUNK ((Py_ssize_t)256 * 1024)
+#define READER_CHUNK ((Py_ssize_t)64 * 1024)
 
 static int
 reader_check_open(ReaderObject *r)
@@ -57,8 +57,8 @@ reader_fill(ReaderObject *r, Py_ssize_t need)
         r->end = avail;
     }
     if (cap - r->pos < need) {
-        Py_ssize_t target = need > cap * 2 ? need : cap * 2;
-        if (PyByteArray_Resize(buffer, target) < 0) {
+        /* callers grow `need` geometrically (reader_need) */
+        if (PyByteArray_Resize(buffer, r->pos + need) < 0) {
             return -1;
         }
         cap = PyByteArray_GET_SIZE(buffer);
