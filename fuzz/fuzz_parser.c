@@ -1,0 +1,622 @@
+/* fuzz_parser.c -- libFuzzer harness for Modules/pop3_parser.c.
+ *
+ * Input layout:
+ *
+ *   byte 0-1   limit = 1 + (little-endian u16 % 4096), i.e. 1..4096
+ *              (poplib uses limit = _MAXLINE + 1 = 2049)
+ *   byte 2     k = byte & 15: number of split-schedule bytes that follow
+ *   k bytes    chunk sizes (each byte b means b + 1 bytes), used cyclically
+ *              to deliver the stream to a simulated reader; k = 0 means a
+ *              fixed chunk size of 7
+ *   rest       the server byte stream
+ *
+ * For the stream, a simulated reader (fixed buffer of exactly `limit`
+ * bytes, compaction before every refill, chunks delivered at the split
+ * points, `at_eof` once the stream is exhausted) pulls lines through
+ * pop3_next_line() in single-line mode and in multi-line mode (status
+ * line, then pop3_unstuff() on each line until the terminator, like
+ * poplib's _getlongresp), and the result must equal a one-shot parse of
+ * the whole stream.  Every event is checked against independent
+ * reimplementations of poplib's rules written below.
+ *
+ * The same input is also given to pop3_apop_timestamp() (checked against
+ * a naive backtracking transcription of re.match(rb'\+OK.[^<]*(<.*>)'))
+ * and pop3_find_control().
+ *
+ * Any violated invariant calls abort().  Build with
+ *   clang -fsanitize=fuzzer,address,undefined -I Modules \
+ *         fuzz/fuzz_parser.c Modules/pop3_parser.c
+ * or, without libFuzzer (replays files / directories given on the command
+ * line, plus optional random inputs: -r N):
+ *   gcc -DFUZZ_STANDALONE -fsanitize=address,undefined -I Modules \
+ *         fuzz/fuzz_parser.c Modules/pop3_parser.c
+ */
+#include "pop3_parser.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHECK(cond)                                                        \
+    do {                                                                   \
+        if (!(cond)) {                                                     \
+            fprintf(stderr, "fuzz_parser.c:%d: invariant violated: %s\n",  \
+                    __LINE__, #cond);                                      \
+            abort();                                                       \
+        }                                                                  \
+    } while (0)
+
+/* ------------------------------------------------------------------ */
+/* Events                                                              */
+
+enum { EV_LINE = 1, EV_TOO_LONG = 2, EV_EOF = 3 };
+
+typedef struct {
+    int kind;
+    size_t offset;        /* stream offset of the first byte of the line */
+    size_t raw_len;
+    size_t start, len, octets;
+    int is_terminator;
+    int unstuffed;        /* pop3_unstuff() was applied */
+} event;
+
+typedef struct {
+    event *ev;
+    size_t n, cap;
+} event_log;
+
+static void
+log_push(event_log *log, const event *e)
+{
+    if (log->n == log->cap) {
+        size_t cap = log->cap ? log->cap * 2 : 64;
+        event *p = realloc(log->ev, cap * sizeof(*p));
+        CHECK(p != NULL);
+        log->ev = p;
+        log->cap = cap;
+    }
+    log->ev[log->n++] = *e;
+}
+
+/* ------------------------------------------------------------------ */
+/* Independent reference of poplib's _getline stripping                */
+
+static void
+ref_strip(const unsigned char *raw, size_t n, size_t *start, size_t *len)
+{
+    /* line[-2:] == CRLF -> line[:-2]; line[:1] == CR -> line[1:-1];
+       else line[:-1]  (Python slices clamp at 0) */
+    if (n >= 2 && raw[n - 2] == 13 && raw[n - 1] == 10) {
+        *start = 0;
+        *len = n - 2;
+    }
+    else if (raw[0] == 13) {
+        *start = 1;
+        *len = n >= 2 ? n - 2 : 0;
+    }
+    else {
+        *start = 0;
+        *len = n - 1;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* The simulated reader                                                */
+
+typedef struct {
+    const unsigned char *stream;
+    size_t total;
+    size_t limit;
+    const unsigned char *sched;   /* chunk sizes, NULL: one shot */
+    size_t nsched;
+    int multi;
+} run_params;
+
+/* Call pop3_next_line on an exactly-sized heap copy so that ASan sees
+   any read outside buf[0..n). */
+static pop3_status
+next_line_exact(const unsigned char *buf, size_t n, size_t limit,
+                int at_eof, pop3_line *line, unsigned char **copy)
+{
+    pop3_status st;
+
+    *copy = malloc(n ? n : 1);
+    CHECK(*copy != NULL);
+    if (n) {
+        memcpy(*copy, buf, n);
+    }
+    memset(line, 0xA5, sizeof(*line));
+    st = pop3_next_line((const char *)*copy, n, limit, at_eof, line);
+    return st;
+}
+
+static void
+run_reader(const run_params *p, event_log *log)
+{
+    size_t limit = p->limit;
+    size_t cap = limit;               /* a reader never needs more */
+    unsigned char *buf = malloc(cap);
+    size_t have = 0;                  /* bytes in buf */
+    size_t fed = 0;                   /* stream bytes given to buf */
+    size_t consumed = 0;              /* stream bytes consumed as lines */
+    size_t sched_i = 0;
+    int at_eof = 0;
+    int in_body = 0;                  /* multi-line: inside a response */
+    size_t iterations = 0;
+    size_t max_iterations = 4 * (p->total + 4);
+
+    CHECK(buf != NULL);
+    if (p->sched == NULL) {
+        /* one shot: the whole stream at once, already at EOF.  Use a
+           buffer as large as the stream. */
+        free(buf);
+        cap = p->total ? p->total : 1;
+        buf = malloc(cap);
+        CHECK(buf != NULL);
+        if (p->total) {
+            memcpy(buf, p->stream, p->total);
+        }
+        have = fed = p->total;
+        at_eof = 1;
+    }
+
+    for (;;) {
+        pop3_line line;
+        unsigned char *copy;
+        pop3_status st;
+        event e;
+
+        CHECK(++iterations <= max_iterations);        /* termination */
+        st = next_line_exact(buf, have, limit, at_eof, &line, &copy);
+        memset(&e, 0, sizeof(e));
+        e.offset = consumed;
+
+        switch (st) {
+        case POP3_NEED_MORE:
+            CHECK(!at_eof);
+            CHECK(have < limit);
+            CHECK(memchr(buf, '\n', have) == NULL);
+            free(copy);
+            /* refill: the buffer was compacted after the last line */
+            if (fed == p->total) {
+                at_eof = 1;
+                continue;
+            }
+            {
+                size_t chunk = p->nsched ? (size_t)p->sched[sched_i++ % p->nsched] + 1
+                                         : 7;
+                size_t room = cap - have;
+                CHECK(room > 0);
+                if (chunk > room) {
+                    chunk = room;
+                }
+                if (chunk > p->total - fed) {
+                    chunk = p->total - fed;
+                }
+                memcpy(buf + have, p->stream + fed, chunk);
+                have += chunk;
+                fed += chunk;
+            }
+            continue;
+
+        case POP3_TOO_LONG:
+            CHECK(have >= limit);
+            CHECK(limit == 1 || memchr(buf, '\n', limit - 1) == NULL);
+            free(copy);
+            e.kind = EV_TOO_LONG;
+            e.raw_len = limit;                       /* consume exactly limit */
+            log_push(log, &e);
+            consumed += limit;
+            memmove(buf, buf + limit, have - limit);
+            have -= limit;
+            in_body = 0;
+            continue;
+
+        case POP3_EOF:
+            CHECK(at_eof);
+            CHECK(have == 0);
+            free(copy);
+            e.kind = EV_EOF;
+            log_push(log, &e);
+            /* every byte consumed exactly once */
+            CHECK(consumed == p->total);
+            CHECK(fed == p->total);
+            free(buf);
+            return;
+
+        case POP3_LINE: {
+            size_t rs, rl;
+            const unsigned char *lf;
+
+            CHECK(line.raw_len >= 1);
+            CHECK(line.raw_len <= have);
+            CHECK(line.raw_len <= limit - 1);
+            CHECK(line.start <= line.raw_len);
+            CHECK(line.len <= line.raw_len - line.start);
+            CHECK(line.octets == line.raw_len);
+            CHECK(line.is_terminator == 0);
+            /* the line ends at the first LF, or is the EOF tail */
+            lf = memchr(copy, '\n', line.raw_len);
+            if (lf != NULL) {
+                CHECK((size_t)(lf - copy) == line.raw_len - 1);
+            }
+            else {
+                CHECK(at_eof && line.raw_len == have);
+            }
+            ref_strip(copy, line.raw_len, &rs, &rl);
+            CHECK(line.start == rs && line.len == rl);
+
+            if (p->multi && in_body) {
+                pop3_line before = line;
+                const unsigned char *pl = copy + before.start;
+                int lone_dot = before.len == 1 && pl[0] == '.';
+                int stuffed = before.len >= 2 && pl[0] == '.' && pl[1] == '.';
+
+                pop3_unstuff((const char *)copy, &line);
+                e.unstuffed = 1;
+                CHECK(line.raw_len == before.raw_len);
+                CHECK(line.start + line.len <= line.raw_len);
+                CHECK(line.is_terminator == lone_dot);
+                if (stuffed) {
+                    CHECK(line.octets == line.raw_len - 1);
+                    CHECK(line.start == before.start + 1);
+                    CHECK(line.len == before.len - 1);
+                    CHECK(copy[line.start - 1] == '.' && copy[line.start] == '.');
+                }
+                else {
+                    CHECK(line.octets == line.raw_len);
+                    CHECK(line.start == before.start);
+                    CHECK(line.len == before.len);
+                }
+                if (line.is_terminator) {
+                    in_body = 0;
+                }
+            }
+            else if (p->multi) {
+                in_body = 1;     /* that was the status line */
+            }
+            CHECK(line.octets == line.raw_len || line.octets == line.raw_len - 1);
+
+            e.kind = EV_LINE;
+            e.raw_len = line.raw_len;
+            e.start = line.start;
+            e.len = line.len;
+            e.octets = line.octets;
+            e.is_terminator = line.is_terminator;
+            log_push(log, &e);
+            consumed += line.raw_len;
+            memmove(buf, buf + line.raw_len, have - line.raw_len);
+            have -= line.raw_len;
+            free(copy);
+            continue;
+        }
+        default:
+            CHECK(0 && "unknown status");
+        }
+    }
+}
+
+static void
+check_same(const event_log *a, const event_log *b)
+{
+    CHECK(a->n == b->n);
+    for (size_t i = 0; i < a->n; i++) {
+        const event *x = &a->ev[i], *y = &b->ev[i];
+        CHECK(x->kind == y->kind);
+        CHECK(x->offset == y->offset);
+        CHECK(x->raw_len == y->raw_len);
+        CHECK(x->start == y->start);
+        CHECK(x->len == y->len);
+        CHECK(x->octets == y->octets);
+        CHECK(x->is_terminator == y->is_terminator);
+        CHECK(x->unstuffed == y->unstuffed);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* pop3_strip_line on its own                                           */
+
+static void
+check_strip(const unsigned char *data, size_t size)
+{
+    size_t n = size < 8 ? size : 8;
+    pop3_line line;
+    size_t rs, rl;
+    unsigned char *copy;
+
+    if (n == 0) {
+        return;
+    }
+    copy = malloc(n);
+    CHECK(copy != NULL);
+    memcpy(copy, data + size - n, n);
+    pop3_strip_line((const char *)copy, n, &line);
+    ref_strip(copy, n, &rs, &rl);
+    CHECK(line.raw_len == n && line.octets == n && !line.is_terminator);
+    CHECK(line.start == rs && line.len == rl);
+    free(copy);
+}
+
+/* ------------------------------------------------------------------ */
+/* APOP timestamp: a naive backtracking transcription of                */
+/*     re.match(rb'\+OK.[^<]*(<.*>)', s)                               */
+/* '.' matches any byte except LF; [^<] matches any byte except '<'.    */
+
+static int
+ref_apop(const unsigned char *s, size_t n, size_t *gs, size_t *ge)
+{
+    size_t run, i, j, e;
+
+    if (n < 4 || s[0] != '+' || s[1] != 'O' || s[2] != 'K' || s[3] == '\n') {
+        return 0;
+    }
+    /* [^<]* is greedy: the longest run first, then shorter ones */
+    run = 4;
+    while (run < n && s[run] != '<') {
+        run++;
+    }
+    for (i = run + 1; i-- > 4;) {          /* i: where '<' must be */
+        if (i >= n || s[i] != '<') {
+            continue;
+        }
+        /* .* greedy from i + 1 */
+        e = i + 1;
+        while (e < n && s[e] != '\n') {
+            e++;
+        }
+        for (j = e + 1; j-- > i + 1;) {    /* j: where '>' must be */
+            if (j < n && s[j] == '>') {
+                *gs = i;
+                *ge = j + 1;
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+static void
+check_apop(const unsigned char *data, size_t size)
+{
+    unsigned char *copy = calloc(1, size ? size : 1);
+    size_t start = (size_t)-1, len = (size_t)-1, rs = 0, re_ = 0;
+    int got, want;
+
+    CHECK(copy != NULL);
+    if (size) {
+        memcpy(copy, data, size);
+    }
+    got = pop3_apop_timestamp((const char *)copy, size, &start, &len);
+    want = ref_apop(copy, size, &rs, &re_);
+    CHECK(got == 0 || got == 1);
+    CHECK(got == want);
+    if (got) {
+        CHECK(start < size);
+        CHECK(len >= 2);
+        CHECK(len <= size - start);
+        CHECK(copy[start] == '<');
+        CHECK(copy[start + len - 1] == '>');
+        CHECK(memchr(copy + start, '\n', len) == NULL);
+        CHECK(start == rs && start + len == re_);
+    }
+    free(copy);
+}
+
+/* With a "+OK" prefix forced, so that the interesting part of
+   pop3_apop_timestamp is reached by most inputs. */
+static void
+check_apop_prefixed(const unsigned char *data, size_t size)
+{
+    unsigned char *s = malloc(size + 3);
+
+    CHECK(s != NULL);
+    memcpy(s, "+OK", 3);
+    if (size) {
+        memcpy(s + 3, data, size);
+    }
+    check_apop(s, size + 3);
+    free(s);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+check_find_control(const unsigned char *data, size_t size)
+{
+    unsigned char *copy = calloc(1, size ? size : 1);
+    size_t i, want = size;
+
+    CHECK(copy != NULL);
+    if (size) {
+        memcpy(copy, data, size);
+    }
+    for (i = 0; i < size; i++) {
+        if (copy[i] <= 0x1F || copy[i] == 0x7F) {
+            want = i;
+            break;
+        }
+    }
+    CHECK(pop3_find_control((const char *)copy, size) == want);
+    free(copy);
+}
+
+/* ------------------------------------------------------------------ */
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    run_params p;
+    size_t hdr;
+    event_log oneshot = {0}, chunked = {0};
+
+    check_apop(data, size);
+    check_apop_prefixed(data, size);
+    check_find_control(data, size);
+    check_strip(data, size);
+
+    if (size < 3) {
+        return 0;
+    }
+    p.limit = 1 + ((size_t)data[0] | ((size_t)data[1] << 8)) % 4096;
+    p.nsched = data[2] & 15;
+    hdr = 3 + p.nsched;
+    if (size < hdr) {
+        return 0;
+    }
+    p.sched = data + 3;
+    p.stream = data + hdr;
+    p.total = size - hdr;
+
+    for (int multi = 0; multi <= 1; multi++) {
+        run_params one = p;
+
+        p.multi = multi;
+        one.multi = multi;
+        one.sched = NULL;
+        one.nsched = 0;
+        oneshot.n = chunked.n = 0;
+        run_reader(&one, &oneshot);
+        run_reader(&p, &chunked);
+        check_same(&oneshot, &chunked);
+        if (p.nsched == 0) {
+            /* also byte-at-a-time */
+            static const unsigned char one_byte[1] = {0};
+            run_params bytewise = p;
+
+            bytewise.sched = one_byte;
+            bytewise.nsched = 1;
+            chunked.n = 0;
+            run_reader(&bytewise, &chunked);
+            check_same(&oneshot, &chunked);
+        }
+    }
+    free(oneshot.ev);
+    free(chunked.ev);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+#ifdef FUZZ_STANDALONE
+#include <dirent.h>
+#include <sys/stat.h>
+
+static int
+replay_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf;
+    long n;
+
+    if (f == NULL) {
+        perror(path);
+        return 1;
+    }
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = malloc(n ? (size_t)n : 1);
+    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        fprintf(stderr, "%s: read error\n", path);
+        fclose(f);
+        free(buf);
+        return 1;
+    }
+    fclose(f);
+    LLVMFuzzerTestOneInput(buf, (size_t)n);
+    free(buf);
+    return 0;
+}
+
+static int
+replay(const char *path, size_t *count)
+{
+    struct stat st;
+    int rc = 0;
+
+    if (stat(path, &st) != 0) {
+        perror(path);
+        return 1;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *de;
+
+        if (d == NULL) {
+            perror(path);
+            return 1;
+        }
+        while ((de = readdir(d)) != NULL) {
+            char sub[4096];
+
+            if (de->d_name[0] == '.') {
+                continue;
+            }
+            snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+            rc |= replay(sub, count);
+        }
+        closedir(d);
+        return rc;
+    }
+    (*count)++;
+    return replay_file(path);
+}
+
+/* xorshift64*: deterministic random inputs biased towards POP3 bytes */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t
+rng(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 2685821657736338717ull;
+}
+
+static void
+random_inputs(long iterations)
+{
+    static const char alphabet[] = "\r\n.<>+OK-ERR \r\n.\n\x00\xff";
+    unsigned char *buf = malloc(9000);
+
+    for (long it = 0; it < iterations; it++) {
+        size_t n = (size_t)(rng() % 9000);
+        size_t limit = (it % 3 == 0) ? 2048 : (size_t)(rng() % 64);
+
+        for (size_t i = 0; i < n; i++) {
+            uint64_t r = rng();
+            buf[i] = (r & 3) ? (unsigned char)alphabet[(r >> 8) % (sizeof(alphabet) - 1)]
+                             : (unsigned char)(r >> 16);
+        }
+        if (n >= 3) {
+            buf[0] = (unsigned char)(limit & 0xFF);
+            buf[1] = (unsigned char)(limit >> 8);
+        }
+        LLVMFuzzerTestOneInput(buf, n);
+    }
+    free(buf);
+}
+
+int
+main(int argc, char **argv)
+{
+    size_t count = 0;
+    int rc = 0;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-r") == 0 && i + 1 < argc) {
+            long iterations = strtol(argv[++i], NULL, 10);
+            random_inputs(iterations);
+            printf("fuzz_parser: %ld random inputs OK\n", iterations);
+            continue;
+        }
+        rc |= replay(argv[i], &count);
+    }
+    printf("fuzz_parser: replayed %zu inputs%s\n", count, rc ? " (with errors)" : "");
+    return rc;
+}
+#endif
