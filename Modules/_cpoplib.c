@@ -118,6 +118,7 @@ intern_names(cpoplib_state *st)
     INTERN(str_encoding, "encoding");
     INTERN(str_timestamp, "timestamp");
     INTERN(str_maxline, "_MAXLINE");
+    INTERN(str_max_response, "MAX_RESPONSE_SIZE");
     INTERN(str_create_socket, "_create_socket");
     INTERN(str_create_connection, "create_connection");
     INTERN(str_create_stdlib_context, "_create_stdlib_context");
@@ -294,6 +295,7 @@ module_exec(PyObject *module)
     if (PyModule_AddIntConstant(module, "POP3_PORT", 110) < 0
         || PyModule_AddIntConstant(module, "POP3_SSL_PORT", 995) < 0
         || PyModule_AddIntConstant(module, "_MAXLINE", 2048) < 0
+        || PyModule_AddObjectRef(module, "MAX_RESPONSE_SIZE", Py_None) < 0
         || PyModule_AddObjectRef(module, "HAVE_SSL",
                                  have_ssl ? Py_True : Py_False) < 0
         || PyModule_AddObjectRef(module, "CRLF", st->bytes_crlf) < 0) {
@@ -332,7 +334,8 @@ error:
     X(default_timeout) X(shut_rdwr) X(ssl_module) X(timestamp_re)           \
     X(str_host) X(str_port) X(str_sock) X(str_file) X(str_welcome)          \
     X(str_debugging) X(str_tls_established) X(str_context)                  \
-    X(str_encoding) X(str_timestamp) X(str_maxline) X(str_create_socket)    \
+    X(str_encoding) X(str_timestamp) X(str_maxline) X(str_max_response)     \
+    X(str_create_socket)    \
     X(str_create_connection) X(str_create_stdlib_context)                   \
     X(str_wrap_socket) X(str_server_hostname) X(str_makefile)               \
     X(str_sendall) X(str_recv_into) X(str_readline) X(str_close)            \

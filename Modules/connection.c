@@ -570,6 +570,35 @@ current_maxline(cpoplib_state *st, Py_ssize_t *maxline)
     return 0;
 }
 
+/* The package's MAX_RESPONSE_SIZE: bytes a multi-line response body may
+ * take on the wire, or -1 (None, the default: no limit, as poplib). */
+static int
+current_response_cap(cpoplib_state *st, Py_ssize_t *cap)
+{
+    PyObject *value = PyDict_GetItemWithError(st->namespace,
+                                              st->str_max_response);
+
+    *cap = -1;
+    if (value == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    if (value == Py_None) {
+        return 0;
+    }
+    Py_INCREF(value);
+    *cap = PyNumber_AsSsize_t(value, PyExc_OverflowError);
+    Py_DECREF(value);
+    if (*cap == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (*cap < 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "MAX_RESPONSE_SIZE must be None or >= 0");
+        return -1;
+    }
+    return 0;
+}
+
 static int
 is_reader(cpoplib_state *st, PyObject *file)
 {
@@ -747,9 +776,10 @@ error:
  * the reader's buffer into `lines`, no Python call per line. */
 static int
 read_body_fast(cpoplib_state *st, ReaderObject *reader, PyObject *lines,
-               unsigned long long *octets)
+               Py_ssize_t cap, unsigned long long *octets)
 {
     Py_ssize_t maxline;
+    size_t total = 0;
 
     if (current_maxline(st, &maxline) < 0) {
         return -1;
@@ -768,6 +798,11 @@ read_body_fast(cpoplib_state *st, ReaderObject *reader, PyObject *lines,
         }
         if (rc == POP3_EOF) {
             cpoplib_error(st, "-ERR EOF");
+            return -1;
+        }
+        total += ln.raw_len;
+        if (cap >= 0 && total > (size_t)cap) {
+            cpoplib_error(st, "response too long");
             return -1;
         }
         pop3_unstuff(base, &ln);
@@ -792,10 +827,11 @@ read_body_fast(cpoplib_state *st, ReaderObject *reader, PyObject *lines,
  * Python override), with Python arithmetic on whatever it returns. */
 static int
 read_body_generic(POP3Object *self, cpoplib_state *st, PyObject *lines,
-                  PyObject **octets)
+                  Py_ssize_t cap, PyObject **octets)
 {
     PyObject *line = NULL, *o = NULL, *tmp;
     PyObject *one = PyLong_FromLong(1);
+    Py_ssize_t total = 0;
 
     if (one == NULL) {
         return -1;
@@ -805,6 +841,17 @@ read_body_generic(POP3Object *self, cpoplib_state *st, PyObject *lines,
 
         if (do_getline(self, st, &line, &o) < 0) {
             goto error;
+        }
+        if (cap >= 0 && PyLong_Check(o)) {
+            Py_ssize_t n = PyLong_AsSsize_t(o);
+            if (n == -1 && PyErr_Occurred()) {
+                goto error;
+            }
+            total += n > 0 ? n : 0;
+            if (total > cap) {
+                cpoplib_error(st, "response too long");
+                goto error;
+            }
         }
         rc = PyObject_RichCompareBool(line, st->bytes_dot, Py_NE);
         if (rc < 0) {
@@ -857,11 +904,15 @@ getlongresp_impl(POP3Object *self, cpoplib_state *st)
 {
     PyObject *resp = NULL, *lines = NULL, *octets = NULL, *file = NULL;
     PyObject *result = NULL;
+    Py_ssize_t cap;
     int fast = 0;
 
     resp = do_getresp(self, st);
     if (resp == NULL) {
         return NULL;
+    }
+    if (current_response_cap(st, &cap) < 0) {
+        goto done;
     }
     lines = PyList_New(0);
     if (lines == NULL) {
@@ -886,14 +937,15 @@ getlongresp_impl(POP3Object *self, cpoplib_state *st)
     }
     if (fast) {
         unsigned long long count = 0;
-        if (read_body_fast(st, (ReaderObject *)file, lines, &count) < 0) {
+        if (read_body_fast(st, (ReaderObject *)file, lines, cap, &count) < 0) {
             goto done;
         }
         octets = PyLong_FromUnsignedLongLong(count);
     }
     else {
         octets = PyLong_FromLong(0);
-        if (octets != NULL && read_body_generic(self, st, lines, &octets) < 0) {
+        if (octets != NULL
+            && read_body_generic(self, st, lines, cap, &octets) < 0) {
             goto done;
         }
     }

@@ -53,7 +53,7 @@ typedef struct {
     /* interned attribute and method names */
     PyObject *str_host, *str_port, *str_sock, *str_file, *str_welcome;
     PyObject *str_debugging, *str_tls_established, *str_context;
-    PyObject *str_encoding, *str_timestamp, *str_maxline;
+    PyObject *str_encoding, *str_timestamp, *str_maxline, *str_max_response;
     PyObject *str_create_socket, *str_create_connection;
     PyObject *str_create_stdlib_context, *str_wrap_socket;
     PyObject *str_server_hostname, *str_makefile, *str_sendall;

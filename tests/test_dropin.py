@@ -520,3 +520,29 @@ def test_concurrent_use_of_one_reader_is_refused():
         t.join(5)
         assert errors == [b"+OK late"]
         c.close()
+
+
+# ---- cpoplib extension: a cap on the size of one multi-line response ----
+
+@pytest.mark.parametrize("traced", [False, True], ids=["fast", "hooked"])
+def test_max_response_size(monkeypatch, traced):
+    reply = b"+OK\r\n" + (b"z" * 98 + b"\r\n") * 50 + b".\r\n"   # 5003 body bytes
+
+    cls = cpoplib.POP3
+    if traced:
+        class cls(cpoplib.POP3):
+            def _getline(self):
+                return super()._getline()
+
+    with Server(respond=lambda line: reply) as srv:
+        c = cls("127.0.0.1", srv.port, timeout=10)
+        assert len(c.retr(1)[1]) == 50                   # default: no cap
+        monkeypatch.setattr(cpoplib, "MAX_RESPONSE_SIZE", 5003)
+        assert len(c.retr(1)[1]) == 50                   # exactly at the cap
+        monkeypatch.setattr(cpoplib, "MAX_RESPONSE_SIZE", 5002)
+        with pytest.raises(cpoplib.error_proto, match="response too long"):
+            c.retr(1)
+        monkeypatch.setattr(cpoplib, "MAX_RESPONSE_SIZE", -1)
+        with pytest.raises(ValueError):
+            c.retr(1)
+        c.close()

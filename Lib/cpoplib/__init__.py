@@ -24,6 +24,7 @@ from ._cpoplib import (  # noqa: E402
     CRLF,
     HAVE_SSL,
     LF,
+    MAX_RESPONSE_SIZE,
     POP3,
     POP3_PORT,
     POP3_SSL_PORT,
@@ -38,8 +39,11 @@ if HAVE_SSL:
 
     __all__.append("POP3_SSL")
 
-# The C core reads _MAXLINE from this module's globals at run time, so
-# that `cpoplib._MAXLINE = N` works as `poplib._MAXLINE = N` does.
+# The C core reads _MAXLINE and MAX_RESPONSE_SIZE from this module's
+# globals at run time, so that `cpoplib._MAXLINE = N` works as
+# `poplib._MAXLINE = N` does.  MAX_RESPONSE_SIZE (cpoplib only; None, no
+# limit, by default as in poplib) caps the bytes of one multi-line
+# response: past it, error_proto('response too long').
 _cpoplib._bind_namespace(globals())
 
 # self.file is a SocketReader: let it pass isinstance(f, io.BufferedIOBase).
