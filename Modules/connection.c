@@ -72,7 +72,8 @@ restore_exception(PyObject *exc)
 #endif
 
 /* The pending exception gets `context` as its __context__, as if raised
- * while `context` was being handled.  Steals `context` (may be NULL). */
+ * while `context` was being handled; with none pending, `context` itself
+ * is raised again.  Steals `context` (may be NULL). */
 static void
 chain_context(PyObject *context)
 {
@@ -80,6 +81,10 @@ chain_context(PyObject *context)
         return;
     }
     PyObject *exc = fetch_exception();
+    if (exc == NULL) {
+        restore_exception(context);     /* nothing newer: re-raise it */
+        return;
+    }
     if (exc != context) {
         PyException_SetContext(exc, context);
     }
@@ -809,6 +814,8 @@ read_body_fast(cpoplib_state *st, ReaderObject *reader, PyObject *lines,
         if (ln.is_terminator) {
             return 0;
         }
+        /* No Python code can run between reading the line and copying
+           it out (bytes are not GC-tracked), so `base` is still valid. */
         PyObject *line = PyBytes_FromStringAndSize(base + ln.start,
                                                    (Py_ssize_t)ln.len);
         if (line == NULL) {
