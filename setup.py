@@ -15,6 +15,7 @@ from setuptools.command.build_ext import build_ext
 SOURCES = [
     "Modules/_cpoplib.c",
     "Modules/connection.c",
+    "Modules/commands.c",
     "Modules/reader.c",
     "Modules/pop3_parser.c",
 ]
@@ -51,7 +52,8 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
-cflags = ["-Wall", "-Wextra", "-Wshadow", "-Wstrict-prototypes",
+cflags = ["-fvisibility=hidden",   # only PyInit__cpoplib is exported
+          "-Wall", "-Wextra", "-Wshadow", "-Wstrict-prototypes",
           "-Wno-missing-field-initializers", "-Wno-unused-parameter"]
 ldflags = []
 if _flag("CPOPLIB_WERROR"):
@@ -69,7 +71,8 @@ setup(
         Extension(
             "cpoplib._cpoplib",
             sources=SOURCES,
-            depends=["Modules/cpoplib.h", "Modules/pop3_parser.h"],
+            depends=["Modules/cpoplib.h", "Modules/connection.h",
+                     "Modules/pop3_parser.h"],
             libraries=["crypto"],
             extra_compile_args=cflags,
             extra_link_args=ldflags,

@@ -16,20 +16,8 @@
  * Every function that calls back into Python keeps strong references to
  * the objects it uses: a hook, print() or close() may rebind attributes.
  */
-#include "cpoplib.h"
+#include "connection.h"
 
-typedef struct {
-    PyObject_HEAD
-    PyObject *dict;
-    PyObject *weakreflist;
-    PyObject *module;          /* owner of the state; strong */
-} POP3Object;
-
-static inline cpoplib_state *
-pop3_state(POP3Object *self)
-{
-    return PyModule_GetState(self->module);
-}
 
 /* ---- small helpers ---- */
 
@@ -95,7 +83,7 @@ chain_context(PyObject *context)
 }
 
 /* Replace the pending exception by error_proto(msg), chained to it. */
-static void
+void
 replace_error(cpoplib_state *st, const char *msg)
 {
     PyObject *cause = fetch_exception();
@@ -116,13 +104,13 @@ raise_error_obj(cpoplib_state *st, PyObject *obj)
     }
 }
 
-static int
+int
 set_attr(POP3Object *self, PyObject *name, PyObject *value)
 {
     return PyObject_SetAttr((PyObject *)self, name, value);
 }
 
-static PyObject *
+PyObject *
 get_attr(POP3Object *self, PyObject *name)
 {
     return PyObject_GetAttr((PyObject *)self, name);
@@ -131,7 +119,7 @@ get_attr(POP3Object *self, PyObject *name)
 /* Parse up to `max` arguments named `names` of a METH_FASTCALL |
  * METH_KEYWORDS method; the first `min` are required.  Missing optional
  * arguments are left NULL. */
-static int
+int
 parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
            PyObject *kwnames, const char *const *names, Py_ssize_t min,
            Py_ssize_t max, PyObject **out)
@@ -185,7 +173,7 @@ parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
 }
 
 /* `fmt % args`, exactly as poplib builds its command lines. */
-static PyObject *
+PyObject *
 format_command(const char *fmt, PyObject *args)
 {
     PyObject *format = PyUnicode_FromString(fmt), *line;
@@ -198,7 +186,7 @@ format_command(const char *fmt, PyObject *args)
     return line;
 }
 
-static PyObject *
+PyObject *
 format_command2(const char *fmt, PyObject *a, PyObject *b)
 {
     PyObject *args = PyTuple_Pack(2, a, b), *line;
@@ -212,7 +200,7 @@ format_command2(const char *fmt, PyObject *a, PyObject *b)
 }
 
 /* bytes(text, encoding) */
-static PyObject *
+PyObject *
 encode_text(PyObject *text, PyObject *encoding)
 {
     if (PyUnicode_Check(text) && PyUnicode_Check(encoding)) {
@@ -228,10 +216,8 @@ encode_text(PyObject *text, PyObject *encoding)
 
 /* ---- debugging output, as poplib prints it ---- */
 
-#define DEBUG_ON 1      /* `if self._debugging:` */
-#define DEBUG_WIRE 2    /* `if self._debugging > 1:` */
 
-static int
+int
 debug_flags(POP3Object *self, cpoplib_state *st)
 {
     PyObject *level = get_attr(self, st->str_debugging);
@@ -272,7 +258,7 @@ error:
 }
 
 /* print(tag, repr(obj)) with the builtin print */
-static int
+int
 debug_print(const char *tag, PyObject *obj)
 {
     PyObject *builtins = PyEval_GetBuiltins();
@@ -353,11 +339,10 @@ static PyObject *getresp_impl(POP3Object *, cpoplib_state *);
 static PyObject *getlongresp_impl(POP3Object *, cpoplib_state *);
 static PyObject *shortcmd_impl(POP3Object *, cpoplib_state *, PyObject *);
 static PyObject *longcmd_impl(POP3Object *, cpoplib_state *, PyObject *);
-static PyObject *capa_impl(POP3Object *, cpoplib_state *);
 static PyObject *close_impl(POP3Object *, cpoplib_state *);
 
 #define DEFINE_DISPATCH(NAME, HOOK)                                        \
-    static PyObject *                                                      \
+    PyObject *                                                             \
     do_##NAME(POP3Object *self, cpoplib_state *st, PyObject *arg)          \
     {                                                                      \
         int is_default = hook_is_default(self, st, HOOK);                  \
@@ -370,7 +355,7 @@ static PyObject *close_impl(POP3Object *, cpoplib_state *);
         return NAME##_impl(self, st, arg);                                 \
     }
 #define DEFINE_DISPATCH0(NAME, HOOK)                                       \
-    static PyObject *                                                      \
+    PyObject *                                                             \
     do_##NAME(POP3Object *self, cpoplib_state *st)                         \
     {                                                                      \
         int is_default = hook_is_default(self, st, HOOK);                  \
@@ -604,7 +589,7 @@ current_response_cap(cpoplib_state *st, Py_ssize_t *cap)
     return 0;
 }
 
-static int
+int
 is_reader(cpoplib_state *st, PyObject *file)
 {
     return Py_IS_TYPE(file, st->Reader_Type);
@@ -993,7 +978,7 @@ longcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
 }
 
 /* Send a command built from a C string and read the short response. */
-static PyObject *
+PyObject *
 simple_shortcmd(POP3Object *self, const char *command)
 {
     cpoplib_state *st = pop3_state(self);
@@ -1008,7 +993,7 @@ simple_shortcmd(POP3Object *self, const char *command)
 }
 
 /* Send `fmt % arg` and read the short (or long) response. */
-static PyObject *
+PyObject *
 formatted_cmd(POP3Object *self, const char *fmt, PyObject *arg, int longcmd)
 {
     cpoplib_state *st = pop3_state(self);
@@ -1027,7 +1012,7 @@ formatted_cmd(POP3Object *self, const char *fmt, PyObject *arg, int longcmd)
 /* What poplib does with sock.makefile('rb'): our own reader when the
  * socket is a socket.socket whose makefile() is the standard one, the
  * object's own makefile('rb') otherwise. */
-static PyObject *
+PyObject *
 make_file(cpoplib_state *st, PyObject *sock)
 {
     int is_socket = PyObject_IsInstance(sock, st->socket_type);
@@ -1241,254 +1226,7 @@ close_impl(POP3Object *self, cpoplib_state *st)
     Py_RETURN_NONE;
 }
 
-/* ---- CAPA, STAT, APOP, STLS ---- */
-
-static PyObject *
-capa_impl(POP3Object *self, cpoplib_state *st)
-{
-    PyObject *caps = NULL, *command, *resp = NULL, *rawcaps = NULL;
-    PyObject *it = NULL, *capline = NULL;
-
-    caps = PyDict_New();
-    if (caps == NULL) {
-        return NULL;
-    }
-    command = PyUnicode_FromString("CAPA");
-    if (command == NULL) {
-        goto error;
-    }
-    resp = do_longcmd(self, st, command);
-    Py_DECREF(command);
-    if (resp == NULL) {
-        goto error;
-    }
-    rawcaps = PySequence_GetItem(resp, 1);
-    it = rawcaps ? PyObject_GetIter(rawcaps) : NULL;
-    if (it == NULL) {
-        goto error;
-    }
-    while ((capline = PyIter_Next(it)) != NULL) {
-        PyObject *text, *words, *name = NULL, *args = NULL;
-        int rc = -1;
-
-        text = PyObject_CallMethodOneArg(capline, st->str_decode,
-                                         st->str_ascii);
-        words = text ? PyObject_CallMethodNoArgs(text, st->str_split) : NULL;
-        if (words != NULL) {
-            name = PySequence_GetItem(words, 0);
-            args = name ? PySequence_GetSlice(words, 1, PY_SSIZE_T_MAX)
-                        : NULL;
-            if (args != NULL) {
-                rc = PyObject_SetItem(caps, name, args);
-            }
-        }
-        Py_XDECREF(text);
-        Py_XDECREF(words);
-        Py_XDECREF(name);
-        Py_XDECREF(args);
-        Py_CLEAR(capline);
-        if (rc < 0) {
-            goto error;
-        }
-    }
-    if (PyErr_Occurred()) {
-        goto error;
-    }
-    Py_DECREF(it);
-    Py_DECREF(rawcaps);
-    Py_DECREF(resp);
-    return caps;
-
-error:
-    if (PyErr_ExceptionMatches(st->error_proto)) {
-        replace_error(st, "-ERR CAPA not supported by server");
-    }
-    Py_XDECREF(it);
-    Py_XDECREF(rawcaps);
-    Py_XDECREF(resp);
-    Py_DECREF(caps);
-    return NULL;
-}
-
-static PyObject *
-pop3_stat(POP3Object *self, PyObject *Py_UNUSED(ignored))
-{
-    cpoplib_state *st = pop3_state(self);
-    PyObject *resp, *fields = NULL, *count = NULL, *size = NULL;
-    PyObject *result = NULL;
-    Py_ssize_t n;
-    int debug;
-
-    resp = simple_shortcmd(self, "STAT");
-    if (resp == NULL) {
-        return NULL;
-    }
-    fields = PyObject_CallMethodNoArgs(resp, st->str_split);
-    if (fields == NULL) {
-        goto done;
-    }
-    debug = debug_flags(self, st);
-    if (debug < 0 || ((debug & DEBUG_ON) && debug_print("*stat*", fields) < 0)) {
-        goto done;
-    }
-    /* As CPython main validates it: error_proto, never IndexError or
-       ValueError, for a malformed +OK reply. */
-    n = PyObject_Length(fields);
-    if (n < 0) {
-        goto done;
-    }
-    if (n < 3) {
-        cpoplib_error(st, "Invalid STAT response format");
-        goto done;
-    }
-    for (Py_ssize_t i = 1; i <= 2; i++) {
-        PyObject *field = PySequence_GetItem(fields, i);
-        PyObject *value = field ? PyNumber_Long(field) : NULL;
-        Py_XDECREF(field);
-        if (value == NULL) {
-            if (field != NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
-                replace_error(st, "Invalid STAT response data: "
-                                  "non-numeric values");
-            }
-            goto done;
-        }
-        if (i == 1) {
-            count = value;
-        }
-        else {
-            size = value;
-        }
-    }
-    result = PyTuple_Pack(2, count, size);
-
-done:
-    Py_DECREF(resp);
-    Py_XDECREF(fields);
-    Py_XDECREF(count);
-    Py_XDECREF(size);
-    return result;
-}
-
-/* MD5 of timestamp + secret, as 32 hex digits (a str) */
-static PyObject *
-apop_digest(POP3Object *self, cpoplib_state *st, PyObject *secret)
-{
-    PyObject *welcome = NULL, *pattern = NULL, *joined = NULL;
-    PyObject *result = NULL;
-    char hex[33];
-
-    welcome = get_attr(self, st->str_welcome);
-    pattern = welcome ? get_attr(self, st->str_timestamp) : NULL;
-    if (pattern == NULL) {
-        goto done;
-    }
-    if (pattern == st->timestamp_re && PyBytes_Check(welcome)
-        && PyBytes_Check(secret)) {
-        /* the default pattern, matched in C in linear time */
-        size_t start, len;
-        if (!pop3_apop_timestamp(PyBytes_AS_STRING(welcome),
-                                 (size_t)PyBytes_GET_SIZE(welcome),
-                                 &start, &len)) {
-            cpoplib_error(st, "-ERR APOP not supported by server");
-            goto done;
-        }
-        Py_ssize_t slen = PyBytes_GET_SIZE(secret);
-        joined = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len + slen);
-        if (joined == NULL) {
-            goto done;
-        }
-        memcpy(PyBytes_AS_STRING(joined),
-               PyBytes_AS_STRING(welcome) + start, len);
-        memcpy(PyBytes_AS_STRING(joined) + len, PyBytes_AS_STRING(secret),
-               (size_t)slen);
-    }
-    else {
-        /* a subclass's own pattern: use it as poplib would */
-        PyObject *match = PyObject_CallMethodOneArg(pattern, st->str_match,
-                                                    welcome);
-        if (match == NULL) {
-            goto done;
-        }
-        int found = PyObject_IsTrue(match);
-        if (found <= 0) {
-            Py_DECREF(match);
-            if (found == 0) {
-                cpoplib_error(st, "-ERR APOP not supported by server");
-            }
-            goto done;
-        }
-        PyObject *one = PyLong_FromLong(1);
-        PyObject *group = one ? PyObject_CallMethodOneArg(match, st->str_group,
-                                                          one) : NULL;
-        Py_XDECREF(one);
-        Py_DECREF(match);
-        if (group == NULL) {
-            goto done;
-        }
-        joined = PyNumber_Add(group, secret);
-        Py_DECREF(group);
-        if (joined == NULL) {
-            goto done;
-        }
-    }
-    Py_buffer view;
-    if (PyObject_GetBuffer(joined, &view, PyBUF_SIMPLE) < 0) {
-        goto done;
-    }
-    int rc = cpoplib_md5_hex(view.buf, (size_t)view.len, hex);
-    PyBuffer_Release(&view);
-    if (rc == 0) {
-        result = PyUnicode_FromStringAndSize(hex, 32);
-    }
-
-done:
-    Py_XDECREF(welcome);
-    Py_XDECREF(pattern);
-    Py_XDECREF(joined);
-    return result;
-}
-
-PyDoc_STRVAR(pop3_apop_doc,
-"apop($self, /, user, password)\n--\n\n"
-"Log in with APOP: send the MD5 digest of the greeting's timestamp and\n"
-"the password.  Raises error_proto if the greeting has no timestamp.");
-
-static PyObject *
-pop3_apop(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
-          PyObject *kwnames)
-{
-    static const char *const names[] = {"user", "password"};
-    cpoplib_state *st = pop3_state(self);
-    PyObject *argv[2], *encoding, *secret, *digest, *line, *res;
-
-    if (parse_args("apop", args, nargs, kwnames, names, 2, 2, argv) < 0) {
-        return NULL;
-    }
-    encoding = get_attr(self, st->str_encoding);
-    if (encoding == NULL) {
-        return NULL;
-    }
-    secret = encode_text(argv[1], encoding);
-    Py_DECREF(encoding);
-    if (secret == NULL) {
-        return NULL;
-    }
-    digest = apop_digest(self, st, secret);
-    Py_DECREF(secret);
-    if (digest == NULL) {
-        return NULL;
-    }
-    line = format_command2("APOP %s %s", argv[0], digest);
-    Py_DECREF(digest);
-    if (line == NULL) {
-        return NULL;
-    }
-    res = do_shortcmd(self, st, line);
-    Py_DECREF(line);
-    return res;
-}
-
-static PyObject *
+PyObject *
 create_stdlib_context(cpoplib_state *st, PyObject *kwargs)
 {
     PyObject *factory, *empty, *context;
@@ -1505,7 +1243,7 @@ create_stdlib_context(cpoplib_state *st, PyObject *kwargs)
 }
 
 /* context.wrap_socket(sock, server_hostname=host) */
-static PyObject *
+PyObject *
 wrap_socket(cpoplib_state *st, PyObject *context, PyObject *sock,
             PyObject *host)
 {
@@ -1522,102 +1260,10 @@ wrap_socket(cpoplib_state *st, PyObject *context, PyObject *sock,
     return res;
 }
 
-PyDoc_STRVAR(pop3_stls_doc,
-"stls($self, /, context=None)\n--\n\n"
-"Switch the connection to TLS with STLS (RFC 2595).  Whatever the server\n"
-"sent after its +OK and before the handshake is discarded.");
-
-static PyObject *
-pop3_stls(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
-          PyObject *kwnames)
-{
-    static const char *const names[] = {"context"};
-    cpoplib_state *st = pop3_state(self);
-    PyObject *argv[1], *flag = NULL, *caps = NULL, *context = NULL;
-    PyObject *resp = NULL, *sock = NULL, *host = NULL, *tls = NULL;
-    PyObject *file = NULL, *result = NULL;
-    int truth;
-
-    if (parse_args("stls", args, nargs, kwnames, names, 0, 1, argv) < 0) {
-        return NULL;
-    }
-    if (st->ssl_module == NULL) {
-        cpoplib_error(st, "-ERR TLS support missing");
-        return NULL;
-    }
-    flag = get_attr(self, st->str_tls_established);
-    truth = flag ? PyObject_IsTrue(flag) : -1;
-    Py_XDECREF(flag);
-    if (truth < 0) {
-        return NULL;
-    }
-    if (truth) {
-        cpoplib_error(st, "-ERR TLS session already established");
-        return NULL;
-    }
-    caps = do_capa(self, st);
-    if (caps == NULL) {
-        return NULL;
-    }
-    truth = PySequence_Contains(caps, st->str_stls_cap);
-    if (truth <= 0) {
-        if (truth == 0) {
-            cpoplib_error(st, "-ERR STLS not supported by server");
-        }
-        goto done;
-    }
-    if (argv[0] == NULL || argv[0] == Py_None) {
-        context = create_stdlib_context(st, NULL);
-    }
-    else {
-        context = Py_NewRef(argv[0]);
-    }
-    if (context == NULL) {
-        goto done;
-    }
-    resp = simple_shortcmd(self, "STLS");
-    if (resp == NULL) {
-        goto done;
-    }
-    /* Bytes read after the +OK came in the clear: never let them pass
-       for TLS data (the CVE-2021-22947 class of bugs). */
-    file = get_attr(self, st->str_file);
-    if (file == NULL) {
-        PyErr_Clear();
-    }
-    else if (is_reader(st, file)) {
-        cpoplib_reader_discard((ReaderObject *)file);
-    }
-    Py_CLEAR(file);
-    sock = get_attr(self, st->str_sock);
-    host = sock ? get_attr(self, st->str_host) : NULL;
-    tls = host ? wrap_socket(st, context, sock, host) : NULL;
-    if (tls == NULL || set_attr(self, st->str_sock, tls) < 0) {
-        goto done;
-    }
-    Py_SETREF(tls, get_attr(self, st->str_sock));
-    file = tls ? make_file(st, tls) : NULL;
-    if (file == NULL || set_attr(self, st->str_file, file) < 0
-        || set_attr(self, st->str_tls_established, Py_True) < 0) {
-        goto done;
-    }
-    result = Py_NewRef(resp);
-
-done:
-    Py_XDECREF(caps);
-    Py_XDECREF(context);
-    Py_XDECREF(resp);
-    Py_XDECREF(sock);
-    Py_XDECREF(host);
-    Py_XDECREF(tls);
-    Py_XDECREF(file);
-    return result;
-}
-
 /* ---- the Python-visible methods ---- */
 
 /* Parse the single required argument `argname` of method `fname`. */
-static PyObject *
+PyObject *
 one_arg(const char *fname, const char *argname, PyObject *const *args,
         Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -1631,7 +1277,7 @@ one_arg(const char *fname, const char *argname, PyObject *const *args,
 }
 
 /* Parse the single optional argument `argname`; None when omitted. */
-static int
+int
 optional_arg(const char *fname, const char *argname, PyObject *const *args,
              Py_ssize_t nargs, PyObject *kwnames, PyObject **arg)
 {
@@ -1702,157 +1348,9 @@ pop3_getlongresp(POP3Object *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-pop3_capa(POP3Object *self, PyObject *Py_UNUSED(ignored))
-{
-    return capa_impl(self, pop3_state(self));
-}
-
-static PyObject *
 pop3_close(POP3Object *self, PyObject *Py_UNUSED(ignored))
 {
     return close_impl(self, pop3_state(self));
-}
-
-static PyObject *
-pop3_getwelcome(POP3Object *self, PyObject *Py_UNUSED(ignored))
-{
-    return get_attr(self, pop3_state(self)->str_welcome);
-}
-
-static PyObject *
-pop3_set_debuglevel(POP3Object *self, PyObject *const *args,
-                    Py_ssize_t nargs, PyObject *kwnames)
-{
-    PyObject *level = one_arg("set_debuglevel", "level", args, nargs,
-                              kwnames);
-    if (level == NULL
-        || set_attr(self, pop3_state(self)->str_debugging, level) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-#define COMMAND_1(NAME, ARGNAME, FMT)                                      \
-    static PyObject *                                                      \
-    pop3_##NAME(POP3Object *self, PyObject *const *args, Py_ssize_t nargs, \
-                PyObject *kwnames)                                         \
-    {                                                                      \
-        PyObject *arg = one_arg(#NAME, ARGNAME, args, nargs, kwnames);     \
-        if (arg == NULL) {                                                 \
-            return NULL;                                                   \
-        }                                                                  \
-        return formatted_cmd(self, FMT, arg, 0);                           \
-    }
-
-COMMAND_1(user, "user", "USER %s")
-COMMAND_1(pass_, "pswd", "PASS %s")
-COMMAND_1(dele, "which", "DELE %s")
-COMMAND_1(rpop, "user", "RPOP %s")
-
-static PyObject *
-pop3_retr(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
-          PyObject *kwnames)
-{
-    PyObject *which = one_arg("retr", "which", args, nargs, kwnames);
-    if (which == NULL) {
-        return NULL;
-    }
-    return formatted_cmd(self, "RETR %s", which, 1);
-}
-
-/* LIST [which] / UIDL [which]: short response with an argument, long
- * response without. */
-static PyObject *
-listing_cmd(POP3Object *self, const char *fname, const char *bare,
-            const char *fmt, PyObject *const *args, Py_ssize_t nargs,
-            PyObject *kwnames)
-{
-    cpoplib_state *st = pop3_state(self);
-    PyObject *which, *line, *res;
-
-    if (optional_arg(fname, "which", args, nargs, kwnames, &which) < 0) {
-        return NULL;
-    }
-    if (which != Py_None) {
-        return formatted_cmd(self, fmt, which, 0);
-    }
-    line = PyUnicode_FromString(bare);
-    if (line == NULL) {
-        return NULL;
-    }
-    res = do_longcmd(self, st, line);
-    Py_DECREF(line);
-    return res;
-}
-
-static PyObject *
-pop3_list(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
-          PyObject *kwnames)
-{
-    return listing_cmd(self, "list", "LIST", "LIST %s", args, nargs, kwnames);
-}
-
-static PyObject *
-pop3_uidl(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
-          PyObject *kwnames)
-{
-    return listing_cmd(self, "uidl", "UIDL", "UIDL %s", args, nargs, kwnames);
-}
-
-static PyObject *
-pop3_top(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
-         PyObject *kwnames)
-{
-    static const char *const names[] = {"which", "howmuch"};
-    cpoplib_state *st = pop3_state(self);
-    PyObject *argv[2], *line, *res;
-
-    if (parse_args("top", args, nargs, kwnames, names, 2, 2, argv) < 0) {
-        return NULL;
-    }
-    line = format_command2("TOP %s %s", argv[0], argv[1]);
-    if (line == NULL) {
-        return NULL;
-    }
-    res = do_longcmd(self, st, line);
-    Py_DECREF(line);
-    return res;
-}
-
-static PyObject *
-pop3_noop(POP3Object *self, PyObject *Py_UNUSED(ignored))
-{
-    return simple_shortcmd(self, "NOOP");
-}
-
-static PyObject *
-pop3_rset(POP3Object *self, PyObject *Py_UNUSED(ignored))
-{
-    return simple_shortcmd(self, "RSET");
-}
-
-static PyObject *
-pop3_utf8(POP3Object *self, PyObject *Py_UNUSED(ignored))
-{
-    return simple_shortcmd(self, "UTF8");
-}
-
-static PyObject *
-pop3_quit(POP3Object *self, PyObject *Py_UNUSED(ignored))
-{
-    cpoplib_state *st = pop3_state(self);
-    PyObject *resp = simple_shortcmd(self, "QUIT"), *res;
-
-    if (resp == NULL) {
-        return NULL;
-    }
-    res = do_close(self, st);
-    if (res == NULL) {
-        Py_DECREF(resp);
-        return NULL;
-    }
-    Py_DECREF(res);
-    return resp;
 }
 
 /* ---- type plumbing ---- */
@@ -1907,6 +1405,16 @@ pop3_dealloc(POP3Object *self)
 
 #define FAST(fn) ((PyCFunction)(void (*)(void))(fn))
 #define FASTKW (METH_FASTCALL | METH_KEYWORDS)
+
+PyDoc_STRVAR(pop3_apop_doc,
+"apop($self, /, user, password)\n--\n\n"
+"Log in with APOP: send the MD5 digest of the greeting's timestamp and\n"
+"the password.  Raises error_proto if the greeting has no timestamp.");
+
+PyDoc_STRVAR(pop3_stls_doc,
+"stls($self, /, context=None)\n--\n\n"
+"Switch the connection to TLS with STLS (RFC 2595).  Whatever the server\n"
+"sent after its +OK and before the handshake is discarded.");
 
 PyDoc_STRVAR(doc_putline, "_putline($self, /, line)\n--\n\n"
 "Send one line (bytes); CRLF is appended.  Raises the audit event\n"

@@ -178,22 +178,31 @@ def test_stat_validation():
 # ---- audit events, timeout=0, control characters ----
 
 _audit_log = []
+_audit_recording = False
 _audit_installed = False
 
 
 def _audit_hook(event, args):
-    if event.startswith("poplib."):
+    if _audit_recording and event.startswith("poplib."):
         _audit_log.append((event, args))
 
 
 @pytest.fixture
 def audit():
-    global _audit_installed
+    """The poplib.* audit events raised during the test.  Audit hooks
+    cannot be removed: the hook records only while a test uses this
+    fixture, so that it keeps no connection of other tests alive."""
+    global _audit_installed, _audit_recording
     if not _audit_installed:
         sys.addaudithook(_audit_hook)
         _audit_installed = True
     _audit_log.clear()
-    yield _audit_log
+    _audit_recording = True
+    try:
+        yield _audit_log
+    finally:
+        _audit_recording = False
+        _audit_log.clear()
 
 
 def test_audit_events(pop, audit):
