@@ -1,4 +1,5 @@
-/* connection.c -- the POP3 and POP3_SSL types.
+/* connection.c -- the POP3 and POP3_SSL types: construction, hook
+ * dispatch, sending and receiving (the commands are in commands.c).
  *
  * Behaviour follows the standard library's poplib of the running
  * interpreter, method by method.  Instance attributes (host, port, sock,
@@ -17,7 +18,6 @@
  * the objects it uses: a hook, print() or close() may rebind attributes.
  */
 #include "connection.h"
-
 
 /* ---- small helpers ---- */
 
@@ -1260,7 +1260,7 @@ wrap_socket(cpoplib_state *st, PyObject *context, PyObject *sock,
     return res;
 }
 
-/* ---- the Python-visible methods ---- */
+/* ---- the Python-visible hooks ---- */
 
 /* Parse the single required argument `argname` of method `fname`. */
 PyObject *

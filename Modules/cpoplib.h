@@ -1,7 +1,8 @@
 /* cpoplib.h -- declarations shared by the C files of cpoplib._cpoplib.
  *
  *   _cpoplib.c     module definition, module state, APOP digest
- *   connection.c   the POP3 and POP3_SSL types
+ *   connection.c   the POP3 and POP3_SSL types (see connection.h)
+ *   commands.c     the POP3 commands of those types
  *   reader.c       the per-connection read buffer and its file view
  *   pop3_parser.c  the pure-C line parser (no Python; see pop3_parser.h)
  */
