@@ -220,7 +220,7 @@ pop3_apop(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
 {
     static const char *const names[] = {"user", "password"};
     cpoplib_state *st = pop3_state(self);
-    PyObject *argv[2], *encoding, *secret, *digest, *line, *res;
+    PyObject *argv[2], *encoding, *secret, *digest, *line;
 
     if (parse_args("apop", args, nargs, kwnames, names, 2, 2, argv) < 0) {
         return NULL;
@@ -241,12 +241,7 @@ pop3_apop(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
     }
     line = format_command2("APOP %s %s", argv[0], digest);
     Py_DECREF(digest);
-    if (line == NULL) {
-        return NULL;
-    }
-    res = do_shortcmd(self, st, line);
-    Py_DECREF(line);
-    return res;
+    return run_command(self, line, 0);
 }
 
 PyObject *
@@ -398,8 +393,7 @@ listing_cmd(POP3Object *self, const char *fname, const char *bare,
             const char *fmt, PyObject *const *args, Py_ssize_t nargs,
             PyObject *kwnames)
 {
-    cpoplib_state *st = pop3_state(self);
-    PyObject *which, *line, *res;
+    PyObject *which;
 
     if (optional_arg(fname, "which", args, nargs, kwnames, &which) < 0) {
         return NULL;
@@ -407,13 +401,7 @@ listing_cmd(POP3Object *self, const char *fname, const char *bare,
     if (which != Py_None) {
         return formatted_cmd(self, fmt, which, 0);
     }
-    line = PyUnicode_FromString(bare);
-    if (line == NULL) {
-        return NULL;
-    }
-    res = do_longcmd(self, st, line);
-    Py_DECREF(line);
-    return res;
+    return run_command(self, PyUnicode_FromString(bare), 1);
 }
 
 PyObject *
@@ -435,19 +423,13 @@ pop3_top(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
          PyObject *kwnames)
 {
     static const char *const names[] = {"which", "howmuch"};
-    cpoplib_state *st = pop3_state(self);
-    PyObject *argv[2], *line, *res;
+    PyObject *argv[2];
 
     if (parse_args("top", args, nargs, kwnames, names, 2, 2, argv) < 0) {
         return NULL;
     }
-    line = format_command2("TOP %s %s", argv[0], argv[1]);
-    if (line == NULL) {
-        return NULL;
-    }
-    res = do_longcmd(self, st, line);
-    Py_DECREF(line);
-    return res;
+    return run_command(self, format_command2("TOP %s %s", argv[0], argv[1]),
+                       1);
 }
 
 PyObject *

@@ -977,27 +977,13 @@ longcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
     return do_getlongresp(self, st);
 }
 
-/* Send a command built from a C string and read the short response. */
+/* Send `line` through self._shortcmd() or self._longcmd() and return the
+ * response.  Steals `line`; a NULL line passes its error through. */
 PyObject *
-simple_shortcmd(POP3Object *self, const char *command)
+run_command(POP3Object *self, PyObject *line, int longcmd)
 {
     cpoplib_state *st = pop3_state(self);
-    PyObject *line = PyUnicode_FromString(command), *res;
-
-    if (line == NULL) {
-        return NULL;
-    }
-    res = do_shortcmd(self, st, line);
-    Py_DECREF(line);
-    return res;
-}
-
-/* Send `fmt % arg` and read the short (or long) response. */
-PyObject *
-formatted_cmd(POP3Object *self, const char *fmt, PyObject *arg, int longcmd)
-{
-    cpoplib_state *st = pop3_state(self);
-    PyObject *line = format_command(fmt, arg), *res;
+    PyObject *res;
 
     if (line == NULL) {
         return NULL;
@@ -1005,6 +991,20 @@ formatted_cmd(POP3Object *self, const char *fmt, PyObject *arg, int longcmd)
     res = longcmd ? do_longcmd(self, st, line) : do_shortcmd(self, st, line);
     Py_DECREF(line);
     return res;
+}
+
+/* Send a command given as a C string and read the short response. */
+PyObject *
+simple_shortcmd(POP3Object *self, const char *command)
+{
+    return run_command(self, PyUnicode_FromString(command), 0);
+}
+
+/* Send `fmt % arg` and read the short (or long) response. */
+PyObject *
+formatted_cmd(POP3Object *self, const char *fmt, PyObject *arg, int longcmd)
+{
+    return run_command(self, format_command(fmt, arg), longcmd);
 }
 
 /* ---- connection set-up and teardown ---- */

@@ -52,6 +52,7 @@ PyObject *do_shortcmd(POP3Object *self, cpoplib_state *st, PyObject *line);
 PyObject *do_longcmd(POP3Object *self, cpoplib_state *st, PyObject *line);
 PyObject *do_capa(POP3Object *self, cpoplib_state *st);
 PyObject *do_close(POP3Object *self, cpoplib_state *st);
+PyObject *run_command(POP3Object *self, PyObject *line, int longcmd);
 PyObject *simple_shortcmd(POP3Object *self, const char *command);
 PyObject *formatted_cmd(POP3Object *self, const char *fmt, PyObject *arg,
                         int longcmd);
