@@ -14,7 +14,7 @@ identical, up to and including the first exception.
 The reference is the stdlib POP3 class with the two deliberate security
 fixes of cpoplib applied (see scripted_server.reference_pop3_class).
 
-CPOPLIB_DEEP=1 raises the number of examples from 250 to 4000.
+CPOPLIB_DEEP=1 raises the number of examples from 300 to 4000.
 """
 import gc
 import os
