@@ -300,6 +300,10 @@ pop3_stls(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
        for TLS data (the CVE-2021-22947 class of bugs). */
     file = get_attr(self, st->str_file);
     if (file == NULL) {
+        /* poplib never reads self.file here: only its absence is fine */
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            goto done;
+        }
         PyErr_Clear();
     }
     else if (is_reader(st, file)) {
