@@ -15,6 +15,7 @@ from setuptools.command.build_ext import build_ext
 SOURCES = [
     "Modules/_cpoplib.c",
     "Modules/connection.c",
+    "Modules/protocol.c",
     "Modules/commands.c",
     "Modules/reader.c",
     "Modules/pop3_parser.c",

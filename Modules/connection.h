@@ -1,6 +1,6 @@
-/* connection.h -- shared by connection.c (the POP3 and POP3_SSL types,
- * hook dispatch, sending and receiving) and commands.c (the POP3
- * commands).  Nothing here is exported from the extension. */
+/* connection.h -- shared by connection.c (the POP3 and POP3_SSL types),
+ * protocol.c (hook dispatch, sending and receiving) and commands.c (the
+ * POP3 commands).  Nothing here is exported from the extension. */
 #ifndef CPOPLIB_CONNECTION_H
 #define CPOPLIB_CONNECTION_H
 
@@ -41,21 +41,40 @@ PyObject *format_command2(const char *fmt, PyObject *a, PyObject *b);
 PyObject *encode_text(PyObject *text, PyObject *encoding);
 int debug_flags(POP3Object *self, cpoplib_state *st);
 int debug_print(const char *tag, PyObject *obj);
-int is_reader(cpoplib_state *st, PyObject *file);
 PyObject *make_file(cpoplib_state *st, PyObject *sock);
 PyObject *create_stdlib_context(cpoplib_state *st, PyObject *kwargs);
 PyObject *wrap_socket(cpoplib_state *st, PyObject *context, PyObject *sock,
                       PyObject *host);
+PyObject *close_impl(POP3Object *self, cpoplib_state *st);
+
+/* ---- protocol.c ---- */
+
+/* The C implementations of poplib's hooks (self._putline() etc. when not
+ * overridden). */
+PyObject *putline_impl(POP3Object *self, cpoplib_state *st, PyObject *line);
+PyObject *putcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line);
+int getline_impl(POP3Object *self, cpoplib_state *st, PyObject **line,
+                 PyObject **octets);
+PyObject *getresp_impl(POP3Object *self, cpoplib_state *st);
+PyObject *getlongresp_impl(POP3Object *self, cpoplib_state *st);
+PyObject *shortcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line);
+PyObject *longcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line);
+int is_reader(cpoplib_state *st, PyObject *file);
 
 /* self._shortcmd(line) etc.: the override if there is one, else C */
+PyObject *do_putline(POP3Object *self, cpoplib_state *st, PyObject *line);
+PyObject *do_putcmd(POP3Object *self, cpoplib_state *st, PyObject *line);
 PyObject *do_shortcmd(POP3Object *self, cpoplib_state *st, PyObject *line);
 PyObject *do_longcmd(POP3Object *self, cpoplib_state *st, PyObject *line);
+PyObject *do_getresp(POP3Object *self, cpoplib_state *st);
+PyObject *do_getlongresp(POP3Object *self, cpoplib_state *st);
 PyObject *do_capa(POP3Object *self, cpoplib_state *st);
 PyObject *do_close(POP3Object *self, cpoplib_state *st);
 PyObject *run_command(POP3Object *self, PyObject *line, int longcmd);
 PyObject *simple_shortcmd(POP3Object *self, const char *command);
 PyObject *formatted_cmd(POP3Object *self, const char *fmt, PyObject *arg,
                         int longcmd);
+
 
 /* ---- commands.c ---- */
 
