@@ -299,6 +299,9 @@ make_file(cpoplib_state *st, PyObject *sock)
     return PyObject_CallMethodOneArg(sock, st->str_makefile, st->str_rb);
 }
 
+/* POP3.__init__: connects through self._create_socket(), makes
+ * self.file and reads the greeting through self._getresp().  Runs Python
+ * code (hooks, socket calls, the audit hook). */
 static int
 pop3_init_impl(POP3Object *self, cpoplib_state *st, PyObject *host,
                PyObject *port, PyObject *timeout)
@@ -372,6 +375,8 @@ pop3_init(POP3Object *self, PyObject *args, PyObject *kwds)
     return rc;
 }
 
+/* poplib's _create_socket(): socket.create_connection((host, port),
+ * timeout), with timeout=0 refused as poplib does.  Blocks in Python. */
 static PyObject *
 create_socket_impl(POP3Object *self, cpoplib_state *st, PyObject *timeout)
 {
@@ -451,6 +456,9 @@ shutdown_socket(cpoplib_state *st, PyObject *sock)
     return 0;
 }
 
+/* poplib's close(): file.close(), then (finally) sock.shutdown() and
+ * sock.close(); a later error gets the earlier one as __context__, as in
+ * poplib's try/finally.  Runs Python code. */
 PyObject *
 close_impl(POP3Object *self, cpoplib_state *st)
 {

@@ -58,6 +58,7 @@ hook_is_default(POP3Object *self, cpoplib_state *st, cpoplib_hook hook)
     return is_default;
 }
 
+/* self.<hook>() or self.<hook>(arg): runs Python code. */
 static PyObject *
 call_hook(POP3Object *self, cpoplib_state *st, cpoplib_hook hook,
           PyObject *arg)
@@ -158,6 +159,8 @@ error:
     return -1;
 }
 
+/* self._getline() as (line, octets), through an override if there is one;
+ * 0 with two new references, or -1. */
 static int
 do_getline(POP3Object *self, cpoplib_state *st, PyObject **line,
            PyObject **octets)
@@ -183,6 +186,8 @@ do_getline(POP3Object *self, cpoplib_state *st, PyObject **line,
 
 /* ---- sending ---- */
 
+/* poplib's _putline(): audit event, debug print, sock.sendall(line +
+ * CRLF).  Calls into Python (the socket object's sendall). */
 PyObject *
 putline_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
 {
@@ -226,6 +231,7 @@ putline_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
     Py_RETURN_NONE;
 }
 
+/* poplib's _putcmd(): encode with self.encoding, then self._putline(). */
 PyObject *
 putcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
 {
@@ -443,6 +449,8 @@ error:
     return -1;
 }
 
+/* line.startswith(prefix) for a line a hook may have returned as any
+ * object: bytes are compared in C, anything else through Python. */
 static int
 starts_with(cpoplib_state *st, PyObject *line, PyObject *prefix)
 {
@@ -462,6 +470,8 @@ starts_with(cpoplib_state *st, PyObject *line, PyObject *prefix)
     return truth;
 }
 
+/* poplib's _getresp(): one line through self._getline(); raises
+ * error_proto unless it starts with '+'. */
 PyObject *
 getresp_impl(POP3Object *self, cpoplib_state *st)
 {
@@ -621,6 +631,9 @@ error:
     return -1;
 }
 
+/* poplib's _getlongresp(): (resp, lines, octets).  The body is read by
+ * read_body_fast() when self.file is our own reader and no _getline
+ * override or wire debugging is in effect, else line by line. */
 PyObject *
 getlongresp_impl(POP3Object *self, cpoplib_state *st)
 {
@@ -683,6 +696,8 @@ done:
     return result;
 }
 
+/* poplib's _shortcmd() and _longcmd(): self._putcmd(line), then
+ * self._getresp() or self._getlongresp(). */
 PyObject *
 shortcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
 {
