@@ -6,14 +6,18 @@
 Connects to the benchmark's server process (which runs elsewhere, so its
 memory is not counted), logs in, then records the resident set size,
 runs the workload once and records the peak resident set size reached
-while it ran.  Prints one JSON line with both (KiB).
+while it ran; then runs it once more under tracemalloc and records the
+peak of what was allocated through Python's allocators.  Prints one JSON
+line with all three (KiB).
 
 On Linux the peak is read as VmHWM from /proc/self/status after resetting
 it to the current RSS through /proc/self/clear_refs, so what the process
 did before the workload (imports, connecting) cannot mask it; where that
 reset is not available the delta of getrusage(RUSAGE_SELF).ru_maxrss is
 used instead.  Both see every allocation, including a C extension's
-plain malloc (tracemalloc would not).
+plain malloc (tracemalloc would not) and the C heap's own slack; the
+tracemalloc figure shows what the two modules' objects and buffers take,
+free of where the C allocator places them.
 """
 
 import argparse
@@ -23,6 +27,7 @@ import json
 import resource
 import ssl
 import sys
+import tracemalloc
 
 from .workloads import get_workload
 
@@ -83,11 +88,19 @@ def main(argv=None):
     result = wl.run(client)
     peak = _status_kib("VmHWM") if method == "VmHWM" else _maxrss_kib()
     del result
+    gc.collect()
+
+    tracemalloc.start()
+    result = wl.run(client)
+    traced_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    del result
     if client is not None:
         client.quit()
     json.dump({"workload": a.workload, "module": a.module, "method": method,
                "base_kib": base, "peak_kib": peak,
-               "delta_kib": max(0, peak - base)}, sys.stdout)
+               "delta_kib": max(0, peak - base),
+               "traced_peak_kib": traced_peak // 1024}, sys.stdout)
     sys.stdout.write("\n")
     return 0
 

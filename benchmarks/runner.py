@@ -275,6 +275,10 @@ def fmt_mem(kib):
     return "%.1f MiB" % (kib / 1024)
 
 
+def fmt_kib(kib):
+    return "—" if kib is None else "{:,}".format(kib)
+
+
 def header_line(info):
     line = ("Machine: %s, %s cores · OS: %s · Python: %s · OpenSSL: %s"
             % (info["cpu"], info["cores"], info["os"], info["python"],
@@ -324,6 +328,14 @@ def markdown(report):
     if floor and retr and STD in retr:
         lines += ["", "retr_4mib ÷ split_floor: stdlib poplib %.2f×, "
                   "cpoplib %.2f×" % (retr[STD] / floor, retr[CP] / floor)]
+    traced = ["%s %s / %s" % (name, fmt_kib(r["traced_kib"].get(STD)),
+                              fmt_kib(r["traced_kib"].get(CP)))
+              for name, r in res.items()
+              if r.get("traced_kib") and STD in r["traced_kib"]
+              and CP in r["traced_kib"]]
+    if traced:
+        lines += ["", "tracemalloc peak, stdlib poplib / cpoplib (KiB): "
+                  + "; ".join(traced)]
     for note in report.get("notes", []):
         lines += ["", note]
     return "\n".join(lines) + "\n"
@@ -496,6 +508,7 @@ def main(argv=None):
                         continue
                     labels = [STD, CP] if wl.client else ["floor"]
                     r["peak_kib"] = {}
+                    r["traced_kib"] = {}
                     r["memory_probe"] = {}
                     for label in labels:
                         probe = memory_probe(
@@ -504,6 +517,8 @@ def main(argv=None):
                             cert and cert[0])
                         r["memory_probe"][label] = probe
                         r["peak_kib"][label] = probe and probe["delta_kib"]
+                        r["traced_kib"][label] = (
+                            probe and probe["traced_peak_kib"])
         finally:
             if server is not None:
                 server.stop()
