@@ -75,7 +75,6 @@ PyObject *simple_shortcmd(POP3Object *self, const char *command);
 PyObject *formatted_cmd(POP3Object *self, const char *fmt, PyObject *arg,
                         int longcmd);
 
-
 /* ---- commands.c ---- */
 
 PyObject *capa_impl(POP3Object *self, cpoplib_state *st);
