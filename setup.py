@@ -3,7 +3,9 @@
 Environment switches:
   CPOPLIB_WERROR=1    compile with -Werror (CI does)
   CPOPLIB_SANITIZE=1  build with AddressSanitizer and UBSan (CI does, in
-                      a separate job; run under LD_PRELOAD of libasan)
+                      a separate job; run under LD_PRELOAD of libasan);
+                      internal invariants (a line used after the read
+                      buffer moved) abort instead of raising
 """
 import os
 import sys
@@ -14,6 +16,7 @@ from setuptools.command.build_ext import build_ext
 
 SOURCES = [
     "Modules/_cpoplib.c",
+    "Modules/methods.c",
     "Modules/connection.c",
     "Modules/protocol.c",
     "Modules/commands.c",
@@ -61,7 +64,7 @@ if _flag("CPOPLIB_WERROR"):
     cflags.append("-Werror")
 if _flag("CPOPLIB_SANITIZE"):
     san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
-           "-fno-omit-frame-pointer", "-O1", "-g"]
+           "-fno-omit-frame-pointer", "-O1", "-g", "-DCPOPLIB_CHECKED"]
     cflags += san
     ldflags += ["-fsanitize=address,undefined"]
 if sysconfig.get_config_var("Py_DEBUG"):

@@ -1,8 +1,11 @@
-/* _cpoplib.c -- module definition and state of cpoplib._cpoplib.
+/* _cpoplib.c -- module definition and state of cpoplib._cpoplib, the
+ * helpers that raise and chain exceptions, and the APOP digest.
  *
  * Multi-phase initialisation (PEP 489): every Python object the C code
  * needs (types, error_proto, interned names, the socket and ssl modules)
- * lives in the module state, never in C globals.
+ * lives in the module state, never in C globals.  May call: the type
+ * set-up of connection.c (cpoplib_connection_add_types) and reader.c
+ * (cpoplib_reader_spec); nothing else.
  */
 #include "cpoplib.h"
 
@@ -47,6 +50,86 @@ cpoplib_error(cpoplib_state *st, const char *msg)
         PyErr_SetObject(st->error_proto, text);
         Py_DECREF(text);
     }
+}
+
+void
+cpoplib_error_obj(cpoplib_state *st, PyObject *obj)
+{
+    PyObject *exc = PyObject_CallOneArg(st->error_proto, obj);
+
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+}
+
+#if PY_VERSION_HEX >= 0x030C0000
+PyObject *
+cpoplib_fetch_exception(void)
+{
+    return PyErr_GetRaisedException();
+}
+
+void
+cpoplib_restore_exception(PyObject *exc)
+{
+    PyErr_SetRaisedException(exc);
+}
+#else
+PyObject *
+cpoplib_fetch_exception(void)
+{
+    PyObject *type, *value, *tb;
+
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_DECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
+void
+cpoplib_restore_exception(PyObject *exc)
+{
+    PyErr_Restore(Py_NewRef(Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+}
+#endif
+
+void
+cpoplib_chain_context(PyObject *context)
+{
+    PyObject *exc;
+
+    if (context == NULL) {
+        return;
+    }
+    exc = cpoplib_fetch_exception();
+    if (exc == NULL) {
+        cpoplib_restore_exception(context);   /* nothing newer: re-raise */
+        return;
+    }
+    if (exc != context) {
+        PyException_SetContext(exc, context);
+    }
+    else {
+        Py_DECREF(context);
+    }
+    cpoplib_restore_exception(exc);
+}
+
+void
+cpoplib_replace_error(cpoplib_state *st, const char *msg)
+{
+    PyObject *cause = cpoplib_fetch_exception();
+
+    cpoplib_error(st, msg);
+    cpoplib_chain_context(cause);
 }
 
 int
@@ -259,6 +342,17 @@ module_exec(PyObject *module)
     }
     have_ssl = st->ssl_module != NULL;
 
+    PyObject *io = PyImport_ImportModule("io");
+    if (io == NULL) {
+        goto error;
+    }
+    st->unsupported_operation = PyObject_GetAttrString(io,
+                                                       "UnsupportedOperation");
+    Py_DECREF(io);
+    if (st->unsupported_operation == NULL) {
+        goto error;
+    }
+
     re = PyImport_ImportModule("re");
     if (re == NULL) {
         goto error;
@@ -332,12 +426,13 @@ error:
     X(POP3_Type) X(POP3_SSL_Type) X(Reader_Type) X(error_proto)             \
     X(namespace) X(socket_module) X(socket_type) X(socket_makefile)         \
     X(default_timeout) X(shut_rdwr) X(ssl_module) X(timestamp_re)           \
+    X(unsupported_operation)                                                \
     X(str_host) X(str_port) X(str_sock) X(str_file) X(str_welcome)          \
     X(str_debugging) X(str_tls_established) X(str_context)                  \
     X(str_encoding) X(str_timestamp) X(str_maxline) X(str_max_response)     \
-    X(str_create_socket)    \
-    X(str_create_connection) X(str_create_stdlib_context)                   \
-    X(str_wrap_socket) X(str_server_hostname) X(str_makefile)               \
+    X(str_create_socket) X(str_create_connection)                           \
+    X(str_create_stdlib_context) X(str_wrap_socket)                         \
+    X(str_server_hostname) X(str_makefile)                                  \
     X(str_sendall) X(str_recv_into) X(str_readline) X(str_close)            \
     X(str_shutdown) X(str_match) X(str_group) X(str_split) X(str_decode)    \
     X(str_startswith) X(str_errno) X(str_fileno) X(str_keyfile)             \

@@ -1,30 +1,30 @@
 /* commands.c -- the POP3 commands of the POP3 type.
  *
- * The methods a user calls (user, pass_, stat, list, retr, top, uidl,
- * apop, capa, stls, quit, ...): each builds its command line as poplib
- * does and goes through the hooks of connection.c (_shortcmd, _longcmd,
- * capa, close), so overrides in subclasses take effect.
+ * What the methods a user calls do (user, pass_, stat, list, retr, top,
+ * uidl, apop, capa, stls, quit, ...) once methods.c has parsed their
+ * arguments and claimed the connection: each builds its command line as
+ * poplib does and goes through the hooks (_shortcmd, _longcmd, capa,
+ * close; protocol.c), so overrides in subclasses take effect.
+ *
+ * May call: protocol.c (hooks, cpoplib_run_command), connection.c (TLS
+ * set-up, the file of a socket), the reader's discard, the APOP digest.
+ * Runs Python code throughout.
  */
 #include "connection.h"
 
 /* ---- CAPA, STAT, APOP, STLS ---- */
 
 PyObject *
-capa_impl(POP3Object *self, cpoplib_state *st)
+cpoplib_capa_impl(POP3Object *self, cpoplib_state *st)
 {
-    PyObject *caps = NULL, *command, *resp = NULL, *rawcaps = NULL;
+    PyObject *caps = NULL, *resp = NULL, *rawcaps = NULL;
     PyObject *it = NULL, *capline = NULL;
 
     caps = PyDict_New();
     if (caps == NULL) {
         return NULL;
     }
-    command = PyUnicode_FromString("CAPA");
-    if (command == NULL) {
-        goto error;
-    }
-    resp = do_longcmd(self, st, command);
-    Py_DECREF(command);
+    resp = cpoplib_run_command(self, PyUnicode_FromString("CAPA"), 1);
     if (resp == NULL) {
         goto error;
     }
@@ -67,7 +67,7 @@ capa_impl(POP3Object *self, cpoplib_state *st)
 
 error:
     if (PyErr_ExceptionMatches(st->error_proto)) {
-        replace_error(st, "-ERR CAPA not supported by server");
+        cpoplib_replace_error(st, "-ERR CAPA not supported by server");
     }
     Py_XDECREF(it);
     Py_XDECREF(rawcaps);
@@ -77,15 +77,15 @@ error:
 }
 
 PyObject *
-pop3_stat(POP3Object *self, PyObject *Py_UNUSED(ignored))
+cpoplib_stat(POP3Object *self)
 {
-    cpoplib_state *st = pop3_state(self);
+    cpoplib_state *st = cpoplib_pop3_state(self);
     PyObject *resp, *fields = NULL, *count = NULL, *size = NULL;
     PyObject *result = NULL;
     Py_ssize_t n;
-    int debug;
+    int on;
 
-    resp = simple_shortcmd(self, "STAT");
+    resp = cpoplib_run_command(self, PyUnicode_FromString("STAT"), 0);
     if (resp == NULL) {
         return NULL;
     }
@@ -93,8 +93,11 @@ pop3_stat(POP3Object *self, PyObject *Py_UNUSED(ignored))
     if (fields == NULL) {
         goto done;
     }
-    debug = debug_flags(self, st);
-    if (debug < 0 || ((debug & DEBUG_ON) && debug_print("*stat*", fields) < 0)) {
+    on = cpoplib_debugging(self, st, 0);
+    if (on < 0) {
+        goto done;
+    }
+    if (on && cpoplib_debug_print("*stat*", fields) < 0) {
         goto done;
     }
     /* As CPython main validates it: error_proto, never IndexError or
@@ -113,7 +116,7 @@ pop3_stat(POP3Object *self, PyObject *Py_UNUSED(ignored))
         Py_XDECREF(field);
         if (value == NULL) {
             if (field != NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
-                replace_error(st, "Invalid STAT response data: "
+                cpoplib_replace_error(st, "Invalid STAT response data: "
                                   "non-numeric values");
             }
             goto done;
@@ -143,8 +146,11 @@ apop_digest(POP3Object *self, cpoplib_state *st, PyObject *secret)
     PyObject *result = NULL;
     char hex[33];
 
-    welcome = get_attr(self, st->str_welcome);
-    pattern = welcome ? get_attr(self, st->str_timestamp) : NULL;
+    welcome = PyObject_GetAttr((PyObject *)self, st->str_welcome);
+    if (welcome == NULL) {
+        goto done;
+    }
+    pattern = PyObject_GetAttr((PyObject *)self, st->str_timestamp);
     if (pattern == NULL) {
         goto done;
     }
@@ -184,9 +190,12 @@ apop_digest(POP3Object *self, cpoplib_state *st, PyObject *secret)
             goto done;
         }
         PyObject *one = PyLong_FromLong(1);
-        PyObject *group = one ? PyObject_CallMethodOneArg(match, st->str_group,
-                                                          one) : NULL;
-        Py_XDECREF(one);
+        if (one == NULL) {
+            Py_DECREF(match);
+            goto done;
+        }
+        PyObject *group = PyObject_CallMethodOneArg(match, st->str_group, one);
+        Py_DECREF(one);
         Py_DECREF(match);
         if (group == NULL) {
             goto done;
@@ -214,22 +223,18 @@ done:
     return result;
 }
 
+/* poplib's apop(user, password) */
 PyObject *
-pop3_apop(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
-          PyObject *kwnames)
+cpoplib_apop(POP3Object *self, PyObject *user, PyObject *password)
 {
-    static const char *const names[] = {"user", "password"};
-    cpoplib_state *st = pop3_state(self);
-    PyObject *argv[2], *encoding, *secret, *digest, *line;
+    cpoplib_state *st = cpoplib_pop3_state(self);
+    PyObject *encoding, *secret, *digest, *args, *line;
 
-    if (parse_args("apop", args, nargs, kwnames, names, 2, 2, argv) < 0) {
-        return NULL;
-    }
-    encoding = get_attr(self, st->str_encoding);
+    encoding = PyObject_GetAttr((PyObject *)self, st->str_encoding);
     if (encoding == NULL) {
         return NULL;
     }
-    secret = encode_text(argv[1], encoding);
+    secret = cpoplib_encode_text(password, encoding);
     Py_DECREF(encoding);
     if (secret == NULL) {
         return NULL;
@@ -239,32 +244,59 @@ pop3_apop(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
     if (digest == NULL) {
         return NULL;
     }
-    line = format_command2("APOP %s %s", argv[0], digest);
+    args = PyTuple_Pack(2, user, digest);
     Py_DECREF(digest);
-    return run_command(self, line, 0);
-}
-
-PyObject *
-pop3_stls(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
-          PyObject *kwnames)
-{
-    static const char *const names[] = {"context"};
-    cpoplib_state *st = pop3_state(self);
-    PyObject *argv[1], *flag = NULL, *caps = NULL, *context = NULL;
-    PyObject *resp = NULL, *sock = NULL, *host = NULL, *tls = NULL;
-    PyObject *file = NULL, *result = NULL;
-    int truth;
-
-    if (parse_args("stls", args, nargs, kwnames, names, 0, 1, argv) < 0) {
+    if (args == NULL) {
         return NULL;
     }
+    line = cpoplib_format_command("APOP %s %s", args);
+    Py_DECREF(args);
+    return cpoplib_run_command(self, line, 0);
+}
+
+/* The reader of self.file, if it is ours: its read-ahead came in the
+ * clear and must never pass for TLS data (the CVE-2021-22947 class of
+ * bugs), so it is dropped.  poplib never reads self.file here: only its
+ * absence is fine. */
+static int
+discard_cleartext(POP3Object *self, cpoplib_state *st)
+{
+    PyObject *file = PyObject_GetAttr((PyObject *)self, st->str_file);
+
+    if (file == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        return 0;
+    }
+    if (cpoplib_is_reader(st, file)) {
+        cpoplib_reader_discard((ReaderObject *)file);
+    }
+    Py_DECREF(file);
+    return 0;
+}
+
+/* poplib's stls(context=None) */
+PyObject *
+cpoplib_stls(POP3Object *self, PyObject *context_arg)
+{
+    cpoplib_state *st = cpoplib_pop3_state(self);
+    PyObject *flag, *caps = NULL, *context = NULL, *resp = NULL;
+    PyObject *sock = NULL, *host = NULL, *tls = NULL, *file = NULL;
+    PyObject *result = NULL;
+    int truth;
+
     if (st->ssl_module == NULL) {
         cpoplib_error(st, "-ERR TLS support missing");
         return NULL;
     }
-    flag = get_attr(self, st->str_tls_established);
-    truth = flag ? PyObject_IsTrue(flag) : -1;
-    Py_XDECREF(flag);
+    flag = PyObject_GetAttr((PyObject *)self, st->str_tls_established);
+    if (flag == NULL) {
+        return NULL;
+    }
+    truth = PyObject_IsTrue(flag);
+    Py_DECREF(flag);
     if (truth < 0) {
         return NULL;
     }
@@ -272,7 +304,7 @@ pop3_stls(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
         cpoplib_error(st, "-ERR TLS session already established");
         return NULL;
     }
-    caps = do_capa(self, st);
+    caps = cpoplib_capa(self, st);
     if (caps == NULL) {
         return NULL;
     }
@@ -283,43 +315,44 @@ pop3_stls(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
         }
         goto done;
     }
-    if (argv[0] == NULL || argv[0] == Py_None) {
-        context = create_stdlib_context(st, NULL);
+    if (context_arg == NULL || context_arg == Py_None) {
+        context = cpoplib_create_stdlib_context(st, NULL);
     }
     else {
-        context = Py_NewRef(argv[0]);
+        context = Py_NewRef(context_arg);
     }
     if (context == NULL) {
         goto done;
     }
-    resp = simple_shortcmd(self, "STLS");
+    resp = cpoplib_run_command(self, PyUnicode_FromString("STLS"), 0);
     if (resp == NULL) {
         goto done;
     }
-    /* Bytes read after the +OK came in the clear: never let them pass
-       for TLS data (the CVE-2021-22947 class of bugs). */
-    file = get_attr(self, st->str_file);
-    if (file == NULL) {
-        /* poplib never reads self.file here: only its absence is fine */
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
-            goto done;
-        }
-        PyErr_Clear();
-    }
-    else if (is_reader(st, file)) {
-        cpoplib_reader_discard((ReaderObject *)file);
-    }
-    Py_CLEAR(file);
-    sock = get_attr(self, st->str_sock);
-    host = sock ? get_attr(self, st->str_host) : NULL;
-    tls = host ? wrap_socket(st, context, sock, host) : NULL;
-    if (tls == NULL || set_attr(self, st->str_sock, tls) < 0) {
+    if (discard_cleartext(self, st) < 0) {
         goto done;
     }
-    Py_SETREF(tls, get_attr(self, st->str_sock));
-    file = tls ? make_file(st, tls) : NULL;
-    if (file == NULL || set_attr(self, st->str_file, file) < 0
-        || set_attr(self, st->str_tls_established, Py_True) < 0) {
+    sock = PyObject_GetAttr((PyObject *)self, st->str_sock);
+    if (sock == NULL) {
+        goto done;
+    }
+    host = PyObject_GetAttr((PyObject *)self, st->str_host);
+    if (host == NULL) {
+        goto done;
+    }
+    tls = cpoplib_wrap_socket(st, context, sock, host);
+    if (tls == NULL
+        || PyObject_SetAttr((PyObject *)self, st->str_sock, tls) < 0) {
+        goto done;
+    }
+    Py_SETREF(tls, PyObject_GetAttr((PyObject *)self, st->str_sock));
+    if (tls == NULL) {
+        goto done;
+    }
+    file = cpoplib_make_file(st, tls);
+    if (file == NULL
+        || PyObject_SetAttr((PyObject *)self, st->str_file, file) < 0
+        || PyObject_SetAttr((PyObject *)self, st->str_tls_established,
+                            Py_True) < 0) {
         goto done;
     }
     result = Py_NewRef(resp);
@@ -338,132 +371,50 @@ done:
 /* ---- the other commands ---- */
 
 PyObject *
-pop3_capa(POP3Object *self, PyObject *Py_UNUSED(ignored))
+cpoplib_command1(POP3Object *self, const char *fmt, PyObject *arg,
+                 int longcmd)
 {
-    return capa_impl(self, pop3_state(self));
+    return cpoplib_run_command(self, cpoplib_format_command(fmt, arg),
+                               longcmd);
+}
+
+/* LIST [which] / UIDL [which]: a short response with an argument, a
+ * multi-line one without. */
+PyObject *
+cpoplib_listing(POP3Object *self, const char *bare, const char *fmt,
+                PyObject *which)
+{
+    if (which != NULL && which != Py_None) {
+        return cpoplib_command1(self, fmt, which, 0);
+    }
+    return cpoplib_run_command(self, PyUnicode_FromString(bare), 1);
 }
 
 PyObject *
-pop3_getwelcome(POP3Object *self, PyObject *Py_UNUSED(ignored))
+cpoplib_top(POP3Object *self, PyObject *which, PyObject *howmuch)
 {
-    return get_attr(self, pop3_state(self)->str_welcome);
-}
+    PyObject *args = PyTuple_Pack(2, which, howmuch), *line;
 
-PyObject *
-pop3_set_debuglevel(POP3Object *self, PyObject *const *args,
-                    Py_ssize_t nargs, PyObject *kwnames)
-{
-    PyObject *level = one_arg("set_debuglevel", "level", args, nargs,
-                              kwnames);
-    if (level == NULL
-        || set_attr(self, pop3_state(self)->str_debugging, level) < 0) {
+    if (args == NULL) {
         return NULL;
     }
-    Py_RETURN_NONE;
+    line = cpoplib_format_command("TOP %s %s", args);
+    Py_DECREF(args);
+    return cpoplib_run_command(self, line, 1);
 }
 
-#define COMMAND_1(NAME, ARGNAME, FMT)                                      \
-    PyObject *                                                             \
-    pop3_##NAME(POP3Object *self, PyObject *const *args, Py_ssize_t nargs, \
-                PyObject *kwnames)                                         \
-    {                                                                      \
-        PyObject *arg = one_arg(#NAME, ARGNAME, args, nargs, kwnames);     \
-        if (arg == NULL) {                                                 \
-            return NULL;                                                   \
-        }                                                                  \
-        return formatted_cmd(self, FMT, arg, 0);                           \
-    }
-
-COMMAND_1(user, "user", "USER %s")
-COMMAND_1(pass_, "pswd", "PASS %s")
-COMMAND_1(dele, "which", "DELE %s")
-COMMAND_1(rpop, "user", "RPOP %s")
-
+/* poplib's quit(): QUIT, then self.close() */
 PyObject *
-pop3_retr(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
-          PyObject *kwnames)
+cpoplib_quit(POP3Object *self)
 {
-    PyObject *which = one_arg("retr", "which", args, nargs, kwnames);
-    if (which == NULL) {
-        return NULL;
-    }
-    return formatted_cmd(self, "RETR %s", which, 1);
-}
+    cpoplib_state *st = cpoplib_pop3_state(self);
+    PyObject *resp, *res;
 
-/* LIST [which] / UIDL [which]: short response with an argument, long
- * response without. */
-static PyObject *
-listing_cmd(POP3Object *self, const char *fname, const char *bare,
-            const char *fmt, PyObject *const *args, Py_ssize_t nargs,
-            PyObject *kwnames)
-{
-    PyObject *which;
-
-    if (optional_arg(fname, "which", args, nargs, kwnames, &which) < 0) {
-        return NULL;
-    }
-    if (which != Py_None) {
-        return formatted_cmd(self, fmt, which, 0);
-    }
-    return run_command(self, PyUnicode_FromString(bare), 1);
-}
-
-PyObject *
-pop3_list(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
-          PyObject *kwnames)
-{
-    return listing_cmd(self, "list", "LIST", "LIST %s", args, nargs, kwnames);
-}
-
-PyObject *
-pop3_uidl(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
-          PyObject *kwnames)
-{
-    return listing_cmd(self, "uidl", "UIDL", "UIDL %s", args, nargs, kwnames);
-}
-
-PyObject *
-pop3_top(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
-         PyObject *kwnames)
-{
-    static const char *const names[] = {"which", "howmuch"};
-    PyObject *argv[2];
-
-    if (parse_args("top", args, nargs, kwnames, names, 2, 2, argv) < 0) {
-        return NULL;
-    }
-    return run_command(self, format_command2("TOP %s %s", argv[0], argv[1]),
-                       1);
-}
-
-PyObject *
-pop3_noop(POP3Object *self, PyObject *Py_UNUSED(ignored))
-{
-    return simple_shortcmd(self, "NOOP");
-}
-
-PyObject *
-pop3_rset(POP3Object *self, PyObject *Py_UNUSED(ignored))
-{
-    return simple_shortcmd(self, "RSET");
-}
-
-PyObject *
-pop3_utf8(POP3Object *self, PyObject *Py_UNUSED(ignored))
-{
-    return simple_shortcmd(self, "UTF8");
-}
-
-PyObject *
-pop3_quit(POP3Object *self, PyObject *Py_UNUSED(ignored))
-{
-    cpoplib_state *st = pop3_state(self);
-    PyObject *resp = simple_shortcmd(self, "QUIT"), *res;
-
+    resp = cpoplib_run_command(self, PyUnicode_FromString("QUIT"), 0);
     if (resp == NULL) {
         return NULL;
     }
-    res = do_close(self, st);
+    res = cpoplib_close(self, st);
     if (res == NULL) {
         Py_DECREF(resp);
         return NULL;

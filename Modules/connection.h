@@ -1,6 +1,13 @@
-/* connection.h -- shared by connection.c (the POP3 and POP3_SSL types),
- * protocol.c (hook dispatch, sending and receiving) and commands.c (the
- * POP3 commands).  Nothing here is exported from the extension. */
+/* connection.h -- shared by the files that implement the POP3 and
+ * POP3_SSL types: methods.c (the Python-visible methods), connection.c
+ * (the types, connecting, TLS, closing, the claim), protocol.c (hooks,
+ * sending, reading) and commands.c (the POP3 commands).  Nothing here is
+ * exported from the extension.
+ *
+ * Naming: cpoplib_X_impl() is the C implementation of poplib's method X;
+ * cpoplib_X() does what poplib's `self.X(...)` does: it calls a Python
+ * override of X if there is one, else cpoplib_X_impl().
+ */
 #ifndef CPOPLIB_CONNECTION_H
 #define CPOPLIB_CONNECTION_H
 
@@ -10,98 +17,103 @@ typedef struct {
     PyObject_HEAD
     PyObject *dict;
     PyObject *weakreflist;
-    PyObject *module;          /* owner of the state; strong */
+    PyObject *module;          /* owner of the state; strong until dealloc */
+    /* The claim (cpoplib_claim): which thread runs a command on this
+       connection, how deeply nested, and how many Python hooks the C
+       core is running right now. */
+    unsigned long owner;
+    int depth;
+    int hook_depth;
 } POP3Object;
 
 static inline cpoplib_state *
-pop3_state(POP3Object *self)
+cpoplib_pop3_state(POP3Object *self)
 {
     return PyModule_GetState(self->module);
 }
 
-#define DEBUG_ON 1      /* `if self._debugging:` */
-#define DEBUG_WIRE 2    /* `if self._debugging > 1:` */
+/* ---- methods.c ---- */
+
+extern PyMethodDef cpoplib_pop3_methods[];
+extern PyMethodDef cpoplib_pop3_ssl_methods[];
+extern const char cpoplib_pop3_doc[];
+extern const char cpoplib_pop3_ssl_doc[];
+int cpoplib_pop3_tp_init(PyObject *self, PyObject *args, PyObject *kwargs);
+int cpoplib_pop3_ssl_tp_init(PyObject *self, PyObject *args,
+                             PyObject *kwargs);
 
 /* ---- connection.c ---- */
 
-PyObject *get_attr(POP3Object *self, PyObject *name);
-int set_attr(POP3Object *self, PyObject *name, PyObject *value);
-void replace_error(cpoplib_state *st, const char *msg);
-int parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-               PyObject *kwnames, const char *const *names, Py_ssize_t min,
-               Py_ssize_t max, PyObject **out);
-PyObject *one_arg(const char *fname, const char *argname,
-                  PyObject *const *args, Py_ssize_t nargs,
-                  PyObject *kwnames);
-int optional_arg(const char *fname, const char *argname,
-                 PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                 PyObject **arg);
-PyObject *format_command(const char *fmt, PyObject *args);
-PyObject *format_command2(const char *fmt, PyObject *a, PyObject *b);
-PyObject *encode_text(PyObject *text, PyObject *encoding);
-int debug_flags(POP3Object *self, cpoplib_state *st);
-int debug_print(const char *tag, PyObject *obj);
-PyObject *make_file(cpoplib_state *st, PyObject *sock);
-PyObject *create_stdlib_context(cpoplib_state *st, PyObject *kwargs);
-PyObject *wrap_socket(cpoplib_state *st, PyObject *context, PyObject *sock,
-                      PyObject *host);
-PyObject *close_impl(POP3Object *self, cpoplib_state *st);
+/* Claim the connection before anything is sent: 0, or -1 with
+ * RuntimeError when another thread (or a signal handler, or any code
+ * that is not one of our hooks) is in a command on it.  A hook the C core
+ * called may call back into the connection (super()._getresp()). */
+int cpoplib_claim(POP3Object *self);
+void cpoplib_release(POP3Object *self);
+
+/* POP3.__init__ and POP3_SSL.__init__ once the arguments are parsed. */
+int cpoplib_pop3_init(POP3Object *self, cpoplib_state *st, PyObject *host,
+                      PyObject *port, PyObject *timeout);
+int cpoplib_pop3_ssl_init(POP3Object *self, cpoplib_state *st,
+                          PyObject *host, PyObject *port, PyObject *keyfile,
+                          PyObject *certfile, PyObject *timeout,
+                          PyObject *context);
+PyObject *cpoplib_create_socket_impl(POP3Object *self, cpoplib_state *st,
+                                     PyObject *timeout);
+PyObject *cpoplib_ssl_create_socket_impl(POP3Object *self,
+                                         cpoplib_state *st,
+                                         PyObject *timeout);
+PyObject *cpoplib_make_file(cpoplib_state *st, PyObject *sock);
+PyObject *cpoplib_create_stdlib_context(cpoplib_state *st, PyObject *kwargs);
+PyObject *cpoplib_wrap_socket(cpoplib_state *st, PyObject *context,
+                              PyObject *sock, PyObject *host);
+PyObject *cpoplib_close_impl(POP3Object *self, cpoplib_state *st);
+PyObject *cpoplib_getstate(POP3Object *self);
 
 /* ---- protocol.c ---- */
 
-/* The C implementations of poplib's hooks (self._putline() etc. when not
- * overridden). */
-PyObject *putline_impl(POP3Object *self, cpoplib_state *st, PyObject *line);
-PyObject *putcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line);
-int getline_impl(POP3Object *self, cpoplib_state *st, PyObject **line,
-                 PyObject **octets);
-PyObject *getresp_impl(POP3Object *self, cpoplib_state *st);
-PyObject *getlongresp_impl(POP3Object *self, cpoplib_state *st);
-PyObject *shortcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line);
-PyObject *longcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line);
-int is_reader(cpoplib_state *st, PyObject *file);
+int cpoplib_debugging(POP3Object *self, cpoplib_state *st, int wire);
+int cpoplib_debug_print(const char *tag, PyObject *obj);
+PyObject *cpoplib_encode_text(PyObject *text, PyObject *encoding);
+PyObject *cpoplib_format_command(const char *fmt, PyObject *args);
+int cpoplib_is_reader(cpoplib_state *st, PyObject *file);
 
-/* self._shortcmd(line) etc.: the override if there is one, else C */
-PyObject *do_putline(POP3Object *self, cpoplib_state *st, PyObject *line);
-PyObject *do_putcmd(POP3Object *self, cpoplib_state *st, PyObject *line);
-PyObject *do_shortcmd(POP3Object *self, cpoplib_state *st, PyObject *line);
-PyObject *do_longcmd(POP3Object *self, cpoplib_state *st, PyObject *line);
-PyObject *do_getresp(POP3Object *self, cpoplib_state *st);
-PyObject *do_getlongresp(POP3Object *self, cpoplib_state *st);
-PyObject *do_capa(POP3Object *self, cpoplib_state *st);
-PyObject *do_close(POP3Object *self, cpoplib_state *st);
-PyObject *run_command(POP3Object *self, PyObject *line, int longcmd);
-PyObject *simple_shortcmd(POP3Object *self, const char *command);
-PyObject *formatted_cmd(POP3Object *self, const char *fmt, PyObject *arg,
-                        int longcmd);
+PyObject *cpoplib_putline_impl(POP3Object *self, cpoplib_state *st,
+                               PyObject *line);
+PyObject *cpoplib_putcmd_impl(POP3Object *self, cpoplib_state *st,
+                              PyObject *line);
+int cpoplib_getline_impl(POP3Object *self, cpoplib_state *st,
+                         PyObject **line, PyObject **octets);
+PyObject *cpoplib_getresp_impl(POP3Object *self, cpoplib_state *st);
+PyObject *cpoplib_getlongresp_impl(POP3Object *self, cpoplib_state *st);
+PyObject *cpoplib_shortcmd_impl(POP3Object *self, cpoplib_state *st,
+                                PyObject *line);
+PyObject *cpoplib_longcmd_impl(POP3Object *self, cpoplib_state *st,
+                               PyObject *line);
+
+PyObject *cpoplib_putcmd(POP3Object *self, cpoplib_state *st,
+                         PyObject *line);
+PyObject *cpoplib_getresp(POP3Object *self, cpoplib_state *st);
+PyObject *cpoplib_capa(POP3Object *self, cpoplib_state *st);
+PyObject *cpoplib_close(POP3Object *self, cpoplib_state *st);
+
+/* Send `line` (a str; stolen, NULL passes its error through) through
+ * self._shortcmd() or self._longcmd() and return the response. */
+PyObject *cpoplib_run_command(POP3Object *self, PyObject *line,
+                              int longcmd);
 
 /* ---- commands.c ---- */
 
-PyObject *capa_impl(POP3Object *self, cpoplib_state *st);
-
-#define CPOPLIB_NOARGS_METHOD(name) \
-    PyObject *name(POP3Object *self, PyObject *ignored)
-#define CPOPLIB_FASTKW_METHOD(name) \
-    PyObject *name(POP3Object *self, PyObject *const *args, \
-                   Py_ssize_t nargs, PyObject *kwnames)
-
-CPOPLIB_NOARGS_METHOD(pop3_stat);
-CPOPLIB_NOARGS_METHOD(pop3_capa);
-CPOPLIB_NOARGS_METHOD(pop3_getwelcome);
-CPOPLIB_NOARGS_METHOD(pop3_noop);
-CPOPLIB_NOARGS_METHOD(pop3_rset);
-CPOPLIB_NOARGS_METHOD(pop3_utf8);
-CPOPLIB_NOARGS_METHOD(pop3_quit);
-CPOPLIB_FASTKW_METHOD(pop3_apop);
-CPOPLIB_FASTKW_METHOD(pop3_stls);
-CPOPLIB_FASTKW_METHOD(pop3_set_debuglevel);
-CPOPLIB_FASTKW_METHOD(pop3_user);
-CPOPLIB_FASTKW_METHOD(pop3_pass_);
-CPOPLIB_FASTKW_METHOD(pop3_dele);
-CPOPLIB_FASTKW_METHOD(pop3_rpop);
-CPOPLIB_FASTKW_METHOD(pop3_retr);
-CPOPLIB_FASTKW_METHOD(pop3_list);
-CPOPLIB_FASTKW_METHOD(pop3_uidl);
-CPOPLIB_FASTKW_METHOD(pop3_top);
+PyObject *cpoplib_capa_impl(POP3Object *self, cpoplib_state *st);
+PyObject *cpoplib_stat(POP3Object *self);
+PyObject *cpoplib_apop(POP3Object *self, PyObject *user, PyObject *password);
+PyObject *cpoplib_stls(POP3Object *self, PyObject *context);
+PyObject *cpoplib_quit(POP3Object *self);
+/* `fmt % arg` as a short (longcmd = 0) or multi-line command */
+PyObject *cpoplib_command1(POP3Object *self, const char *fmt, PyObject *arg,
+                           int longcmd);
+PyObject *cpoplib_listing(POP3Object *self, const char *bare,
+                          const char *fmt, PyObject *which);
+PyObject *cpoplib_top(POP3Object *self, PyObject *which, PyObject *howmuch);
 
 #endif /* CPOPLIB_CONNECTION_H */

@@ -1,16 +1,48 @@
 /* cpoplib.h -- declarations shared by the C files of cpoplib._cpoplib.
  *
- *   _cpoplib.c     module definition, module state, APOP digest
- *   connection.c   the POP3 and POP3_SSL types (see connection.h)
- *   commands.c     the POP3 commands of those types
+ *   _cpoplib.c     module definition and state; raising and chaining
+ *                  exceptions; the APOP digest (OpenSSL)
+ *   methods.c      the Python-visible methods of POP3 and POP3_SSL: one
+ *                  argument parser, docstrings with signatures, claiming
+ *                  the connection, the method tables
+ *   connection.c   the POP3 and POP3_SSL types: construction, connecting,
+ *                  TLS set-up, closing, the connection claim
+ *   protocol.c     hooks (dispatch through self), sending, reading lines
+ *                  and responses, debug output
+ *   commands.c     the POP3 commands (user, retr, stat, capa, stls, ...)
  *   reader.c       the per-connection read buffer and its file view
  *   pop3_parser.c  the pure-C line parser (no Python; see pop3_parser.h)
+ *
+ * Every non-static name shared between files starts with cpoplib_.
+ *
+ * Rules every file keeps:
+ *   - Any attribute read, truth test, comparison, hook call, print() or
+ *     socket call can run Python code, which may read from, refill or
+ *     close the connection's reader, rebind attributes or switch threads.
+ *     No raw pointer into the read buffer survives such a call: a line is
+ *     a cpoplib_span (offset + generation), turned into a pointer by
+ *     cpoplib_reader_span_data() only where no Python code runs until the
+ *     bytes are copied out.
+ *   - After a call that failed, nothing else that runs Python code is
+ *     called before returning (exception chaining aside, done explicitly).
+ *   - The GIL is held everywhere; it is released only inside the socket
+ *     module's own calls (recv_into, sendall).
+ *
+ * Free-threaded CPython: not supported yet (Py_MOD_GIL_NOT_USED is not
+ * declared).  It would need a per-connection critical section
+ * (Py_BEGIN_CRITICAL_SECTION on the POP3 object around each claimed
+ * command, and on the reader around pos/end/busy/generation), strong
+ * references from PyDict_GetItemRef() where borrowed results of
+ * PyDict_GetItemWithError() are used now (the package namespace, the
+ * instance __dict__), and an atomic owner/depth in the connection claim.
  */
 #ifndef CPOPLIB_H
 #define CPOPLIB_H
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#include <string.h>
 
 #include "pop3_parser.h"
 
@@ -47,6 +79,7 @@ typedef struct {
     PyObject *shut_rdwr;             /* socket.SHUT_RDWR */
     PyObject *ssl_module;            /* NULL when ssl is unavailable */
     PyObject *timestamp_re;          /* the default POP3.timestamp */
+    PyObject *unsupported_operation; /* io.UnsupportedOperation */
 
     PyObject *hook_names[HOOK_COUNT];
     PyObject *hook_defaults[HOOK_COUNT];
@@ -74,28 +107,85 @@ typedef struct {
 
 extern PyModuleDef cpoplib_module_def;
 
+/* ---- _cpoplib.c ---- */
+
 /* Module state of the module that defined `type` (or a base of it). */
 cpoplib_state *cpoplib_state_from_type(PyTypeObject *type);
 
 /* Raise error_proto(msg) with a str argument. */
 void cpoplib_error(cpoplib_state *st, const char *msg);
 
+/* Raise error_proto(obj). */
+void cpoplib_error_obj(cpoplib_state *st, PyObject *obj);
+
+/* The pending exception, normalised, as a new reference (NULL if none);
+ * the error indicator is cleared. */
+PyObject *cpoplib_fetch_exception(void);
+
+/* Raise `exc` again; steals the reference. */
+void cpoplib_restore_exception(PyObject *exc);
+
+/* The pending exception gets `context` as its __context__, as if raised
+ * while `context` was being handled; with none pending, `context` itself
+ * is raised again.  Steals `context` (may be NULL). */
+void cpoplib_chain_context(PyObject *context);
+
+/* Replace the pending exception by error_proto(msg), chained to it. */
+void cpoplib_replace_error(cpoplib_state *st, const char *msg);
+
 /* MD5 of data as 32 lowercase hex digits plus NUL, with OpenSSL's EVP
  * API.  Returns 0, or -1 with an exception set. */
 int cpoplib_md5_hex(const char *data, size_t len, char out[33]);
+
+/* ---- methods.c: the one argument parser ---- */
+
+/* The parameters of a C method, in the order of its signature.  The
+ * first `posonly` are positional-only, the first `maxpos` may be given
+ * positionally, the rest only by keyword; the first `required` must be
+ * given.  `names` has one entry per parameter, NULL-terminated. */
+typedef struct {
+    const char *fname;
+    const char *const *names;
+    int posonly;
+    int required;
+    int maxpos;
+} cpoplib_argspec;
+
+/* Parse the arguments of a METH_FASTCALL | METH_KEYWORDS call into
+ * out[0..n) (n = number of names); parameters not given are left NULL.
+ * Borrowed references.  0, or -1 with TypeError set. */
+int cpoplib_parse_args(const cpoplib_argspec *spec, PyObject *const *args,
+                       Py_ssize_t nargs, PyObject *kwnames, PyObject **out);
+
+/* The same for a tp_init-style (args tuple, kwargs dict) call. */
+int cpoplib_parse_tuple(const cpoplib_argspec *spec, PyObject *args,
+                        PyObject *kwargs, PyObject **out);
 
 /* ---- reader.c ---- */
 
 typedef struct {
     PyObject_HEAD
-    PyObject *module;        /* owner of the state; strong */
+    PyObject *module;        /* owner of the state; strong until dealloc */
     PyObject *sock;          /* read with recv_into(); NULL once closed */
     PyObject *buffer;        /* a bytearray; NULL once closed */
     Py_ssize_t pos;          /* first unread byte */
     Py_ssize_t end;          /* one past the last buffered byte */
-    int busy;                /* a read is in progress (Python code may run) */
+    /* Bumped whenever bytes may move or go away: every fill (compaction,
+       resize, recv_into), close.  A cpoplib_span is valid only while the
+       generation it was made in lasts. */
+    unsigned long long generation;
+    int busy;                /* recv_into() is running (Python code) */
+    int timed_out;           /* a read timed out: refuse all reads, as
+                                socket.SocketIO does */
     PyObject *weakreflist;
 } ReaderObject;
+
+/* A line found in the reader's buffer, as an offset, never a pointer. */
+typedef struct {
+    pop3_line line;
+    Py_ssize_t offset;       /* of the line's first byte in the buffer */
+    unsigned long long generation;
+} cpoplib_span;
 
 extern PyType_Spec cpoplib_reader_spec;
 
@@ -103,18 +193,25 @@ extern PyType_Spec cpoplib_reader_spec;
 PyObject *cpoplib_reader_new(cpoplib_state *st, PyObject *sock);
 
 /* Next protocol line, at most `limit` bytes (limit >= 1).  On POP3_LINE
- * sets *line and *base (the line's first byte, valid until the next call
- * on this reader) and consumes it; on POP3_TOO_LONG consumes `limit`
+ * fills *span and consumes the line; on POP3_TOO_LONG consumes `limit`
  * bytes; POP3_EOF consumes nothing.  Returns -1 with an exception set on
- * error.  May run Python code (the socket's recv_into). */
+ * error.  Runs Python code (the socket's recv_into, signal handlers). */
 int cpoplib_reader_next_line(ReaderObject *r, Py_ssize_t limit,
-                             pop3_line *line, const char **base);
+                             cpoplib_span *span);
+
+/* The first byte of a span's line, or NULL with RuntimeError set if the
+ * buffer has moved since the span was made (a bug in the caller: the
+ * check aborts in debug and sanitizer builds).  The pointer is valid
+ * until the next call that can run Python code. */
+const char *cpoplib_reader_span_data(ReaderObject *r,
+                                     const cpoplib_span *span);
 
 /* Drop whatever is buffered and close the reader. */
 void cpoplib_reader_discard(ReaderObject *r);
 
 /* ---- connection.c ---- */
 
+/* Create POP3 (and POP3_SSL when ssl is there) and add them to module. */
 int cpoplib_connection_add_types(PyObject *module, cpoplib_state *st);
 
 #endif /* CPOPLIB_H */

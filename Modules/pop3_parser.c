@@ -25,14 +25,17 @@ pop3_strip_line(const char *buf, size_t n, pop3_line *line)
 }
 
 pop3_status
-pop3_next_line(const char *buf, size_t n, size_t limit, int at_eof,
-               pop3_line *line)
+pop3_next_line_from(const char *buf, size_t n, size_t limit, int at_eof,
+                    size_t scanned, pop3_line *line)
 {
     /* readline(limit) stops after `limit` bytes; a line that needs all of
        them (LF included) is longer than _MAXLINE = limit - 1. */
     size_t window = n < limit - 1 ? n : limit - 1;
-    const char *lf = window ? memchr(buf, '\n', window) : NULL;
+    const char *lf = NULL;
 
+    if (scanned < window) {
+        lf = memchr(buf + scanned, '\n', window - scanned);
+    }
     if (lf != NULL) {
         pop3_strip_line(buf, (size_t)(lf - buf) + 1, line);
         return POP3_LINE;
@@ -48,6 +51,19 @@ pop3_next_line(const char *buf, size_t n, size_t limit, int at_eof,
     }
     pop3_strip_line(buf, n, line);
     return POP3_LINE;
+}
+
+pop3_status
+pop3_next_line(const char *buf, size_t n, size_t limit, int at_eof,
+               pop3_line *line)
+{
+    return pop3_next_line_from(buf, n, limit, at_eof, 0, line);
+}
+
+size_t
+pop3_scanned(size_t n, size_t limit)
+{
+    return n < limit - 1 ? n : limit - 1;
 }
 
 void

@@ -45,6 +45,19 @@ typedef struct {
 pop3_status pop3_next_line(const char *buf, size_t n, size_t limit,
                            int at_eof, pop3_line *line);
 
+/* pop3_next_line() for a caller that already knows that buf[0..scanned)
+ * holds no LF (scanned <= n): the search starts there, so a long line
+ * that arrives in many pieces is scanned once, not once per piece.  With
+ * scanned = 0 it is pop3_next_line(). */
+pop3_status pop3_next_line_from(const char *buf, size_t n, size_t limit,
+                                int at_eof, size_t scanned,
+                                pop3_line *line);
+
+/* After pop3_next_line_from(buf, n, limit, ...) returned POP3_NEED_MORE:
+ * how many leading bytes it found free of LF (what to pass as `scanned`
+ * once more bytes have been appended). */
+size_t pop3_scanned(size_t n, size_t limit);
+
 /* Strip a whole raw line (as readline() returned it) in place of
  * pop3_next_line(): fills start/len/octets for buf[0..n), n >= 1. */
 void pop3_strip_line(const char *buf, size_t n, pop3_line *line);

@@ -1,43 +1,154 @@
 /* protocol.c -- the POP3 wire protocol of a connection: calling poplib's
  * hooks (_putline, _getline, _getresp, ...) through `self` when they are
  * overridden, and otherwise sending command lines and reading lines, short
- * responses and multi-line responses in C.
+ * responses and multi-line responses in C; debug output as poplib prints
+ * it.
  *
  * Dispatch: wherever poplib calls self._putcmd(), self._getline(), ...
- * the C code calls the same hook through `self` if a subclass, the class
- * or the instance overrides it, and calls the C implementation directly
- * otherwise (hook_is_default).  Multi-line responses read from the
- * connection's own SocketReader take a bulk path that builds the list of
- * lines in C without a Python call per line.
+ * the C code calls the same hook through `self` if a subclass, the class,
+ * the instance or a __getattribute__ override replaces it, and calls the C
+ * implementation directly otherwise (hook_is_default).  Multi-line
+ * responses read from the connection's own SocketReader take a bulk path
+ * that builds the list of lines in C without a Python call per line.
  *
  * Every function that calls back into Python keeps strong references to
- * the objects it uses: a hook, print() or close() may rebind attributes.
+ * the objects it uses: a hook, a property, print() or close() may rebind
+ * attributes or read from the reader.  Lines from the reader are copied
+ * out of its buffer before anything that can run Python code.
+ *
+ * May call: the reader (reader.c), the parser, the connection's close
+ * (connection.c), the socket object's sendall, Python hooks and print().
  */
 #include "connection.h"
 
-/* raise error_proto(obj) */
-static void
-raise_error_obj(cpoplib_state *st, PyObject *obj)
-{
-    PyObject *exc = PyObject_CallOneArg(st->error_proto, obj);
+/* ---- debug output, as poplib prints it ---- */
 
-    if (exc != NULL) {
-        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-        Py_DECREF(exc);
+/* `self._debugging > 1` when wire is set, else `bool(self._debugging)`:
+ * 1, 0, or -1 with an exception set.  Only the test poplib makes at the
+ * same place is made.  Runs Python code (the attribute, __bool__,
+ * __gt__). */
+int
+cpoplib_debugging(POP3Object *self, cpoplib_state *st, int wire)
+{
+    PyObject *level, *one;
+    int result;
+
+    level = PyObject_GetAttr((PyObject *)self, st->str_debugging);
+    if (level == NULL) {
+        return -1;
     }
+    if (PyLong_CheckExact(level)) {
+        int overflow;
+        long value = PyLong_AsLongAndOverflow(level, &overflow);
+        Py_DECREF(level);
+        if (value == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (wire) {
+            return overflow > 0 || (overflow == 0 && value > 1);
+        }
+        return overflow != 0 || value != 0;
+    }
+    if (!wire) {
+        result = PyObject_IsTrue(level);
+        Py_DECREF(level);
+        return result;
+    }
+    one = PyLong_FromLong(1);
+    if (one == NULL) {
+        Py_DECREF(level);
+        return -1;
+    }
+    result = PyObject_RichCompareBool(level, one, Py_GT);
+    Py_DECREF(one);
+    Py_DECREF(level);
+    return result;
+}
+
+/* print(tag, repr(obj)) with the builtin print.  Runs Python code. */
+int
+cpoplib_debug_print(const char *tag, PyObject *obj)
+{
+    PyObject *builtins = PyEval_GetBuiltins();
+    PyObject *print = NULL, *tagobj = NULL, *repr = NULL, *res = NULL;
+
+    if (builtins == NULL) {
+        return -1;
+    }
+    print = PyDict_GetItemString(builtins, "print");     /* borrowed */
+    if (print == NULL) {
+        PyErr_SetString(PyExc_NameError, "name 'print' is not defined");
+        return -1;
+    }
+    Py_INCREF(print);
+    tagobj = PyUnicode_FromString(tag);
+    if (tagobj == NULL) {
+        goto done;
+    }
+    repr = PyObject_Repr(obj);
+    if (repr == NULL) {
+        goto done;
+    }
+    res = PyObject_CallFunctionObjArgs(print, tagobj, repr, NULL);
+
+done:
+    Py_DECREF(print);
+    Py_XDECREF(tagobj);
+    Py_XDECREF(repr);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+/* ---- command lines ---- */
+
+/* bytes(text, encoding) */
+PyObject *
+cpoplib_encode_text(PyObject *text, PyObject *encoding)
+{
+    if (PyUnicode_Check(text) && PyUnicode_Check(encoding)) {
+        const char *enc = PyUnicode_AsUTF8(encoding);
+        if (enc == NULL) {
+            return NULL;
+        }
+        return PyUnicode_AsEncodedString(text, enc, NULL);
+    }
+    return PyObject_CallFunctionObjArgs((PyObject *)&PyBytes_Type, text,
+                                        encoding, NULL);
+}
+
+/* `fmt % args`, exactly as poplib builds its command lines. */
+PyObject *
+cpoplib_format_command(const char *fmt, PyObject *args)
+{
+    PyObject *format = PyUnicode_FromString(fmt), *line;
+
+    if (format == NULL) {
+        return NULL;
+    }
+    line = PyUnicode_Format(format, args);
+    Py_DECREF(format);
+    return line;
 }
 
 /* ---- dispatch through self ---- */
 
 /* 1 if `hook` resolves on self to the built-in implementation, 0 if a
- * subclass, the class or the instance replaced it, -1 on error. */
+ * subclass, the class, the instance or a custom __getattribute__ may
+ * replace it, -1 on error.  Runs Python code only through a metaclass. */
 static int
 hook_is_default(POP3Object *self, cpoplib_state *st, cpoplib_hook hook)
 {
     PyObject *name = st->hook_names[hook];
-    PyObject *attr = PyObject_GetAttr((PyObject *)Py_TYPE(self), name);
+    PyObject *attr;
     int is_default;
 
+    if (Py_TYPE(self)->tp_getattro != PyObject_GenericGetAttr) {
+        return 0;    /* __getattribute__ or __getattr__: ask self */
+    }
+    attr = PyObject_GetAttr((PyObject *)Py_TYPE(self), name);
     if (attr == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
             return -1;
@@ -58,55 +169,146 @@ hook_is_default(POP3Object *self, cpoplib_state *st, cpoplib_hook hook)
     return is_default;
 }
 
-/* self.<hook>() or self.<hook>(arg): runs Python code. */
+/* self.<hook>() or self.<hook>(arg).  Runs Python code; while it runs,
+ * the hook may call back into this connection (see cpoplib_claim). */
 static PyObject *
 call_hook(POP3Object *self, cpoplib_state *st, cpoplib_hook hook,
           PyObject *arg)
 {
+    PyObject *res;
+
+    self->hook_depth++;
     if (arg == NULL) {
-        return PyObject_CallMethodNoArgs((PyObject *)self,
-                                         st->hook_names[hook]);
+        res = PyObject_CallMethodNoArgs((PyObject *)self,
+                                        st->hook_names[hook]);
     }
-    return PyObject_CallMethodOneArg((PyObject *)self, st->hook_names[hook],
-                                     arg);
+    else {
+        res = PyObject_CallMethodOneArg((PyObject *)self,
+                                        st->hook_names[hook], arg);
+    }
+    self->hook_depth--;
+    return res;
 }
 
+/* self._putline(line) */
+static PyObject *
+putline(POP3Object *self, cpoplib_state *st, PyObject *line)
+{
+    int is_default = hook_is_default(self, st, HOOK_PUTLINE);
 
-#define DEFINE_DISPATCH(NAME, HOOK)                                        \
-    PyObject *                                                             \
-    do_##NAME(POP3Object *self, cpoplib_state *st, PyObject *arg)          \
-    {                                                                      \
-        int is_default = hook_is_default(self, st, HOOK);                  \
-        if (is_default < 0) {                                              \
-            return NULL;                                                   \
-        }                                                                  \
-        if (!is_default) {                                                 \
-            return call_hook(self, st, HOOK, arg);                         \
-        }                                                                  \
-        return NAME##_impl(self, st, arg);                                 \
+    if (is_default < 0) {
+        return NULL;
     }
-#define DEFINE_DISPATCH0(NAME, HOOK)                                       \
-    PyObject *                                                             \
-    do_##NAME(POP3Object *self, cpoplib_state *st)                         \
-    {                                                                      \
-        int is_default = hook_is_default(self, st, HOOK);                  \
-        if (is_default < 0) {                                              \
-            return NULL;                                                   \
-        }                                                                  \
-        if (!is_default) {                                                 \
-            return call_hook(self, st, HOOK, NULL);                        \
-        }                                                                  \
-        return NAME##_impl(self, st);                                      \
+    if (!is_default) {
+        return call_hook(self, st, HOOK_PUTLINE, line);
     }
+    return cpoplib_putline_impl(self, st, line);
+}
 
-DEFINE_DISPATCH(putline, HOOK_PUTLINE)
-DEFINE_DISPATCH(putcmd, HOOK_PUTCMD)
-DEFINE_DISPATCH(shortcmd, HOOK_SHORTCMD)
-DEFINE_DISPATCH(longcmd, HOOK_LONGCMD)
-DEFINE_DISPATCH0(getresp, HOOK_GETRESP)
-DEFINE_DISPATCH0(getlongresp, HOOK_GETLONGRESP)
-DEFINE_DISPATCH0(capa, HOOK_CAPA)
-DEFINE_DISPATCH0(close, HOOK_CLOSE)
+/* self._putcmd(line) */
+PyObject *
+cpoplib_putcmd(POP3Object *self, cpoplib_state *st, PyObject *line)
+{
+    int is_default = hook_is_default(self, st, HOOK_PUTCMD);
+
+    if (is_default < 0) {
+        return NULL;
+    }
+    if (!is_default) {
+        return call_hook(self, st, HOOK_PUTCMD, line);
+    }
+    return cpoplib_putcmd_impl(self, st, line);
+}
+
+/* self._shortcmd(line) */
+static PyObject *
+shortcmd(POP3Object *self, cpoplib_state *st, PyObject *line)
+{
+    int is_default = hook_is_default(self, st, HOOK_SHORTCMD);
+
+    if (is_default < 0) {
+        return NULL;
+    }
+    if (!is_default) {
+        return call_hook(self, st, HOOK_SHORTCMD, line);
+    }
+    return cpoplib_shortcmd_impl(self, st, line);
+}
+
+/* self._longcmd(line) */
+static PyObject *
+longcmd(POP3Object *self, cpoplib_state *st, PyObject *line)
+{
+    int is_default = hook_is_default(self, st, HOOK_LONGCMD);
+
+    if (is_default < 0) {
+        return NULL;
+    }
+    if (!is_default) {
+        return call_hook(self, st, HOOK_LONGCMD, line);
+    }
+    return cpoplib_longcmd_impl(self, st, line);
+}
+
+/* self._getresp() */
+PyObject *
+cpoplib_getresp(POP3Object *self, cpoplib_state *st)
+{
+    int is_default = hook_is_default(self, st, HOOK_GETRESP);
+
+    if (is_default < 0) {
+        return NULL;
+    }
+    if (!is_default) {
+        return call_hook(self, st, HOOK_GETRESP, NULL);
+    }
+    return cpoplib_getresp_impl(self, st);
+}
+
+/* self._getlongresp() */
+static PyObject *
+getlongresp(POP3Object *self, cpoplib_state *st)
+{
+    int is_default = hook_is_default(self, st, HOOK_GETLONGRESP);
+
+    if (is_default < 0) {
+        return NULL;
+    }
+    if (!is_default) {
+        return call_hook(self, st, HOOK_GETLONGRESP, NULL);
+    }
+    return cpoplib_getlongresp_impl(self, st);
+}
+
+/* self.capa() */
+PyObject *
+cpoplib_capa(POP3Object *self, cpoplib_state *st)
+{
+    int is_default = hook_is_default(self, st, HOOK_CAPA);
+
+    if (is_default < 0) {
+        return NULL;
+    }
+    if (!is_default) {
+        return call_hook(self, st, HOOK_CAPA, NULL);
+    }
+    return cpoplib_capa_impl(self, st);
+}
+
+/* self.close() */
+PyObject *
+cpoplib_close(POP3Object *self, cpoplib_state *st)
+{
+    int is_default = hook_is_default(self, st, HOOK_CLOSE);
+
+    if (is_default < 0) {
+        return NULL;
+    }
+    if (!is_default) {
+        return call_hook(self, st, HOOK_CLOSE, NULL);
+    }
+    return cpoplib_close_impl(self, st);
+}
 
 /* `a, b = obj` */
 static int
@@ -130,12 +332,18 @@ unpack_pair(PyObject *obj, PyObject **a, PyObject **b)
         return -1;
     }
     *a = PyIter_Next(it);
-    *b = *a ? PyIter_Next(it) : NULL;
+    if (*a == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError,
+                            "not enough values to unpack (expected 2, got 0)");
+        }
+        goto error;
+    }
+    *b = PyIter_Next(it);
     if (*b == NULL) {
         if (!PyErr_Occurred()) {
-            PyErr_Format(PyExc_ValueError,
-                         "not enough values to unpack (expected 2, got %d)",
-                         *a ? 1 : 0);
+            PyErr_SetString(PyExc_ValueError,
+                            "not enough values to unpack (expected 2, got 1)");
         }
         goto error;
     }
@@ -159,11 +367,10 @@ error:
     return -1;
 }
 
-/* self._getline() as (line, octets), through an override if there is one;
- * 0 with two new references, or -1. */
+/* self._getline() as (line, octets): 0 with two new references, or -1 */
 static int
-do_getline(POP3Object *self, cpoplib_state *st, PyObject **line,
-           PyObject **octets)
+call_getline(POP3Object *self, cpoplib_state *st, PyObject **line,
+        PyObject **octets)
 {
     int is_default = hook_is_default(self, st, HOOK_GETLINE);
     PyObject *pair;
@@ -173,7 +380,7 @@ do_getline(POP3Object *self, cpoplib_state *st, PyObject **line,
         return -1;
     }
     if (is_default) {
-        return getline_impl(self, st, line, octets);
+        return cpoplib_getline_impl(self, st, line, octets);
     }
     pair = call_hook(self, st, HOOK_GETLINE, NULL);
     if (pair == NULL) {
@@ -186,42 +393,45 @@ do_getline(POP3Object *self, cpoplib_state *st, PyObject **line,
 
 /* ---- sending ---- */
 
-/* poplib's _putline(): audit event, debug print, sock.sendall(line +
- * CRLF).  Calls into Python (the socket object's sendall). */
+/* poplib's _putline(): debug print, audit event, sock.sendall(line +
+ * CRLF).  Runs Python code (the attribute reads, the socket's sendall). */
 PyObject *
-putline_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
+cpoplib_putline_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
 {
     PyObject *sock = NULL, *data = NULL, *res = NULL;
-    int debug = debug_flags(self, st);
+    int wire = cpoplib_debugging(self, st, 1);
 
-    if (debug < 0) {
+    if (wire < 0) {
         return NULL;
     }
-    if ((debug & DEBUG_WIRE) && debug_print("*put*", line) < 0) {
+    if (wire && cpoplib_debug_print("*put*", line) < 0) {
         return NULL;
     }
     if (PySys_Audit("poplib.putline", "OO", (PyObject *)self, line) < 0) {
         return NULL;
     }
-    sock = get_attr(self, st->str_sock);
+    sock = PyObject_GetAttr((PyObject *)self, st->str_sock);
     if (sock == NULL) {
         return NULL;
     }
     if (PyBytes_CheckExact(line)) {
         Py_ssize_t n = PyBytes_GET_SIZE(line);
         data = PyBytes_FromStringAndSize(NULL, n + 2);
-        if (data != NULL) {
-            memcpy(PyBytes_AS_STRING(data), PyBytes_AS_STRING(line),
-                   (size_t)n);
-            memcpy(PyBytes_AS_STRING(data) + n, "\r\n", 2);
+        if (data == NULL) {
+            goto done;
         }
+        memcpy(PyBytes_AS_STRING(data), PyBytes_AS_STRING(line), (size_t)n);
+        memcpy(PyBytes_AS_STRING(data) + n, "\r\n", 2);
     }
     else {
         data = PyNumber_Add(line, st->bytes_crlf);
+        if (data == NULL) {
+            goto done;
+        }
     }
-    if (data != NULL) {
-        res = PyObject_CallMethodOneArg(sock, st->str_sendall, data);
-    }
+    res = PyObject_CallMethodOneArg(sock, st->str_sendall, data);
+
+done:
     Py_DECREF(sock);
     Py_XDECREF(data);
     if (res == NULL) {
@@ -231,26 +441,33 @@ putline_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
     Py_RETURN_NONE;
 }
 
-/* poplib's _putcmd(): encode with self.encoding, then self._putline(). */
+/* poplib's _putcmd(): encode with self.encoding, then self._putline().
+ * Runs Python code. */
 PyObject *
-putcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
+cpoplib_putcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
 {
     PyObject *encoding, *encoded, *res;
-    int debug = debug_flags(self, st);
+    int on = cpoplib_debugging(self, st, 0);
 
-    if (debug < 0) {
+    if (on < 0) {
         return NULL;
     }
-    if ((debug & DEBUG_ON) && debug_print("*cmd*", line) < 0) {
+    if (on && cpoplib_debug_print("*cmd*", line) < 0) {
         return NULL;
     }
-    encoding = get_attr(self, st->str_encoding);
+    encoding = PyObject_GetAttr((PyObject *)self, st->str_encoding);
     if (encoding == NULL) {
         return NULL;
     }
-    encoded = encode_text(line, encoding);
+    encoded = cpoplib_encode_text(line, encoding);
     Py_DECREF(encoding);
     if (encoded == NULL) {
+        return NULL;
+    }
+    if (!PyBytes_Check(encoded)) {
+        PyErr_Format(PyExc_TypeError, "encoding a command gave %.200s, not "
+                     "bytes", Py_TYPE(encoded)->tp_name);
+        Py_DECREF(encoded);
         return NULL;
     }
     /* CVE-2025-15367 (CPython gh-143923): no CR, LF or other control
@@ -263,7 +480,7 @@ putcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
                         "Control characters not allowed in commands");
         return NULL;
     }
-    res = do_putline(self, st, encoded);
+    res = putline(self, st, encoded);
     Py_DECREF(encoded);
     return res;
 }
@@ -311,11 +528,20 @@ current_response_cap(cpoplib_state *st, Py_ssize_t *cap)
     if (value == Py_None) {
         return 0;
     }
-    Py_INCREF(value);
-    *cap = PyNumber_AsSsize_t(value, PyExc_OverflowError);
-    Py_DECREF(value);
-    if (*cap == -1 && PyErr_Occurred()) {
+    if (!PyLong_Check(value)) {
+        PyErr_Format(PyExc_TypeError,
+                     "MAX_RESPONSE_SIZE must be None or an int, not %.200s",
+                     Py_TYPE(value)->tp_name);
         return -1;
+    }
+    *cap = PyLong_AsSsize_t(value);
+    if (*cap == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        *cap = PY_SSIZE_T_MAX;    /* larger than any response can be */
+        return 0;
     }
     if (*cap < 0) {
         PyErr_SetString(PyExc_ValueError,
@@ -326,124 +552,121 @@ current_response_cap(cpoplib_state *st, Py_ssize_t *cap)
 }
 
 int
-is_reader(cpoplib_state *st, PyObject *file)
+cpoplib_is_reader(cpoplib_state *st, PyObject *file)
 {
     return Py_IS_TYPE(file, st->Reader_Type);
 }
 
-/* poplib's _getline(): one line, stripped, and its octet count. */
-int
-getline_impl(POP3Object *self, cpoplib_state *st, PyObject **out_line,
-             PyObject **out_octets)
+/* One raw line (LF included) from self.file: a new bytes object from our
+ * reader, copied out of its buffer at once, or whatever file.readline()
+ * returned; an empty object at EOF.  Runs Python code. */
+static PyObject *
+read_raw_line(cpoplib_state *st, PyObject *file, Py_ssize_t maxline)
 {
-    PyObject *file = NULL, *raw = NULL, *line = NULL, *octets = NULL;
+    PyObject *raw, *limit;
+    Py_ssize_t len;
+
+    if (cpoplib_is_reader(st, file)) {
+        ReaderObject *reader = (ReaderObject *)file;
+        const char *data;
+        cpoplib_span span;
+        int rc = cpoplib_reader_next_line(reader, maxline + 1, &span);
+
+        if (rc < 0) {
+            return NULL;
+        }
+        if (rc == POP3_TOO_LONG) {
+            cpoplib_error(st, "line too long");
+            return NULL;
+        }
+        if (rc == POP3_EOF) {
+            return PyBytes_FromStringAndSize(NULL, 0);
+        }
+        data = cpoplib_reader_span_data(reader, &span);
+        if (data == NULL) {
+            return NULL;
+        }
+        return PyBytes_FromStringAndSize(data,
+                                         (Py_ssize_t)span.line.raw_len);
+    }
+    limit = PyLong_FromSsize_t(maxline + 1);
+    if (limit == NULL) {
+        return NULL;
+    }
+    raw = PyObject_CallMethodOneArg(file, st->str_readline, limit);
+    Py_DECREF(limit);
+    if (raw == NULL) {
+        return NULL;
+    }
+    len = PyObject_Length(raw);
+    if (len < 0) {
+        Py_DECREF(raw);
+        return NULL;
+    }
+    if (len > maxline) {
+        Py_DECREF(raw);
+        cpoplib_error(st, "line too long");
+        return NULL;
+    }
+    return raw;
+}
+
+/* poplib's _getline(): one line, stripped, and its octet count.  Runs
+ * Python code. */
+int
+cpoplib_getline_impl(POP3Object *self, cpoplib_state *st,
+                     PyObject **out_line, PyObject **out_octets)
+{
+    PyObject *file = NULL, *raw = NULL, *line = NULL;
     Py_ssize_t maxline;
+    Py_buffer view;
     pop3_line ln;
-    int debug, eof = 0;
+    int wire;
 
     *out_line = *out_octets = NULL;
     if (current_maxline(st, &maxline) < 0) {
         return -1;
     }
-    file = get_attr(self, st->str_file);
+    file = PyObject_GetAttr((PyObject *)self, st->str_file);
     if (file == NULL) {
         return -1;
     }
-    if (is_reader(st, file)) {
-        const char *base = NULL;
-        int rc = cpoplib_reader_next_line((ReaderObject *)file, maxline + 1,
-                                          &ln, &base);
-        if (rc < 0) {
-            goto error;
-        }
-        if (rc == POP3_TOO_LONG) {
-            cpoplib_error(st, "line too long");
-            goto error;
-        }
-        debug = debug_flags(self, st);
-        if (debug < 0) {
-            goto error;
-        }
-        if (rc == POP3_EOF) {
-            eof = 1;
-            if (debug & DEBUG_WIRE) {
-                raw = PyBytes_FromStringAndSize(NULL, 0);
-                if (raw == NULL) {
-                    goto error;
-                }
-            }
-        }
-        else {
-            /* Copy out before any Python code can touch the buffer. */
-            line = PyBytes_FromStringAndSize(base + ln.start,
-                                             (Py_ssize_t)ln.len);
-            if (line == NULL) {
-                goto error;
-            }
-            if (debug & DEBUG_WIRE) {
-                raw = PyBytes_FromStringAndSize(base,
-                                                (Py_ssize_t)ln.raw_len);
-                if (raw == NULL) {
-                    goto error;
-                }
-            }
-        }
+    raw = read_raw_line(st, file, maxline);
+    Py_DECREF(file);
+    if (raw == NULL) {
+        return -1;
     }
-    else {
-        Py_buffer view;
-        PyObject *limit = PyLong_FromSsize_t(maxline + 1);
-        if (limit == NULL) {
-            goto error;
-        }
-        raw = PyObject_CallMethodOneArg(file, st->str_readline, limit);
-        Py_DECREF(limit);
-        if (raw == NULL || PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE) < 0) {
-            goto error;
-        }
-        if (view.len > maxline) {
-            PyBuffer_Release(&view);
-            cpoplib_error(st, "line too long");
-            goto error;
-        }
-        if (view.len == 0) {
-            eof = 1;
-        }
-        else {
-            pop3_strip_line(view.buf, (size_t)view.len, &ln);
-            line = PyBytes_FromStringAndSize((const char *)view.buf + ln.start,
-                                             (Py_ssize_t)ln.len);
-        }
-        PyBuffer_Release(&view);
-        if (!eof && line == NULL) {
-            goto error;
-        }
-        debug = debug_flags(self, st);
-        if (debug < 0) {
-            goto error;
-        }
-        if (!(debug & DEBUG_WIRE)) {
-            Py_CLEAR(raw);
-        }
-    }
-    if (raw != NULL && debug_print("*get*", raw) < 0) {
+    wire = cpoplib_debugging(self, st, 1);
+    if (wire < 0) {
         goto error;
     }
-    if (eof) {
+    if (wire && cpoplib_debug_print("*get*", raw) < 0) {
+        goto error;
+    }
+    if (PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE) < 0) {
+        goto error;
+    }
+    if (view.len == 0) {
+        PyBuffer_Release(&view);
         cpoplib_error(st, "-ERR EOF");
         goto error;
     }
-    octets = PyLong_FromSize_t(ln.raw_len);
-    if (octets == NULL) {
+    pop3_strip_line(view.buf, (size_t)view.len, &ln);
+    line = PyBytes_FromStringAndSize((const char *)view.buf + ln.start,
+                                     (Py_ssize_t)ln.len);
+    PyBuffer_Release(&view);
+    if (line == NULL) {
         goto error;
     }
-    Py_DECREF(file);
-    Py_XDECREF(raw);
+    *out_octets = PyLong_FromSize_t(ln.raw_len);
+    if (*out_octets == NULL) {
+        goto error;
+    }
+    Py_DECREF(raw);
     *out_line = line;
-    *out_octets = octets;
     return 0;
 
 error:
-    Py_XDECREF(file);
     Py_XDECREF(raw);
     Py_XDECREF(line);
     return -1;
@@ -454,37 +677,41 @@ error:
 static int
 starts_with(cpoplib_state *st, PyObject *line, PyObject *prefix)
 {
+    PyObject *res;
+    int truth;
+
     if (PyBytes_Check(line)) {
         Py_ssize_t n = PyBytes_GET_SIZE(prefix);
         return PyBytes_GET_SIZE(line) >= n
             && memcmp(PyBytes_AS_STRING(line), PyBytes_AS_STRING(prefix),
                       (size_t)n) == 0;
     }
-    PyObject *res = PyObject_CallMethodOneArg(line, st->str_startswith,
-                                              prefix);
+    res = PyObject_CallMethodOneArg(line, st->str_startswith, prefix);
     if (res == NULL) {
         return -1;
     }
-    int truth = PyObject_IsTrue(res);
+    truth = PyObject_IsTrue(res);
     Py_DECREF(res);
     return truth;
 }
 
 /* poplib's _getresp(): one line through self._getline(); raises
- * error_proto unless it starts with '+'. */
+ * error_proto unless it starts with '+'.  Runs Python code. */
 PyObject *
-getresp_impl(POP3Object *self, cpoplib_state *st)
+cpoplib_getresp_impl(POP3Object *self, cpoplib_state *st)
 {
     PyObject *resp, *octets;
-    int debug, ok;
+    int wire, ok;
 
-    if (do_getline(self, st, &resp, &octets) < 0) {
+    if (call_getline(self, st, &resp, &octets) < 0) {
         return NULL;
     }
     Py_DECREF(octets);
-    debug = debug_flags(self, st);
-    if (debug < 0
-        || ((debug & DEBUG_WIRE) && debug_print("*resp*", resp) < 0)) {
+    wire = cpoplib_debugging(self, st, 1);
+    if (wire < 0) {
+        goto error;
+    }
+    if (wire && cpoplib_debug_print("*resp*", resp) < 0) {
         goto error;
     }
     ok = starts_with(st, resp, st->bytes_plus);
@@ -492,7 +719,7 @@ getresp_impl(POP3Object *self, cpoplib_state *st)
         goto error;
     }
     if (!ok) {
-        raise_error_obj(st, resp);
+        cpoplib_error_obj(st, resp);
         goto error;
     }
     return resp;
@@ -502,60 +729,80 @@ error:
     return NULL;
 }
 
+/* What reading a multi-line body can end in besides success (0). */
+#define BODY_ERROR (-1)      /* an exception is set */
+#define BODY_TOO_LONG (-2)   /* past MAX_RESPONSE_SIZE; nothing set */
+
+/* Add `n` octets to *total, unless that would pass `cap` (-1: none). */
+static int
+within_cap(Py_ssize_t cap, Py_ssize_t *total, Py_ssize_t n)
+{
+    if (n <= 0) {
+        return 1;
+    }
+    if (cap >= 0 && n > cap - *total) {
+        return 0;
+    }
+    *total = n > PY_SSIZE_T_MAX - *total ? PY_SSIZE_T_MAX : *total + n;
+    return 1;
+}
+
 /* The bulk path of _getlongresp(): every line of the body straight from
- * the reader's buffer into `lines`, no Python call per line. */
+ * the reader's buffer into `lines`, no Python call per line (the reader
+ * runs recv_into and signal handlers between lines, never while a line
+ * is being copied out). */
 static int
 read_body_fast(cpoplib_state *st, ReaderObject *reader, PyObject *lines,
                Py_ssize_t cap, unsigned long long *octets)
 {
-    Py_ssize_t maxline;
-    size_t total = 0;
+    Py_ssize_t maxline, total = 0;
 
     if (current_maxline(st, &maxline) < 0) {
-        return -1;
+        return BODY_ERROR;
     }
     for (;;) {
-        const char *base;
-        pop3_line ln;
-        int rc = cpoplib_reader_next_line(reader, maxline + 1, &ln, &base);
+        PyObject *line;
+        const char *data;
+        cpoplib_span span;
+        int rc = cpoplib_reader_next_line(reader, maxline + 1, &span);
 
         if (rc < 0) {
-            return -1;
+            return BODY_ERROR;
         }
         if (rc == POP3_TOO_LONG) {
             cpoplib_error(st, "line too long");
-            return -1;
+            return BODY_ERROR;
         }
         if (rc == POP3_EOF) {
             cpoplib_error(st, "-ERR EOF");
-            return -1;
+            return BODY_ERROR;
         }
-        total += ln.raw_len;
-        if (cap >= 0 && total > (size_t)cap) {
-            cpoplib_error(st, "response too long");
-            return -1;
+        if (!within_cap(cap, &total, (Py_ssize_t)span.line.raw_len)) {
+            return BODY_TOO_LONG;
         }
-        pop3_unstuff(base, &ln);
-        if (ln.is_terminator) {
+        data = cpoplib_reader_span_data(reader, &span);
+        if (data == NULL) {
+            return BODY_ERROR;
+        }
+        pop3_unstuff(data, &span.line);
+        if (span.line.is_terminator) {
             return 0;
         }
-        /* No Python code can run between reading the line and copying
-           it out (bytes are not GC-tracked), so `base` is still valid. */
-        PyObject *line = PyBytes_FromStringAndSize(base + ln.start,
-                                                   (Py_ssize_t)ln.len);
+        line = PyBytes_FromStringAndSize(data + span.line.start,
+                                         (Py_ssize_t)span.line.len);
         if (line == NULL) {
-            return -1;
+            return BODY_ERROR;
         }
         rc = PyList_Append(lines, line);
         Py_DECREF(line);
         if (rc < 0) {
-            return -1;
+            return BODY_ERROR;
         }
-        *octets += ln.octets;
+        *octets += span.line.octets;
     }
 }
 
-/* _getlongresp() line by line, through _getline() (which may be a
+/* _getlongresp() line by line, through self._getline() (which may be a
  * Python override), with Python arithmetic on whatever it returns. */
 static int
 read_body_generic(POP3Object *self, cpoplib_state *st, PyObject *lines,
@@ -564,85 +811,108 @@ read_body_generic(POP3Object *self, cpoplib_state *st, PyObject *lines,
     PyObject *line = NULL, *o = NULL, *tmp;
     PyObject *one = PyLong_FromLong(1);
     Py_ssize_t total = 0;
+    int rc = BODY_ERROR;
 
     if (one == NULL) {
-        return -1;
+        return BODY_ERROR;
     }
     for (;;) {
-        int rc;
+        int truth;
 
-        if (do_getline(self, st, &line, &o) < 0) {
-            goto error;
+        if (call_getline(self, st, &line, &o) < 0) {
+            goto done;
         }
         if (cap >= 0 && PyLong_Check(o)) {
-            Py_ssize_t n = PyLong_AsSsize_t(o);
+            int overflow;
+            long long n = PyLong_AsLongLongAndOverflow(o, &overflow);
             if (n == -1 && PyErr_Occurred()) {
-                goto error;
+                goto done;
             }
-            total += n > 0 ? n : 0;
-            if (total > cap) {
-                cpoplib_error(st, "response too long");
-                goto error;
+            if (overflow > 0 || n > PY_SSIZE_T_MAX) {
+                n = PY_SSIZE_T_MAX;
+            }
+            if (!within_cap(cap, &total, (Py_ssize_t)n)) {
+                rc = BODY_TOO_LONG;
+                goto done;
             }
         }
-        rc = PyObject_RichCompareBool(line, st->bytes_dot, Py_NE);
-        if (rc < 0) {
-            goto error;
+        truth = PyObject_RichCompareBool(line, st->bytes_dot, Py_NE);
+        if (truth < 0) {
+            goto done;
         }
-        if (!rc) {
+        if (!truth) {
             break;
         }
-        rc = starts_with(st, line, st->bytes_dotdot);
-        if (rc < 0) {
-            goto error;
+        truth = starts_with(st, line, st->bytes_dotdot);
+        if (truth < 0) {
+            goto done;
         }
-        if (rc) {
+        if (truth) {
             tmp = PyNumber_Subtract(o, one);
             if (tmp == NULL) {
-                goto error;
+                goto done;
             }
             Py_SETREF(o, tmp);
             tmp = PySequence_GetSlice(line, 1, PY_SSIZE_T_MAX);
             if (tmp == NULL) {
-                goto error;
+                goto done;
             }
             Py_SETREF(line, tmp);
         }
         tmp = PyNumber_Add(*octets, o);
         if (tmp == NULL) {
-            goto error;
+            goto done;
         }
         Py_SETREF(*octets, tmp);
         if (PyList_Append(lines, line) < 0) {
-            goto error;
+            goto done;
         }
         Py_CLEAR(line);
         Py_CLEAR(o);
     }
-    Py_DECREF(line);
-    Py_DECREF(o);
-    Py_DECREF(one);
-    return 0;
+    rc = 0;
 
-error:
+done:
     Py_XDECREF(line);
     Py_XDECREF(o);
     Py_DECREF(one);
-    return -1;
+    return rc;
+}
+
+/* A response passed MAX_RESPONSE_SIZE: the rest of it is still on the
+ * wire, so the connection cannot go on in step.  Close it (through
+ * self.close()) and raise error_proto('response too long'); an error in
+ * close() is raised with that one as its context. */
+static void
+fail_too_long(POP3Object *self, cpoplib_state *st)
+{
+    PyObject *exc, *res;
+
+    cpoplib_error(st, "response too long");
+    exc = cpoplib_fetch_exception();
+    res = cpoplib_close(self, st);
+    if (res == NULL) {
+        cpoplib_chain_context(exc);
+        return;
+    }
+    Py_DECREF(res);
+    cpoplib_restore_exception(exc);
 }
 
 /* poplib's _getlongresp(): (resp, lines, octets).  The body is read by
  * read_body_fast() when self.file is our own reader and no _getline
- * override or wire debugging is in effect, else line by line. */
+ * override or wire debugging is in effect, else line by line.  Runs
+ * Python code. */
 PyObject *
-getlongresp_impl(POP3Object *self, cpoplib_state *st)
+cpoplib_getlongresp_impl(POP3Object *self, cpoplib_state *st)
 {
     PyObject *resp = NULL, *lines = NULL, *octets = NULL, *file = NULL;
     PyObject *result = NULL;
+    unsigned long long count = 0;
     Py_ssize_t cap;
-    int fast = 0;
+    int fast, rc;
 
-    resp = do_getresp(self, st);
+    resp = cpoplib_getresp(self, st);
     if (resp == NULL) {
         return NULL;
     }
@@ -660,33 +930,40 @@ getlongresp_impl(POP3Object *self, cpoplib_state *st)
         goto done;
     }
     if (fast) {
-        int debug = debug_flags(self, st);
-        if (debug < 0) {
+        int wire = cpoplib_debugging(self, st, 1);
+        if (wire < 0) {
             goto done;
         }
-        file = get_attr(self, st->str_file);
+        file = PyObject_GetAttr((PyObject *)self, st->str_file);
         if (file == NULL) {
             goto done;
         }
-        fast = !(debug & DEBUG_WIRE) && is_reader(st, file);
+        fast = !wire && cpoplib_is_reader(st, file);
     }
     if (fast) {
-        unsigned long long count = 0;
-        if (read_body_fast(st, (ReaderObject *)file, lines, cap, &count) < 0) {
-            goto done;
+        rc = read_body_fast(st, (ReaderObject *)file, lines, cap, &count);
+        if (rc == 0) {
+            octets = PyLong_FromUnsignedLongLong(count);
+            if (octets == NULL) {
+                goto done;
+            }
         }
-        octets = PyLong_FromUnsignedLongLong(count);
     }
     else {
         octets = PyLong_FromLong(0);
-        if (octets != NULL
-            && read_body_generic(self, st, lines, cap, &octets) < 0) {
+        if (octets == NULL) {
             goto done;
         }
+        rc = read_body_generic(self, st, lines, cap, &octets);
     }
-    if (octets != NULL) {
-        result = PyTuple_Pack(3, resp, lines, octets);
+    if (rc == BODY_TOO_LONG) {
+        fail_too_long(self, st);
+        goto done;
     }
+    if (rc < 0) {
+        goto done;
+    }
+    result = PyTuple_Pack(3, resp, lines, octets);
 
 done:
     Py_XDECREF(file);
@@ -696,58 +973,53 @@ done:
     return result;
 }
 
-/* poplib's _shortcmd() and _longcmd(): self._putcmd(line), then
- * self._getresp() or self._getlongresp(). */
+/* poplib's _shortcmd(): self._putcmd(line), then self._getresp(). */
 PyObject *
-shortcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
+cpoplib_shortcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
 {
-    PyObject *res = do_putcmd(self, st, line);
+    PyObject *res = cpoplib_putcmd(self, st, line);
 
     if (res == NULL) {
         return NULL;
     }
     Py_DECREF(res);
-    return do_getresp(self, st);
+    return cpoplib_getresp(self, st);
 }
 
+/* poplib's _longcmd(): self._putcmd(line), then self._getlongresp().
+ * MAX_RESPONSE_SIZE is checked before anything is sent. */
 PyObject *
-longcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
+cpoplib_longcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
 {
-    PyObject *res = do_putcmd(self, st, line);
-
-    if (res == NULL) {
-        return NULL;
-    }
-    Py_DECREF(res);
-    return do_getlongresp(self, st);
-}
-
-/* Send `line` through self._shortcmd() or self._longcmd() and return the
- * response.  Steals `line`; a NULL line passes its error through. */
-PyObject *
-run_command(POP3Object *self, PyObject *line, int longcmd)
-{
-    cpoplib_state *st = pop3_state(self);
     PyObject *res;
+    Py_ssize_t cap;
+
+    if (current_response_cap(st, &cap) < 0) {
+        return NULL;
+    }
+    res = cpoplib_putcmd(self, st, line);
+    if (res == NULL) {
+        return NULL;
+    }
+    Py_DECREF(res);
+    return getlongresp(self, st);
+}
+
+PyObject *
+cpoplib_run_command(POP3Object *self, PyObject *line, int longcmd_)
+{
+    cpoplib_state *st = cpoplib_pop3_state(self);
+    PyObject *res;
+    Py_ssize_t cap;
 
     if (line == NULL) {
         return NULL;
     }
-    res = longcmd ? do_longcmd(self, st, line) : do_shortcmd(self, st, line);
+    if (longcmd_ && current_response_cap(st, &cap) < 0) {
+        Py_DECREF(line);
+        return NULL;
+    }
+    res = longcmd_ ? longcmd(self, st, line) : shortcmd(self, st, line);
     Py_DECREF(line);
     return res;
-}
-
-/* Send a command given as a C string and read the short response. */
-PyObject *
-simple_shortcmd(POP3Object *self, const char *command)
-{
-    return run_command(self, PyUnicode_FromString(command), 0);
-}
-
-/* Send `fmt % arg` and read the short (or long) response. */
-PyObject *
-formatted_cmd(POP3Object *self, const char *fmt, PyObject *arg, int longcmd)
-{
-    return run_command(self, format_command(fmt, arg), longcmd);
 }

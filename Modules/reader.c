@@ -13,17 +13,40 @@
  * a second read on the same reader raises RuntimeError instead of racing
  * on pos/end, and the memoryview handed out keeps the bytearray exported,
  * so it cannot be resized or freed under the callee.
+ *
+ * Lines are handed out as spans (offset + generation), never as pointers:
+ * every fill and close bumps the generation, and a span is turned into a
+ * pointer only by cpoplib_reader_span_data(), which checks it.
+ *
+ * As socket.SocketIO does, a read that timed out makes every later read
+ * fail with OSError('cannot read from timed out object'): the stream may
+ * be in the middle of a response, and reading on would hand one
+ * command's reply to the next.  After each fill pending signals are
+ * handled (PyErr_CheckSignals), so Ctrl-C works while data streams in.
+ *
+ * May call: the parser (pop3_parser.c), the socket object's recv_into
+ * and fileno, signal handlers; cpoplib_parse_args (methods.c).
  */
 #include "cpoplib.h"
 
 /* Size of the buffer and of each recv_into() request. */
 #define READER_CHUNK ((Py_ssize_t)64 * 1024)
 
+#if defined(Py_DEBUG) || defined(CPOPLIB_CHECKED)
+#  define SPAN_CHECK_ABORTS 1
+#else
+#  define SPAN_CHECK_ABORTS 0
+#endif
+
 static int
 reader_check_open(ReaderObject *r)
 {
     if (r->buffer == NULL) {
         PyErr_SetString(PyExc_ValueError, "I/O operation on closed file.");
+        return -1;
+    }
+    if (r->timed_out) {
+        PyErr_SetString(PyExc_OSError, "cannot read from timed out object");
         return -1;
     }
     if (r->busy) {
@@ -36,7 +59,8 @@ reader_check_open(ReaderObject *r)
 
 /* Make room for `need` bytes from r->pos (need > end - pos) and read once
  * into the free space.  Returns the number of bytes read (0 at end of
- * stream) or -1 with an exception set.  Runs Python code. */
+ * stream) or -1 with an exception set.  Runs Python code (recv_into,
+ * signal handlers); whatever it returns, pos/end describe the buffer. */
 static Py_ssize_t
 reader_fill(ReaderObject *r, Py_ssize_t need)
 {
@@ -48,6 +72,7 @@ reader_fill(ReaderObject *r, Py_ssize_t need)
     Py_ssize_t cap = PyByteArray_GET_SIZE(buffer);
     Py_ssize_t got = -1;
 
+    r->generation++;
     /* Move the unread tail to the front when it is in the way. */
     if (r->pos > 0 && (avail == 0 || cap - r->pos < need
                        || cap - r->end < cap / 2)) {
@@ -63,6 +88,13 @@ reader_fill(ReaderObject *r, Py_ssize_t need)
         }
         cap = PyByteArray_GET_SIZE(buffer);
     }
+    else if (cap > READER_CHUNK && r->pos == 0 && need <= READER_CHUNK) {
+        /* a long line is gone: give its memory back */
+        if (PyByteArray_Resize(buffer, READER_CHUNK) < 0) {
+            return -1;
+        }
+        cap = READER_CHUNK;
+    }
 
     Py_INCREF(buffer);
     Py_INCREF(sock);
@@ -77,6 +109,9 @@ reader_fill(ReaderObject *r, Py_ssize_t need)
     }
     result = PyObject_CallMethodOneArg(sock, st->str_recv_into, window);
     if (result == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TimeoutError)) {
+            r->timed_out = 1;
+        }
         goto done;
     }
     if (r->buffer != buffer) {
@@ -96,9 +131,20 @@ reader_fill(ReaderObject *r, Py_ssize_t need)
         goto done;
     }
     r->end += got;
+    /* Let signal handlers run between fills, as CPython's own long
+       loops do: the bytes just read stay buffered. */
+    if (PyErr_CheckSignals() < 0) {
+        got = -1;
+    }
+    else if (r->buffer != buffer) {
+        /* a signal handler closed the file */
+        PyErr_SetString(PyExc_ValueError, "I/O operation on closed file.");
+        got = -1;
+    }
 
 done:
     r->busy = 0;
+    r->generation++;
     Py_XDECREF(result);
     Py_XDECREF(window);
     Py_XDECREF(view);
@@ -122,8 +168,9 @@ reader_need(Py_ssize_t avail, Py_ssize_t limit)
 
 int
 cpoplib_reader_next_line(ReaderObject *r, Py_ssize_t limit,
-                         pop3_line *line, const char **base)
+                         cpoplib_span *span)
 {
+    size_t scanned = 0;
     int at_eof = 0;
 
     assert(limit >= 1);
@@ -135,11 +182,12 @@ cpoplib_reader_next_line(ReaderObject *r, Py_ssize_t limit,
         Py_ssize_t avail = r->end - r->pos;
         Py_ssize_t got;
 
-        switch (pop3_next_line(data, (size_t)avail, (size_t)limit,
-                               at_eof, line)) {
+        switch (pop3_next_line_from(data, (size_t)avail, (size_t)limit,
+                                    at_eof, scanned, &span->line)) {
         case POP3_LINE:
-            *base = data;
-            r->pos += (Py_ssize_t)line->raw_len;
+            span->offset = r->pos;
+            span->generation = r->generation;
+            r->pos += (Py_ssize_t)span->line.raw_len;
             return POP3_LINE;
         case POP3_TOO_LONG:
             r->pos += limit;
@@ -147,6 +195,7 @@ cpoplib_reader_next_line(ReaderObject *r, Py_ssize_t limit,
         case POP3_EOF:
             return POP3_EOF;
         case POP3_NEED_MORE:
+            scanned = pop3_scanned((size_t)avail, (size_t)limit);
             break;
         }
         got = reader_fill(r, reader_need(avail, limit));
@@ -157,9 +206,25 @@ cpoplib_reader_next_line(ReaderObject *r, Py_ssize_t limit,
     }
 }
 
+const char *
+cpoplib_reader_span_data(ReaderObject *r, const cpoplib_span *span)
+{
+    if (r->buffer == NULL || span->generation != r->generation) {
+        if (SPAN_CHECK_ABORTS) {
+            Py_FatalError("cpoplib: a line was used after the read buffer "
+                          "moved");
+        }
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cpoplib: the read buffer moved under a line");
+        return NULL;
+    }
+    return PyByteArray_AS_STRING(r->buffer) + span->offset;
+}
+
 void
 cpoplib_reader_discard(ReaderObject *r)
 {
+    r->generation++;
     r->pos = r->end = 0;
     Py_CLEAR(r->buffer);
     Py_CLEAR(r->sock);
@@ -199,31 +264,43 @@ reader_take(ReaderObject *r, Py_ssize_t n)
     return out;
 }
 
+/* An optional size argument: None or an int; -1 when omitted or None. */
 static int
-check_nargs(const char *name, Py_ssize_t nargs, Py_ssize_t max)
+reader_size_arg(PyObject *arg, Py_ssize_t *size)
 {
-    if (nargs > max) {
-        PyErr_Format(PyExc_TypeError,
-                     "%s() takes at most %zd argument%s (%zd given)",
-                     name, max, max == 1 ? "" : "s", nargs);
+    *size = -1;
+    if (arg == NULL || arg == Py_None) {
         return 0;
     }
-    return 1;
+    *size = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+    if (*size == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    return 0;
 }
 
+/* Parse `name($self, size=-1, /)`. */
 static int
-size_converter(PyObject *arg, void *out)
+reader_parse_size(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                  PyObject *kwnames, Py_ssize_t *size)
 {
-    Py_ssize_t n = -1;
+    static const char *const names[] = {"size", NULL};
+    const cpoplib_argspec spec = {fname, names, 1, 0, 1};
+    PyObject *arg;
 
-    if (arg != Py_None) {
-        n = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
-        if (n == -1 && PyErr_Occurred()) {
-            return 0;
-        }
+    if (cpoplib_parse_args(&spec, args, nargs, kwnames, &arg) < 0) {
+        return -1;
     }
-    *(Py_ssize_t *)out = n;
-    return 1;
+    return reader_size_arg(arg, size);
+}
+
+static PyObject *
+reader_unsupported(ReaderObject *r, const char *what)
+{
+    cpoplib_state *st = PyModule_GetState(r->module);
+
+    PyErr_SetString(st->unsupported_operation, what);
+    return NULL;
 }
 
 PyDoc_STRVAR(reader_readline_doc,
@@ -234,6 +311,10 @@ static PyObject *
 reader_readline_impl(ReaderObject *r, Py_ssize_t size)
 {
     Py_ssize_t limit = size < 0 ? PY_SSIZE_T_MAX : size;
+    /* limit + 1 so that a line of exactly `limit` bytes is a line */
+    size_t plimit = limit == PY_SSIZE_T_MAX ? (size_t)limit
+                                            : (size_t)limit + 1;
+    size_t scanned = 0;
     int at_eof = 0;
 
     if (reader_check_open(r) < 0) {
@@ -245,13 +326,11 @@ reader_readline_impl(ReaderObject *r, Py_ssize_t size)
     for (;;) {
         const char *data = PyByteArray_AS_STRING(r->buffer) + r->pos;
         Py_ssize_t avail = r->end - r->pos;
+        Py_ssize_t got;
         pop3_line line;
-        /* limit + 1 so that a line of exactly `limit` bytes is a line */
-        size_t plimit = limit == PY_SSIZE_T_MAX ? (size_t)limit
-                                                : (size_t)limit + 1;
 
-        switch (pop3_next_line(data, (size_t)avail, plimit, at_eof,
-                               &line)) {
+        switch (pop3_next_line_from(data, (size_t)avail, plimit, at_eof,
+                                    scanned, &line)) {
         case POP3_LINE:
             return reader_take(r, (Py_ssize_t)line.raw_len);
         case POP3_TOO_LONG:
@@ -262,9 +341,10 @@ reader_readline_impl(ReaderObject *r, Py_ssize_t size)
             if (avail >= limit) {
                 return reader_take(r, limit);
             }
+            scanned = pop3_scanned((size_t)avail, plimit);
             break;
         }
-        Py_ssize_t got = reader_fill(r, reader_need(avail, limit));
+        got = reader_fill(r, reader_need(avail, limit));
         if (got < 0) {
             return NULL;
         }
@@ -273,17 +353,63 @@ reader_readline_impl(ReaderObject *r, Py_ssize_t size)
 }
 
 static PyObject *
-reader_readline(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs)
+reader_readline(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames)
 {
-    Py_ssize_t size = -1;
+    Py_ssize_t size;
 
-    if (!check_nargs("readline", nargs, 1)) {
-        return NULL;
-    }
-    if (nargs == 1 && !size_converter(args[0], &size)) {
+    if (reader_parse_size("readline", args, nargs, kwnames, &size) < 0) {
         return NULL;
     }
     return reader_readline_impl(r, size);
+}
+
+PyDoc_STRVAR(reader_readlines_doc,
+"readlines($self, hint=-1, /)\n--\n\n"
+"Read lines until the end of the stream, or until their total size\n"
+"reaches hint (when hint > 0).");
+
+static PyObject *
+reader_readlines(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    static const char *const names[] = {"hint", NULL};
+    static const cpoplib_argspec spec = {"readlines", names, 1, 0, 1};
+    PyObject *arg, *lines, *line;
+    Py_ssize_t hint, total = 0;
+
+    if (cpoplib_parse_args(&spec, args, nargs, kwnames, &arg) < 0
+        || reader_size_arg(arg, &hint) < 0) {
+        return NULL;
+    }
+    lines = PyList_New(0);
+    if (lines == NULL) {
+        return NULL;
+    }
+    for (;;) {
+        line = reader_readline_impl(r, -1);
+        if (line == NULL) {
+            goto error;
+        }
+        if (PyBytes_GET_SIZE(line) == 0) {
+            Py_DECREF(line);
+            break;
+        }
+        total += PyBytes_GET_SIZE(line);
+        if (PyList_Append(lines, line) < 0) {
+            Py_DECREF(line);
+            goto error;
+        }
+        Py_DECREF(line);
+        if (hint > 0 && total >= hint) {
+            break;
+        }
+    }
+    return lines;
+
+error:
+    Py_DECREF(lines);
+    return NULL;
 }
 
 PyDoc_STRVAR(reader_read_doc,
@@ -291,20 +417,14 @@ PyDoc_STRVAR(reader_read_doc,
 "Read up to size bytes, or to the end of the stream if size < 0.");
 
 static PyObject *
-reader_read(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs)
+reader_read_impl(ReaderObject *r, Py_ssize_t size)
 {
-    Py_ssize_t size = -1;
+    Py_ssize_t want = size < 0 ? PY_SSIZE_T_MAX : size;
+    Py_ssize_t avail;
 
-    if (!check_nargs("read", nargs, 1)) {
-        return NULL;
-    }
-    if (nargs == 1 && !size_converter(args[0], &size)) {
-        return NULL;
-    }
     if (reader_check_open(r) < 0) {
         return NULL;
     }
-    Py_ssize_t want = size < 0 ? PY_SSIZE_T_MAX : size;
     while (r->end - r->pos < want) {
         Py_ssize_t got = reader_fill(r, reader_need(r->end - r->pos, want));
         if (got < 0) {
@@ -314,25 +434,28 @@ reader_read(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs)
             break;
         }
     }
-    Py_ssize_t avail = r->end - r->pos;
+    avail = r->end - r->pos;
     return reader_take(r, avail < want ? avail : want);
 }
 
-PyDoc_STRVAR(reader_read1_doc,
-"read1($self, size=-1, /)\n--\n\n"
-"Read up to size bytes with at most one call to the socket.");
-
 static PyObject *
-reader_read1(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs)
+reader_read(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
 {
-    Py_ssize_t size = -1;
+    Py_ssize_t size;
 
-    if (!check_nargs("read1", nargs, 1)) {
+    if (reader_parse_size("read", args, nargs, kwnames, &size) < 0) {
         return NULL;
     }
-    if (nargs == 1 && !size_converter(args[0], &size)) {
-        return NULL;
-    }
+    return reader_read_impl(r, size);
+}
+
+/* read1(size): at most one call to the socket */
+static PyObject *
+reader_read1_impl(ReaderObject *r, Py_ssize_t size)
+{
+    Py_ssize_t avail;
+
     if (reader_check_open(r) < 0) {
         return NULL;
     }
@@ -342,8 +465,24 @@ reader_read1(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs)
     if (r->end == r->pos && reader_fill(r, READER_CHUNK) < 0) {
         return NULL;
     }
-    Py_ssize_t avail = r->end - r->pos;
+    avail = r->end - r->pos;
     return reader_take(r, size < 0 || avail < size ? avail : size);
+}
+
+PyDoc_STRVAR(reader_read1_doc,
+"read1($self, size=-1, /)\n--\n\n"
+"Read up to size bytes with at most one call to the socket.");
+
+static PyObject *
+reader_read1(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs,
+             PyObject *kwnames)
+{
+    Py_ssize_t size;
+
+    if (reader_parse_size("read1", args, nargs, kwnames, &size) < 0) {
+        return NULL;
+    }
+    return reader_read1_impl(r, size);
 }
 
 PyDoc_STRVAR(reader_peek_doc,
@@ -351,12 +490,13 @@ PyDoc_STRVAR(reader_peek_doc,
 "Return buffered bytes without consuming them (reading once if none).");
 
 static PyObject *
-reader_peek(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs)
+reader_peek(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
 {
-    if (!check_nargs("peek", nargs, 1)) {
-        return NULL;
-    }
-    if (reader_check_open(r) < 0) {
+    Py_ssize_t size;
+
+    if (reader_parse_size("peek", args, nargs, kwnames, &size) < 0
+        || reader_check_open(r) < 0) {
         return NULL;
     }
     if (r->end == r->pos && reader_fill(r, READER_CHUNK) < 0) {
@@ -366,25 +506,24 @@ reader_peek(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs)
         PyByteArray_AS_STRING(r->buffer) + r->pos, r->end - r->pos);
 }
 
-PyDoc_STRVAR(reader_readinto_doc,
-"readinto($self, buffer, /)\n--\n\n"
-"Read bytes into a writable buffer; return the number read.");
-
+/* readinto(b) and readinto1(b): read() or read1() into a writable
+ * buffer, returning the number of bytes. */
 static PyObject *
-reader_readinto(ReaderObject *r, PyObject *arg)
+reader_readinto_common(ReaderObject *r, PyObject *const *args,
+                       Py_ssize_t nargs, PyObject *kwnames,
+                       const char *fname, int once)
 {
+    static const char *const names[] = {"buffer", NULL};
+    const cpoplib_argspec spec = {fname, names, 1, 1, 1};
+    PyObject *arg, *data = NULL, *result = NULL;
     Py_buffer view;
-    PyObject *data = NULL, *result = NULL;
-    PyObject *size = NULL;
 
-    if (PyObject_GetBuffer(arg, &view, PyBUF_WRITABLE) < 0) {
+    if (cpoplib_parse_args(&spec, args, nargs, kwnames, &arg) < 0
+        || PyObject_GetBuffer(arg, &view, PyBUF_WRITABLE) < 0) {
         return NULL;
     }
-    size = PyLong_FromSsize_t(view.len);
-    if (size == NULL) {
-        goto done;
-    }
-    data = reader_read(r, &size, 1);
+    data = once ? reader_read1_impl(r, view.len)
+                : reader_read_impl(r, view.len);
     if (data == NULL) {
         goto done;
     }
@@ -392,10 +531,32 @@ reader_readinto(ReaderObject *r, PyObject *arg)
     result = PyLong_FromSsize_t(PyBytes_GET_SIZE(data));
 
 done:
-    Py_XDECREF(size);
     Py_XDECREF(data);
     PyBuffer_Release(&view);
     return result;
+}
+
+PyDoc_STRVAR(reader_readinto_doc,
+"readinto($self, buffer, /)\n--\n\n"
+"Read bytes into a writable buffer; return the number read.");
+
+static PyObject *
+reader_readinto(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames)
+{
+    return reader_readinto_common(r, args, nargs, kwnames, "readinto", 0);
+}
+
+PyDoc_STRVAR(reader_readinto1_doc,
+"readinto1($self, buffer, /)\n--\n\n"
+"Read bytes into a writable buffer with at most one call to the\n"
+"socket; return the number read.");
+
+static PyObject *
+reader_readinto1(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    return reader_readinto_common(r, args, nargs, kwnames, "readinto1", 1);
 }
 
 PyDoc_STRVAR(reader_close_doc,
@@ -409,20 +570,41 @@ reader_close(ReaderObject *r, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-static PyObject *
-reader_true_if_open(ReaderObject *r, PyObject *Py_UNUSED(ignored))
+static int
+reader_check_not_closed(ReaderObject *r)
 {
     if (r->buffer == NULL) {
         PyErr_SetString(PyExc_ValueError, "I/O operation on closed file.");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+reader_readable(ReaderObject *r, PyObject *Py_UNUSED(ignored))
+{
+    if (reader_check_not_closed(r) < 0) {
         return NULL;
     }
     Py_RETURN_TRUE;
 }
 
 static PyObject *
-reader_false(ReaderObject *r, PyObject *Py_UNUSED(ignored))
+reader_writable(ReaderObject *r, PyObject *Py_UNUSED(ignored))
 {
+    if (reader_check_not_closed(r) < 0) {
+        return NULL;
+    }
     Py_RETURN_FALSE;
+}
+
+static PyObject *
+reader_flush(ReaderObject *r, PyObject *Py_UNUSED(ignored))
+{
+    if (reader_check_not_closed(r) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -442,10 +624,36 @@ reader_fileno(ReaderObject *r, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
+reader_not_seekable(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs,
+                    PyObject *kwnames)
+{
+    if (reader_check_not_closed(r) < 0) {
+        return NULL;
+    }
+    return reader_unsupported(r, "underlying stream is not seekable");
+}
+
+static PyObject *
+reader_not_writable(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs,
+                    PyObject *kwnames)
+{
+    if (reader_check_not_closed(r) < 0) {
+        return NULL;
+    }
+    return reader_unsupported(r, "not writable");
+}
+
+static PyObject *
+reader_detach(ReaderObject *r, PyObject *Py_UNUSED(ignored))
+{
+    return reader_unsupported(r, "the connection's reader has no raw "
+                                 "stream to detach");
+}
+
+static PyObject *
 reader_enter(ReaderObject *r, PyObject *Py_UNUSED(ignored))
 {
-    if (r->buffer == NULL) {
-        PyErr_SetString(PyExc_ValueError, "I/O operation on closed file.");
+    if (reader_check_not_closed(r) < 0) {
         return NULL;
     }
     return Py_NewRef(r);
@@ -461,8 +669,7 @@ reader_exit(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 reader_iter(ReaderObject *r)
 {
-    if (r->buffer == NULL) {
-        PyErr_SetString(PyExc_ValueError, "I/O operation on closed file.");
+    if (reader_check_not_closed(r) < 0) {
         return NULL;
     }
     return Py_NewRef(r);
@@ -478,6 +685,13 @@ reader_iternext(ReaderObject *r)
         return NULL;
     }
     return line;
+}
+
+/* `name`, as socket.SocketIO has it: the socket's file descriptor */
+static PyObject *
+reader_get_name(ReaderObject *r, void *Py_UNUSED(closure))
+{
+    return reader_fileno(r, NULL);
 }
 
 static PyObject *
@@ -511,10 +725,12 @@ reader_traverse(ReaderObject *r, visitproc visit, void *arg)
     return 0;
 }
 
+/* The owner reference (module) stays until dealloc: methods use it. */
 static int
 reader_clear(ReaderObject *r)
 {
-    Py_CLEAR(r->module);
+    r->generation++;
+    r->pos = r->end = 0;
     Py_CLEAR(r->sock);
     Py_CLEAR(r->buffer);
     return 0;
@@ -530,34 +746,49 @@ reader_dealloc(ReaderObject *r)
         PyObject_ClearWeakRefs((PyObject *)r);
     }
     (void)reader_clear(r);
+    Py_CLEAR(r->module);
     tp->tp_free(r);
     Py_DECREF(tp);
 }
 
+#define READER_FAST(fn) ((PyCFunction)(void (*)(void))(fn))
+#define READER_FASTKW (METH_FASTCALL | METH_KEYWORDS)
+
 static PyMethodDef reader_methods[] = {
-    {"readline", (PyCFunction)(void (*)(void))reader_readline,
-     METH_FASTCALL, reader_readline_doc},
-    {"read", (PyCFunction)(void (*)(void))reader_read, METH_FASTCALL,
-     reader_read_doc},
-    {"read1", (PyCFunction)(void (*)(void))reader_read1, METH_FASTCALL,
-     reader_read1_doc},
-    {"peek", (PyCFunction)(void (*)(void))reader_peek, METH_FASTCALL,
-     reader_peek_doc},
-    {"readinto", (PyCFunction)reader_readinto, METH_O, reader_readinto_doc},
+    {"readline", READER_FAST(reader_readline), READER_FASTKW,
+     reader_readline_doc},
+    {"readlines", READER_FAST(reader_readlines), READER_FASTKW,
+     reader_readlines_doc},
+    {"read", READER_FAST(reader_read), READER_FASTKW, reader_read_doc},
+    {"read1", READER_FAST(reader_read1), READER_FASTKW, reader_read1_doc},
+    {"peek", READER_FAST(reader_peek), READER_FASTKW, reader_peek_doc},
+    {"readinto", READER_FAST(reader_readinto), READER_FASTKW,
+     reader_readinto_doc},
+    {"readinto1", READER_FAST(reader_readinto1), READER_FASTKW,
+     reader_readinto1_doc},
     {"close", (PyCFunction)reader_close, METH_NOARGS, reader_close_doc},
-    {"readable", (PyCFunction)reader_true_if_open, METH_NOARGS, NULL},
-    {"writable", (PyCFunction)reader_false, METH_NOARGS, NULL},
-    {"seekable", (PyCFunction)reader_false, METH_NOARGS, NULL},
+    {"readable", (PyCFunction)reader_readable, METH_NOARGS, NULL},
+    {"writable", (PyCFunction)reader_writable, METH_NOARGS, NULL},
+    {"seekable", (PyCFunction)reader_writable, METH_NOARGS, NULL},
+    {"isatty", (PyCFunction)reader_writable, METH_NOARGS, NULL},
+    {"flush", (PyCFunction)reader_flush, METH_NOARGS, NULL},
     {"fileno", (PyCFunction)reader_fileno, METH_NOARGS, NULL},
+    {"tell", READER_FAST(reader_not_seekable), READER_FASTKW, NULL},
+    {"seek", READER_FAST(reader_not_seekable), READER_FASTKW, NULL},
+    {"truncate", READER_FAST(reader_not_writable), READER_FASTKW, NULL},
+    {"write", READER_FAST(reader_not_writable), READER_FASTKW, NULL},
+    {"writelines", READER_FAST(reader_not_writable), READER_FASTKW, NULL},
+    {"detach", (PyCFunction)reader_detach, METH_NOARGS, NULL},
     {"__enter__", (PyCFunction)reader_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)(void (*)(void))reader_exit, METH_FASTCALL,
-     NULL},
+    {"__exit__", READER_FAST(reader_exit), METH_FASTCALL, NULL},
     {NULL, NULL}
 };
 
 static PyGetSetDef reader_getset[] = {
     {"closed", (getter)reader_get_closed, NULL, "True once closed.", NULL},
     {"mode", (getter)reader_get_mode, NULL, "Always 'rb'.", NULL},
+    {"name", (getter)reader_get_name, NULL,
+     "The socket's file descriptor, as for socket.SocketIO.", NULL},
     {NULL}
 };
 

@@ -129,6 +129,24 @@ next_line_exact(const unsigned char *buf, size_t n, size_t limit,
     }
     memset(line, 0xA5, sizeof(*line));
     st = pop3_next_line((const char *)*copy, n, limit, at_eof, line);
+
+    /* pop3_next_line_from() with any valid hint (a prefix known to hold
+       no LF) must agree with the search from the start. */
+    size_t window = pop3_scanned(n, limit);
+    const unsigned char *lf = window ? memchr(*copy, '\n', window) : NULL;
+    size_t lf_free = lf ? (size_t)(lf - *copy) : window;
+    size_t hints[2] = {lf_free / 2, lf_free};
+    for (int i = 0; i < 2; i++) {
+        pop3_line other;
+        memset(&other, 0xA5, sizeof(other));
+        CHECK(pop3_next_line_from((const char *)*copy, n, limit, at_eof,
+                                  hints[i], &other) == st);
+        if (st == POP3_LINE) {
+            CHECK(other.raw_len == line->raw_len
+                  && other.start == line->start && other.len == line->len
+                  && other.octets == line->octets);
+        }
+    }
     return st;
 }
 

@@ -6,9 +6,16 @@ are those of the running interpreter's poplib.  See README.rst for the
 few deliberate differences.
 """
 
+import errno
 import io as _io
-import inspect as _inspect
-import socket as _socket
+import re
+import socket
+import sys
+
+try:
+    import ssl
+except ImportError:  # as poplib: no ssl, no POP3_SSL
+    pass
 
 try:
     from . import _cpoplib
@@ -43,69 +50,48 @@ if HAVE_SSL:
 # globals at run time, so that `cpoplib._MAXLINE = N` works as
 # `poplib._MAXLINE = N` does.  MAX_RESPONSE_SIZE (cpoplib only; None, no
 # limit, by default as in poplib) caps the bytes of one multi-line
-# response: past it, error_proto('response too long').
+# response: past it, error_proto('response too long') and the connection
+# is closed.
 _cpoplib._bind_namespace(globals())
 
 # self.file is a SocketReader: let it pass isinstance(f, io.BufferedIOBase).
 _io.BufferedIOBase.register(_cpoplib.SocketReader)
 
 
-class _ConstructorSignature:
-    """``__signature__`` of a C class, for inspect.signature().
-
-    Only the class itself (or a subclass that does not define its own
-    __init__ or __new__) sees it, so subclasses keep their own signature.
-    """
-
-    def __init__(self, cls, signature):
-        self._cls = cls
-        self._signature = signature
-
-    def __get__(self, instance, owner):
-        if instance is None:
-            for klass in owner.__mro__:
-                if klass is self._cls:
-                    return self._signature
-                if "__init__" in vars(klass) or "__new__" in vars(klass):
-                    break
-        raise AttributeError("__signature__")
+# The constructors' signatures, exactly as poplib's: a text signature
+# cannot express the timeout default (a sentinel object), so each C
+# initialiser is wrapped in a Python __init__ with poplib's parameters.
+# inspect.signature(), help() and mock.create_autospec() read these.
+def _wrap_init(cls, init):
+    c_init = cls.__init__          # the C tp_init, as a slot wrapper
+    init.__name__ = "__init__"
+    init.__qualname__ = f"{cls.__name__}.__init__"
+    init.__module__ = cls.__module__
+    init.__doc__ = None
+    cls.__init__ = init
+    return c_init
 
 
-def _set_signature(cls, *params):
-    P = _inspect.Parameter
-    sig = _inspect.Signature([P(name, kind, default=default)
-                              for name, kind, default in params])
-    cls.__signature__ = _ConstructorSignature(cls, sig)
+def _pop3_init(self, host, port=POP3_PORT,
+               timeout=socket._GLOBAL_DEFAULT_TIMEOUT):
+    _c_pop3_init(self, host, port, timeout)
 
 
-_P = _inspect.Parameter
-_set_signature(
-    POP3,
-    ("host", _P.POSITIONAL_OR_KEYWORD, _P.empty),
-    ("port", _P.POSITIONAL_OR_KEYWORD, POP3_PORT),
-    ("timeout", _P.POSITIONAL_OR_KEYWORD, _socket._GLOBAL_DEFAULT_TIMEOUT),
-)
+_c_pop3_init = _wrap_init(POP3, _pop3_init)
+
 if HAVE_SSL:
-    import sys as _sys
-
-    if _sys.version_info < (3, 12):
-        _set_signature(
-            POP3_SSL,
-            ("host", _P.POSITIONAL_OR_KEYWORD, _P.empty),
-            ("port", _P.POSITIONAL_OR_KEYWORD, POP3_SSL_PORT),
-            ("keyfile", _P.POSITIONAL_OR_KEYWORD, None),
-            ("certfile", _P.POSITIONAL_OR_KEYWORD, None),
-            ("timeout", _P.POSITIONAL_OR_KEYWORD,
-             _socket._GLOBAL_DEFAULT_TIMEOUT),
-            ("context", _P.POSITIONAL_OR_KEYWORD, None),
-        )
+    if sys.version_info < (3, 12):
+        def _pop3_ssl_init(self, host, port=POP3_SSL_PORT, keyfile=None,
+                           certfile=None,
+                           timeout=socket._GLOBAL_DEFAULT_TIMEOUT,
+                           context=None):
+            _c_pop3_ssl_init(self, host, port, keyfile, certfile, timeout,
+                             context)
     else:
-        _set_signature(
-            POP3_SSL,
-            ("host", _P.POSITIONAL_OR_KEYWORD, _P.empty),
-            ("port", _P.POSITIONAL_OR_KEYWORD, POP3_SSL_PORT),
-            ("timeout", _P.KEYWORD_ONLY, _socket._GLOBAL_DEFAULT_TIMEOUT),
-            ("context", _P.KEYWORD_ONLY, None),
-        )
-    del _sys
-del _P
+        def _pop3_ssl_init(self, host, port=POP3_SSL_PORT, *,
+                           timeout=socket._GLOBAL_DEFAULT_TIMEOUT,
+                           context=None):
+            _c_pop3_ssl_init(self, host, port, timeout=timeout,
+                             context=context)
+
+    _c_pop3_ssl_init = _wrap_init(POP3_SSL, _pop3_ssl_init)
