@@ -62,6 +62,31 @@ _io.BufferedIOBase.register(_cpoplib.SocketReader)
 # cannot express the timeout default (a sentinel object), so each C
 # initialiser is wrapped in a Python __init__ with poplib's parameters.
 # inspect.signature(), help() and mock.create_autospec() read these.
+class _ConstructorSignature:
+    """``__signature__`` of a C class whose __init__ is the Python one
+    below: some inspect versions (3.10) look at the class's own C __new__
+    first and give up.  Only the class itself, or a subclass that does not
+    define its own __init__ or __new__, sees it, so subclasses keep their
+    own signature.  inspect is imported only when a signature is asked
+    for."""
+
+    def __init__(self, cls, init):
+        self._cls = cls
+        self._init = init
+
+    def __get__(self, instance, owner):
+        if instance is None:
+            for klass in owner.__mro__:
+                if klass is self._cls:
+                    import inspect
+                    sig = inspect.signature(self._init)
+                    return sig.replace(
+                        parameters=list(sig.parameters.values())[1:])
+                if "__init__" in vars(klass) or "__new__" in vars(klass):
+                    break
+        raise AttributeError("__signature__")
+
+
 def _wrap_init(cls, init):
     c_init = cls.__init__          # the C tp_init, as a slot wrapper
     init.__name__ = "__init__"
@@ -69,6 +94,7 @@ def _wrap_init(cls, init):
     init.__module__ = cls.__module__
     init.__doc__ = None
     cls.__init__ = init
+    cls.__signature__ = _ConstructorSignature(cls, init)
     return c_init
 
 
