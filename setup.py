@@ -20,6 +20,8 @@ SOURCES = [
     "Modules/connection.c",
     "Modules/protocol.c",
     "Modules/commands.c",
+    "Modules/retrieval.c",
+    "Modules/pipeline.c",
     "Modules/reader.c",
     "Modules/pop3_parser.c",
 ]

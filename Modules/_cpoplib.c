@@ -97,6 +97,9 @@ cpoplib_fetch_exception(void)
 void
 cpoplib_restore_exception(PyObject *exc)
 {
+    if (exc == NULL) {
+        return;
+    }
     PyErr_Restore(Py_NewRef(Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
 }
 #endif
@@ -423,7 +426,8 @@ error:
 }
 
 #define STATE_OBJECTS(X)                                                    \
-    X(POP3_Type) X(POP3_SSL_Type) X(Reader_Type) X(error_proto)             \
+    X(POP3_Type) X(POP3_SSL_Type) X(Reader_Type) X(FetchIter_Type)          \
+    X(error_proto)                                                          \
     X(namespace) X(socket_module) X(socket_type) X(socket_makefile)         \
     X(default_timeout) X(shut_rdwr) X(ssl_module) X(timestamp_re)           \
     X(unsupported_operation)                                                \

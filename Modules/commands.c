@@ -355,6 +355,7 @@ cpoplib_stls(POP3Object *self, PyObject *context_arg)
                             Py_True) < 0) {
         goto done;
     }
+    self->pipelining = -1;      /* capabilities may change under TLS */
     result = Py_NewRef(resp);
 
 done:

@@ -27,25 +27,38 @@
 /* ---- the claim ---- */
 
 int
-cpoplib_claim(POP3Object *self)
+cpoplib_claim_as(POP3Object *self, void *token)
 {
     unsigned long me = PyThread_get_thread_ident();
 
-    if (self->depth == 0) {
-        self->owner = me;
-        self->depth = 1;
-        return 0;
+    if (self->depth > 0) {
+        if (self->owner == me && self->hook_depth > 0) {
+            /* a hook we called is calling back (super()._getresp()) */
+            self->depth++;
+            return 0;
+        }
+        PyErr_SetString(PyExc_RuntimeError,
+                        "reentrant call: another command is in progress "
+                        "on this POP3 connection (one connection must not "
+                        "be used by two threads at once)");
+        return -1;
     }
-    if (self->owner == me && self->hook_depth > 0) {
-        /* a hook we called is calling back (super()._getresp(), ...) */
-        self->depth++;
-        return 0;
+    if (self->reserved != NULL && self->reserved != token) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "reentrant call: a fetch_many() iteration is in "
+                        "progress on this POP3 connection; finish it or "
+                        "close() the iterator first");
+        return -1;
     }
-    PyErr_SetString(PyExc_RuntimeError,
-                    "reentrant call: another command is in progress on "
-                    "this POP3 connection (one connection must not be "
-                    "used by two threads at once)");
-    return -1;
+    self->owner = me;
+    self->depth = 1;
+    return 0;
+}
+
+int
+cpoplib_claim(POP3Object *self)
+{
+    return cpoplib_claim_as(self, NULL);
 }
 
 void
@@ -449,6 +462,7 @@ pop3_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     self->module = Py_NewRef(PyType_GetModule(st->POP3_Type));
+    self->pipelining = -1;
     return (PyObject *)self;
 }
 
@@ -577,6 +591,11 @@ cpoplib_connection_add_types(PyObject *module, cpoplib_state *st)
         }
     }
     if (PyModule_AddType(module, st->POP3_Type) < 0) {
+        return -1;
+    }
+    st->FetchIter_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &cpoplib_fetch_iter_spec, NULL);
+    if (st->FetchIter_Type == NULL) {
         return -1;
     }
     if (st->ssl_module == NULL) {

@@ -24,6 +24,13 @@ typedef struct {
     unsigned long owner;
     int depth;
     int hook_depth;
+    /* A fetch_many() iterator that holds the connection between two of
+       its steps (borrowed: the iterator clears it before it goes away);
+       only it may claim the connection meanwhile. */
+    void *reserved;
+    /* Whether CAPA listed PIPELINING: -1 not asked yet on this
+       connection (or since STLS). */
+    int pipelining;
 } POP3Object;
 
 static inline cpoplib_state *
@@ -49,6 +56,8 @@ int cpoplib_pop3_ssl_tp_init(PyObject *self, PyObject *args,
  * that is not one of our hooks) is in a command on it.  A hook the C core
  * called may call back into the connection (super()._getresp()). */
 int cpoplib_claim(POP3Object *self);
+/* The same for the holder of a reservation (`token`, see `reserved`). */
+int cpoplib_claim_as(POP3Object *self, void *token);
 void cpoplib_release(POP3Object *self);
 
 /* POP3.__init__ and POP3_SSL.__init__ once the arguments are parsed. */
@@ -77,6 +86,15 @@ int cpoplib_debug_print(const char *tag, PyObject *obj);
 PyObject *cpoplib_encode_text(PyObject *text, PyObject *encoding);
 PyObject *cpoplib_format_command(const char *fmt, PyObject *args);
 int cpoplib_is_reader(cpoplib_state *st, PyObject *file);
+/* 1 if self.<hook> is the built-in implementation, 0 if it may be
+ * replaced, -1 on error */
+int cpoplib_hook_is_default(POP3Object *self, cpoplib_state *st,
+                            cpoplib_hook hook);
+/* the package's _MAXLINE and MAX_RESPONSE_SIZE (-1: none), validated */
+int cpoplib_current_maxline(cpoplib_state *st, Py_ssize_t *maxline);
+int cpoplib_current_response_cap(cpoplib_state *st, Py_ssize_t *cap);
+/* raise error_proto('response too long') and close the connection */
+void cpoplib_fail_too_long(POP3Object *self, cpoplib_state *st);
 
 PyObject *cpoplib_putline_impl(POP3Object *self, cpoplib_state *st,
                                PyObject *line);
@@ -94,6 +112,7 @@ PyObject *cpoplib_longcmd_impl(POP3Object *self, cpoplib_state *st,
 PyObject *cpoplib_putcmd(POP3Object *self, cpoplib_state *st,
                          PyObject *line);
 PyObject *cpoplib_getresp(POP3Object *self, cpoplib_state *st);
+PyObject *cpoplib_getlongresp(POP3Object *self, cpoplib_state *st);
 PyObject *cpoplib_capa(POP3Object *self, cpoplib_state *st);
 PyObject *cpoplib_close(POP3Object *self, cpoplib_state *st);
 
@@ -115,5 +134,22 @@ PyObject *cpoplib_command1(POP3Object *self, const char *fmt, PyObject *arg,
 PyObject *cpoplib_listing(POP3Object *self, const char *bare,
                           const char *fmt, PyObject *which);
 PyObject *cpoplib_top(POP3Object *self, PyObject *which, PyObject *howmuch);
+
+/* ---- pipeline.c ---- */
+
+extern PyType_Spec cpoplib_fetch_iter_spec;
+PyObject *cpoplib_fetch_many(POP3Object *self, PyObject *which,
+                             PyObject *delete_, PyObject *pipeline,
+                             PyObject *window);
+
+/* ---- retrieval.c ---- */
+
+PyObject *cpoplib_fetch(POP3Object *self, PyObject *which);
+PyObject *cpoplib_fetch_into(POP3Object *self, PyObject *which,
+                             PyObject *file);
+/* The response to a RETR already sent, as fetch() returns it. */
+PyObject *cpoplib_read_message(POP3Object *self);
+PyObject *cpoplib_listing_map(POP3Object *self, const char *command,
+                              int numeric);
 
 #endif /* CPOPLIB_CONNECTION_H */

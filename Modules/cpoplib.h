@@ -66,6 +66,7 @@ typedef struct {
     PyTypeObject *POP3_Type;
     PyTypeObject *POP3_SSL_Type;     /* NULL when ssl is unavailable */
     PyTypeObject *Reader_Type;
+    PyTypeObject *FetchIter_Type;    /* fetch_many()'s iterator */
     PyObject *error_proto;
 
     /* Globals of the cpoplib package: _MAXLINE is read from here at run
@@ -122,7 +123,7 @@ void cpoplib_error_obj(cpoplib_state *st, PyObject *obj);
  * the error indicator is cleared. */
 PyObject *cpoplib_fetch_exception(void);
 
-/* Raise `exc` again; steals the reference. */
+/* Raise `exc` again (nothing when NULL); steals the reference. */
 void cpoplib_restore_exception(PyObject *exc);
 
 /* The pending exception gets `context` as its __context__, as if raised
@@ -205,6 +206,15 @@ int cpoplib_reader_next_line(ReaderObject *r, Py_ssize_t limit,
  * until the next call that can run Python code. */
 const char *cpoplib_reader_span_data(ReaderObject *r,
                                      const cpoplib_span *span);
+
+/* Copy the buffered lines of a multi-line body into out[0..room) with
+ * pop3_copy_body() (see pop3_parser.h; *res carries `scanned` from one
+ * call to the next), reading from the socket once first when `fill` is
+ * set (after POP3_NEED_MORE).  Large copies run with the GIL released.
+ * Returns a pop3_status, or -1 with an exception set.  Runs Python code
+ * when it fills (recv_into, signal handlers). */
+int cpoplib_reader_copy_body(ReaderObject *r, Py_ssize_t limit, int fill,
+                             char *out, size_t room, pop3_copy *res);
 
 /* Drop whatever is buffered and close the reader. */
 void cpoplib_reader_discard(ReaderObject *r);

@@ -718,6 +718,115 @@ pop3_stls(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
     return res;
 }
 
+PyDoc_STRVAR(pop3_fetch_doc,
+"fetch($self, /, which)\n--\n\n"
+"Retrieve a message as one bytes object: dot-unstuffed, every line\n"
+"ending in CRLF, as b''.join(line + b'\\r\\n' for line in\n"
+"self.retr(which)[1]) gives it.");
+
+static PyObject *
+pop3_fetch(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames)
+{
+    static const char *const names[] = {"which", NULL};
+    static const cpoplib_argspec spec = {"fetch", names, 0, 1, 1};
+    PyObject *which, *res;
+
+    if (cpoplib_parse_args(&spec, args, nargs, kwnames, &which) < 0
+        || cpoplib_claim(self) < 0) {
+        return NULL;
+    }
+    res = cpoplib_fetch(self, which);
+    cpoplib_release(self);
+    return res;
+}
+
+PyDoc_STRVAR(pop3_fetch_into_doc,
+"fetch_into($self, /, which, file)\n--\n\n"
+"Retrieve a message into file.write() in bounded memory; return the\n"
+"number of bytes written (the bytes fetch() would return).  If write()\n"
+"fails, the connection is closed: the rest of the message is still on\n"
+"the wire.");
+
+static PyObject *
+pop3_fetch_into(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames)
+{
+    static const char *const names[] = {"which", "file", NULL};
+    static const cpoplib_argspec spec = {"fetch_into", names, 0, 2, 2};
+    PyObject *argv[2], *res;
+
+    if (cpoplib_parse_args(&spec, args, nargs, kwnames, argv) < 0
+        || cpoplib_claim(self) < 0) {
+        return NULL;
+    }
+    res = cpoplib_fetch_into(self, argv[0], argv[1]);
+    cpoplib_release(self);
+    return res;
+}
+
+PyDoc_STRVAR(pop3_fetch_many_doc,
+"fetch_many($self, /, which, *, delete=False, pipeline=None, window=None)\n"
+"--\n\n"
+"Iterate over (which, message) for each message number in which, in\n"
+"order; each message as fetch() returns it.  With pipelining (the\n"
+"server's CAPA lists PIPELINING, or pipeline=True) up to window RETR\n"
+"commands (default 8) are in flight at once.  With delete=True a\n"
+"message is deleted (DELE, committed at quit()) once the caller asks\n"
+"for the next one.  On -ERR the responses in flight are drained and\n"
+"error_proto is raised with the message number as its `which`\n"
+"attribute.  Until the iterator is exhausted or closed, other commands\n"
+"on the connection raise RuntimeError.");
+
+static PyObject *
+pop3_fetch_many(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames)
+{
+    static const char *const names[] = {"which", "delete", "pipeline",
+                                        "window", NULL};
+    static const cpoplib_argspec spec = {"fetch_many", names, 0, 1, 1};
+    PyObject *argv[4];
+
+    if (cpoplib_parse_args(&spec, args, nargs, kwnames, argv) < 0) {
+        return NULL;
+    }
+    return cpoplib_fetch_many(self, argv[0], argv[1], argv[2], argv[3]);
+}
+
+/* uidl_map() and list_map() */
+static PyObject *
+listing_map(POP3Object *self, const char *command, int numeric)
+{
+    PyObject *res;
+
+    if (cpoplib_claim(self) < 0) {
+        return NULL;
+    }
+    res = cpoplib_listing_map(self, command, numeric);
+    cpoplib_release(self);
+    return res;
+}
+
+PyDoc_STRVAR(pop3_uidl_map_doc,
+"uidl_map($self, /)\n--\n\n"
+"{message number: unique id (bytes)} from one UIDL.");
+
+static PyObject *
+pop3_uidl_map(POP3Object *self, PyObject *Py_UNUSED(ignored))
+{
+    return listing_map(self, "UIDL", 0);
+}
+
+PyDoc_STRVAR(pop3_list_map_doc,
+"list_map($self, /)\n--\n\n"
+"{message number: size in octets} from one LIST.");
+
+static PyObject *
+pop3_list_map(POP3Object *self, PyObject *Py_UNUSED(ignored))
+{
+    return listing_map(self, "LIST", 1);
+}
+
 PyDoc_STRVAR(pop3_quit_doc,
 "quit($self, /)\n--\n\n"
 "Send QUIT (the server commits deletions) and close the connection.");
@@ -792,6 +901,11 @@ PyMethodDef cpoplib_pop3_methods[] = {
     {"utf8", (PyCFunction)pop3_utf8, METH_NOARGS, pop3_utf8_doc},
     {"capa", (PyCFunction)pop3_capa, METH_NOARGS, pop3_capa_doc},
     {"stls", FAST(pop3_stls), FASTKW, pop3_stls_doc},
+    {"fetch", FAST(pop3_fetch), FASTKW, pop3_fetch_doc},
+    {"fetch_into", FAST(pop3_fetch_into), FASTKW, pop3_fetch_into_doc},
+    {"fetch_many", FAST(pop3_fetch_many), FASTKW, pop3_fetch_many_doc},
+    {"uidl_map", (PyCFunction)pop3_uidl_map, METH_NOARGS, pop3_uidl_map_doc},
+    {"list_map", (PyCFunction)pop3_list_map, METH_NOARGS, pop3_list_map_doc},
     {"__getstate__", (PyCFunction)pop3_getstate, METH_NOARGS,
      pop3_getstate_doc},
     {NULL, NULL}

@@ -81,6 +81,48 @@ pop3_unstuff(const char *buf, pop3_line *line)
     }
 }
 
+pop3_status
+pop3_copy_body(const char *buf, size_t n, size_t limit, int at_eof,
+               char *out, size_t room, pop3_copy *res)
+{
+    size_t scanned = res->scanned;
+
+    res->consumed = res->produced = 0;
+    res->octets = 0;
+    res->need = 0;
+    for (;;) {
+        const char *line_start = buf + res->consumed;
+        size_t avail = n - res->consumed;
+        pop3_line line;
+        pop3_status st = pop3_next_line_from(line_start, avail, limit,
+                                             at_eof, scanned, &line);
+
+        if (st == POP3_NEED_MORE) {
+            res->scanned = pop3_scanned(avail, limit);
+            return POP3_NEED_MORE;
+        }
+        res->scanned = 0;
+        if (st != POP3_LINE) {
+            return st;               /* POP3_TOO_LONG or POP3_EOF */
+        }
+        scanned = 0;
+        pop3_unstuff(line_start, &line);
+        if (line.is_terminator) {
+            res->consumed += line.raw_len;
+            return POP3_LINE;
+        }
+        if (room - res->produced < line.len + 2) {
+            res->need = line.len + 2;
+            return POP3_NEED_ROOM;
+        }
+        memcpy(out + res->produced, line_start + line.start, line.len);
+        memcpy(out + res->produced + line.len, "\r\n", 2);
+        res->produced += line.len + 2;
+        res->consumed += line.raw_len;
+        res->octets += line.octets;
+    }
+}
+
 size_t
 pop3_find_control(const char *buf, size_t n)
 {

@@ -26,7 +26,8 @@ typedef enum {
     POP3_NEED_MORE = 0,   /* no complete line yet: read more bytes */
     POP3_LINE = 1,        /* a line was found, see pop3_line */
     POP3_TOO_LONG = 2,    /* `limit` bytes without LF: consume `limit` */
-    POP3_EOF = 3          /* end of stream and nothing buffered */
+    POP3_EOF = 3,         /* end of stream and nothing buffered */
+    POP3_NEED_ROOM = 4    /* pop3_copy_body(): the output is full */
 } pop3_status;
 
 typedef struct {
@@ -65,6 +66,34 @@ void pop3_strip_line(const char *buf, size_t n, pop3_line *line);
 /* Apply the multi-line rules to a stripped line: set is_terminator, or
  * undo dot-stuffing (start/len/octets adjusted). */
 void pop3_unstuff(const char *buf, pop3_line *line);
+
+/* What pop3_copy_body() did. */
+typedef struct {
+    size_t consumed;      /* input bytes used (whole lines only) */
+    size_t produced;      /* output bytes written */
+    unsigned long long octets;   /* poplib's octet count of those lines */
+    size_t scanned;       /* in/out: LF-free bytes at the start of the
+                             first unconsumed line (pop3_next_line_from) */
+    size_t need;          /* POP3_NEED_ROOM: output bytes the next line
+                             needs */
+} pop3_copy;
+
+/* Copy the lines of a multi-line response body from buf[0..n) to
+ * out[0..room): each line stripped and unstuffed as poplib's
+ * _getlongresp() returns it, followed by CRLF -- exactly
+ * b"".join(line + b"\r\n" for line in lines).  Stops at the terminator
+ * line (consumed, not copied; returns POP3_LINE), when only an incomplete
+ * line is left (POP3_NEED_MORE), when the next line does not fit in the
+ * output (POP3_NEED_ROOM, res->need says how much it needs), at a line
+ * of `limit` bytes without LF (POP3_TOO_LONG, nothing of it consumed)
+ * or at the end of the stream (at_eof set: an unterminated tail is a
+ * line, then POP3_EOF).  res->consumed/produced/octets count what was
+ * done; res->scanned must be 0 or what the previous call left for the
+ * same first line.  Never reads outside buf[0..n) or writes outside
+ * out[0..room). */
+pop3_status pop3_copy_body(const char *buf, size_t n, size_t limit,
+                           int at_eof, char *out, size_t room,
+                           pop3_copy *res);
 
 /* Index of the first byte of buf[0..n) that poplib forbids in a command
  * (0x00-0x1F, 0x7F), or n if there is none. */

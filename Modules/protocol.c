@@ -7,7 +7,7 @@
  * Dispatch: wherever poplib calls self._putcmd(), self._getline(), ...
  * the C code calls the same hook through `self` if a subclass, the class,
  * the instance or a __getattribute__ override replaces it, and calls the C
- * implementation directly otherwise (hook_is_default).  Multi-line
+ * implementation directly otherwise (cpoplib_hook_is_default).  Multi-line
  * responses read from the connection's own SocketReader take a bulk path
  * that builds the list of lines in C without a Python call per line.
  *
@@ -138,8 +138,9 @@ cpoplib_format_command(const char *fmt, PyObject *args)
 /* 1 if `hook` resolves on self to the built-in implementation, 0 if a
  * subclass, the class, the instance or a custom __getattribute__ may
  * replace it, -1 on error.  Runs Python code only through a metaclass. */
-static int
-hook_is_default(POP3Object *self, cpoplib_state *st, cpoplib_hook hook)
+int
+cpoplib_hook_is_default(POP3Object *self, cpoplib_state *st,
+                        cpoplib_hook hook)
 {
     PyObject *name = st->hook_names[hook];
     PyObject *attr;
@@ -194,7 +195,7 @@ call_hook(POP3Object *self, cpoplib_state *st, cpoplib_hook hook,
 static PyObject *
 putline(POP3Object *self, cpoplib_state *st, PyObject *line)
 {
-    int is_default = hook_is_default(self, st, HOOK_PUTLINE);
+    int is_default = cpoplib_hook_is_default(self, st, HOOK_PUTLINE);
 
     if (is_default < 0) {
         return NULL;
@@ -209,7 +210,7 @@ putline(POP3Object *self, cpoplib_state *st, PyObject *line)
 PyObject *
 cpoplib_putcmd(POP3Object *self, cpoplib_state *st, PyObject *line)
 {
-    int is_default = hook_is_default(self, st, HOOK_PUTCMD);
+    int is_default = cpoplib_hook_is_default(self, st, HOOK_PUTCMD);
 
     if (is_default < 0) {
         return NULL;
@@ -224,7 +225,7 @@ cpoplib_putcmd(POP3Object *self, cpoplib_state *st, PyObject *line)
 static PyObject *
 shortcmd(POP3Object *self, cpoplib_state *st, PyObject *line)
 {
-    int is_default = hook_is_default(self, st, HOOK_SHORTCMD);
+    int is_default = cpoplib_hook_is_default(self, st, HOOK_SHORTCMD);
 
     if (is_default < 0) {
         return NULL;
@@ -239,7 +240,7 @@ shortcmd(POP3Object *self, cpoplib_state *st, PyObject *line)
 static PyObject *
 longcmd(POP3Object *self, cpoplib_state *st, PyObject *line)
 {
-    int is_default = hook_is_default(self, st, HOOK_LONGCMD);
+    int is_default = cpoplib_hook_is_default(self, st, HOOK_LONGCMD);
 
     if (is_default < 0) {
         return NULL;
@@ -254,7 +255,7 @@ longcmd(POP3Object *self, cpoplib_state *st, PyObject *line)
 PyObject *
 cpoplib_getresp(POP3Object *self, cpoplib_state *st)
 {
-    int is_default = hook_is_default(self, st, HOOK_GETRESP);
+    int is_default = cpoplib_hook_is_default(self, st, HOOK_GETRESP);
 
     if (is_default < 0) {
         return NULL;
@@ -266,10 +267,10 @@ cpoplib_getresp(POP3Object *self, cpoplib_state *st)
 }
 
 /* self._getlongresp() */
-static PyObject *
-getlongresp(POP3Object *self, cpoplib_state *st)
+PyObject *
+cpoplib_getlongresp(POP3Object *self, cpoplib_state *st)
 {
-    int is_default = hook_is_default(self, st, HOOK_GETLONGRESP);
+    int is_default = cpoplib_hook_is_default(self, st, HOOK_GETLONGRESP);
 
     if (is_default < 0) {
         return NULL;
@@ -284,7 +285,7 @@ getlongresp(POP3Object *self, cpoplib_state *st)
 PyObject *
 cpoplib_capa(POP3Object *self, cpoplib_state *st)
 {
-    int is_default = hook_is_default(self, st, HOOK_CAPA);
+    int is_default = cpoplib_hook_is_default(self, st, HOOK_CAPA);
 
     if (is_default < 0) {
         return NULL;
@@ -299,7 +300,7 @@ cpoplib_capa(POP3Object *self, cpoplib_state *st)
 PyObject *
 cpoplib_close(POP3Object *self, cpoplib_state *st)
 {
-    int is_default = hook_is_default(self, st, HOOK_CLOSE);
+    int is_default = cpoplib_hook_is_default(self, st, HOOK_CLOSE);
 
     if (is_default < 0) {
         return NULL;
@@ -372,7 +373,7 @@ static int
 call_getline(POP3Object *self, cpoplib_state *st, PyObject **line,
         PyObject **octets)
 {
-    int is_default = hook_is_default(self, st, HOOK_GETLINE);
+    int is_default = cpoplib_hook_is_default(self, st, HOOK_GETLINE);
     PyObject *pair;
     int rc;
 
@@ -488,8 +489,8 @@ cpoplib_putcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
 /* ---- receiving ---- */
 
 /* The current value of the package's _MAXLINE. */
-static int
-current_maxline(cpoplib_state *st, Py_ssize_t *maxline)
+int
+cpoplib_current_maxline(cpoplib_state *st, Py_ssize_t *maxline)
 {
     PyObject *value = PyDict_GetItemWithError(st->namespace, st->str_maxline);
 
@@ -515,8 +516,8 @@ current_maxline(cpoplib_state *st, Py_ssize_t *maxline)
 
 /* The package's MAX_RESPONSE_SIZE: bytes a multi-line response body may
  * take on the wire, or -1 (None, the default: no limit, as poplib). */
-static int
-current_response_cap(cpoplib_state *st, Py_ssize_t *cap)
+int
+cpoplib_current_response_cap(cpoplib_state *st, Py_ssize_t *cap)
 {
     PyObject *value = PyDict_GetItemWithError(st->namespace,
                                               st->str_max_response);
@@ -624,7 +625,7 @@ cpoplib_getline_impl(POP3Object *self, cpoplib_state *st,
     int wire;
 
     *out_line = *out_octets = NULL;
-    if (current_maxline(st, &maxline) < 0) {
+    if (cpoplib_current_maxline(st, &maxline) < 0) {
         return -1;
     }
     file = PyObject_GetAttr((PyObject *)self, st->str_file);
@@ -757,7 +758,7 @@ read_body_fast(cpoplib_state *st, ReaderObject *reader, PyObject *lines,
 {
     Py_ssize_t maxline, total = 0;
 
-    if (current_maxline(st, &maxline) < 0) {
+    if (cpoplib_current_maxline(st, &maxline) < 0) {
         return BODY_ERROR;
     }
     for (;;) {
@@ -883,8 +884,8 @@ done:
  * wire, so the connection cannot go on in step.  Close it (through
  * self.close()) and raise error_proto('response too long'); an error in
  * close() is raised with that one as its context. */
-static void
-fail_too_long(POP3Object *self, cpoplib_state *st)
+void
+cpoplib_fail_too_long(POP3Object *self, cpoplib_state *st)
 {
     PyObject *exc, *res;
 
@@ -916,7 +917,7 @@ cpoplib_getlongresp_impl(POP3Object *self, cpoplib_state *st)
     if (resp == NULL) {
         return NULL;
     }
-    if (current_response_cap(st, &cap) < 0) {
+    if (cpoplib_current_response_cap(st, &cap) < 0) {
         goto done;
     }
     lines = PyList_New(0);
@@ -925,7 +926,7 @@ cpoplib_getlongresp_impl(POP3Object *self, cpoplib_state *st)
     }
     /* Bulk path: _getline() is ours, the file is our reader and nothing
        is printed per line. */
-    fast = hook_is_default(self, st, HOOK_GETLINE);
+    fast = cpoplib_hook_is_default(self, st, HOOK_GETLINE);
     if (fast < 0) {
         goto done;
     }
@@ -957,7 +958,7 @@ cpoplib_getlongresp_impl(POP3Object *self, cpoplib_state *st)
         rc = read_body_generic(self, st, lines, cap, &octets);
     }
     if (rc == BODY_TOO_LONG) {
-        fail_too_long(self, st);
+        cpoplib_fail_too_long(self, st);
         goto done;
     }
     if (rc < 0) {
@@ -994,7 +995,7 @@ cpoplib_longcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
     PyObject *res;
     Py_ssize_t cap;
 
-    if (current_response_cap(st, &cap) < 0) {
+    if (cpoplib_current_response_cap(st, &cap) < 0) {
         return NULL;
     }
     res = cpoplib_putcmd(self, st, line);
@@ -1002,7 +1003,7 @@ cpoplib_longcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
         return NULL;
     }
     Py_DECREF(res);
-    return getlongresp(self, st);
+    return cpoplib_getlongresp(self, st);
 }
 
 PyObject *
@@ -1015,7 +1016,7 @@ cpoplib_run_command(POP3Object *self, PyObject *line, int longcmd_)
     if (line == NULL) {
         return NULL;
     }
-    if (longcmd_ && current_response_cap(st, &cap) < 0) {
+    if (longcmd_ && cpoplib_current_response_cap(st, &cap) < 0) {
         Py_DECREF(line);
         return NULL;
     }

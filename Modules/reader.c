@@ -194,6 +194,8 @@ cpoplib_reader_next_line(ReaderObject *r, Py_ssize_t limit,
             return POP3_TOO_LONG;
         case POP3_EOF:
             return POP3_EOF;
+        case POP3_NEED_ROOM:      /* pop3_copy_body() only */
+            Py_UNREACHABLE();
         case POP3_NEED_MORE:
             scanned = pop3_scanned((size_t)avail, (size_t)limit);
             break;
@@ -204,6 +206,59 @@ cpoplib_reader_next_line(ReaderObject *r, Py_ssize_t limit,
         }
         at_eof = (got == 0);
     }
+}
+
+/* Bodies at least this large are copied with the GIL released. */
+#define COPY_NOGIL_MIN ((Py_ssize_t)32 * 1024)
+
+int
+cpoplib_reader_copy_body(ReaderObject *r, Py_ssize_t limit, int fill,
+                         char *out, size_t room, pop3_copy *res)
+{
+    PyObject *buffer;
+    Py_ssize_t avail;
+    pop3_status st;
+    int at_eof = 0;
+
+    if (reader_check_open(r) < 0) {
+        return -1;
+    }
+    if (fill) {
+        Py_ssize_t got = reader_fill(r, reader_need(r->end - r->pos, limit));
+        if (got < 0) {
+            return -1;
+        }
+        at_eof = (got == 0);
+    }
+    buffer = Py_NewRef(r->buffer);
+    avail = r->end - r->pos;
+    if (avail >= COPY_NOGIL_MIN) {
+        /* The reader is busy, so no method of ours touches pos/end or
+           resizes the buffer; `buffer` keeps the bytes alive even if
+           another thread closes the file meanwhile. */
+        const char *data = PyByteArray_AS_STRING(buffer) + r->pos;
+        r->busy = 1;
+        Py_BEGIN_ALLOW_THREADS
+        st = pop3_copy_body(data, (size_t)avail, (size_t)limit, at_eof,
+                            out, room, res);
+        Py_END_ALLOW_THREADS
+        r->busy = 0;
+        if (r->buffer != buffer) {
+            Py_DECREF(buffer);
+            PyErr_SetString(PyExc_ValueError,
+                            "I/O operation on closed file.");
+            return -1;
+        }
+    }
+    else {
+        st = pop3_copy_body(PyByteArray_AS_STRING(buffer) + r->pos,
+                            (size_t)avail, (size_t)limit, at_eof, out, room,
+                            res);
+    }
+    Py_DECREF(buffer);
+    r->pos += (Py_ssize_t)res->consumed;
+    r->generation++;
+    return (int)st;
 }
 
 const char *
@@ -337,6 +392,8 @@ reader_readline_impl(ReaderObject *r, Py_ssize_t size)
             return reader_take(r, limit);
         case POP3_EOF:
             return PyBytes_FromStringAndSize(NULL, 0);
+        case POP3_NEED_ROOM:      /* pop3_copy_body() only */
+            Py_UNREACHABLE();
         case POP3_NEED_MORE:
             if (avail >= limit) {
                 return reader_take(r, limit);

@@ -462,6 +462,86 @@ check_find_control(const unsigned char *data, size_t size)
 
 /* ------------------------------------------------------------------ */
 
+/* pop3_copy_body() against the line-by-line rules: the stream is taken
+ * as a multi-line body; the reference copies each line (pop3_next_line,
+ * pop3_unstuff) plus CRLF until the terminator, a line too long or the
+ * end; the body copier gets the stream in chunks of the schedule's sizes
+ * and an output that starts tiny and grows only when it asks for room. */
+static void
+check_copy_body(const run_params *p)
+{
+    const unsigned char *s = p->stream;
+    size_t n = p->total, limit = p->limit;
+    unsigned char *ref = malloc(2 * n + 2), *out, *copy;
+    size_t ref_len = 0, ref_consumed = 0, cap = 1, fed = 0, pos = 0;
+    size_t produced = 0, sched_i = 0;
+    pop3_status ref_status, st;
+    pop3_copy res;
+
+    CHECK(ref != NULL);
+    for (;;) {
+        pop3_line line;
+        ref_status = pop3_next_line((const char *)s + ref_consumed,
+                                    n - ref_consumed, limit, 1, &line);
+        if (ref_status != POP3_LINE) {
+            break;
+        }
+        pop3_unstuff((const char *)s + ref_consumed, &line);
+        ref_consumed += line.raw_len;
+        if (line.is_terminator) {
+            break;
+        }
+        memcpy(ref + ref_len, s + ref_consumed - line.raw_len + line.start,
+               line.len);
+        memcpy(ref + ref_len + line.len, "\r\n", 2);
+        ref_len += line.len + 2;
+    }
+
+    out = malloc(cap);
+    CHECK(out != NULL);
+    memset(&res, 0, sizeof(res));
+    for (;;) {
+        int at_eof = fed == n;
+        /* an exactly-sized copy of what is buffered, for ASan */
+        size_t avail = fed - pos;
+        copy = malloc(avail ? avail : 1);
+        CHECK(copy != NULL);
+        memcpy(copy, s + pos, avail);
+        st = pop3_copy_body((const char *)copy, avail, limit, at_eof,
+                            (char *)out + produced, cap - produced, &res);
+        free(copy);
+        CHECK(res.consumed <= avail && res.produced <= cap - produced);
+        pos += res.consumed;
+        produced += res.produced;
+        if (st == POP3_NEED_ROOM) {
+            CHECK(res.need > cap - produced);
+            cap = produced + res.need;
+            out = realloc(out, cap);
+            CHECK(out != NULL);
+            continue;
+        }
+        if (st != POP3_NEED_MORE) {
+            break;
+        }
+        CHECK(!at_eof);
+        size_t chunk = p->nsched ? (size_t)p->sched[sched_i++ % p->nsched] + 1
+                                 : 7;
+        fed = fed + chunk < n ? fed + chunk : n;
+    }
+    if (ref_status == POP3_LINE) {
+        CHECK(st == POP3_LINE);
+    }
+    else {
+        CHECK(st == ref_status);
+    }
+    CHECK(produced == ref_len && memcmp(out, ref, ref_len) == 0);
+    if (st == POP3_LINE || st == POP3_EOF) {
+        CHECK(pos == ref_consumed);
+    }
+    free(out);
+    free(ref);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
@@ -512,6 +592,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check_same(&oneshot, &chunked);
         }
     }
+    check_copy_body(&p);
     free(oneshot.ev);
     free(chunked.ev);
     return 0;

@@ -1,0 +1,579 @@
+/* retrieval.c -- getting messages without a list of lines: fetch()
+ * (the message as one bytes object), fetch_into() (streamed into a
+ * file's write()), uidl_map() and list_map().  The pipelined
+ * fetch_many() iterator is in pipeline.c.
+ *
+ * A message is what b"".join(line + b"\r\n" for line in retr(n)[1]) is
+ * for poplib: dot-unstuffed, every line ending in CRLF.  When the
+ * connection's own reader is in use and none of the hooks that read a
+ * multi-line response (_longcmd, _getlongresp, _getline) is overridden
+ * and wire debugging is off, the body goes straight from the read buffer
+ * into the result (pop3_copy_body(), with the GIL released for large
+ * chunks); otherwise retr()'s path runs, through every hook, and its
+ * lines are joined.
+ *
+ * May call: protocol.c (hooks, run_command), the reader's body copy, the
+ * destination file's write(), close() after a failed write.
+ */
+#include "connection.h"
+
+#include <limits.h>
+
+/* Initial size of fetch()'s result, and the chunk fetch_into() writes. */
+#define FETCH_INITIAL ((Py_ssize_t)64 * 1024)
+#define FETCH_INTO_CHUNK ((Py_ssize_t)256 * 1024)
+
+/* Where a body goes: one bytes object that grows (fetch), or a buffer
+ * that is written to `file` whenever it holds `chunk` bytes
+ * (fetch_into). */
+typedef struct {
+    PyObject *bytes;            /* private (refcount 1) until returned */
+    Py_ssize_t used;
+    PyObject *file;             /* NULL: keep everything */
+    unsigned long long written;
+} body_sink;
+
+/* Room for `need` more bytes in sink->bytes, at least doubling it. */
+static int
+sink_grow(body_sink *sink, Py_ssize_t need)
+{
+    Py_ssize_t size = PyBytes_GET_SIZE(sink->bytes);
+    Py_ssize_t want;
+
+    if (need > PY_SSIZE_T_MAX - sink->used) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    want = sink->used + need;
+    if (want <= size) {
+        return 0;
+    }
+    if (size <= PY_SSIZE_T_MAX / 2 && want < size * 2) {
+        want = size * 2;
+    }
+    return _PyBytes_Resize(&sink->bytes, want);
+}
+
+/* file.write(data) until all of `data` is taken: a raw file may take
+ * part of it; None counts as all (a hashing wrapper's write()).  `data`
+ * is a bytes object of our own that write() may keep.  Runs Python
+ * code. */
+static int
+write_all(PyObject *file, PyObject *data)
+{
+    Py_ssize_t size = PyBytes_GET_SIZE(data), done = 0;
+    PyObject *part = Py_NewRef(data);
+
+    while (done < size) {
+        PyObject *res = PyObject_CallMethod(file, "write", "O", part);
+        Py_ssize_t n;
+
+        if (res == NULL) {
+            goto error;
+        }
+        if (res == Py_None) {
+            Py_DECREF(res);
+            break;
+        }
+        n = PyNumber_AsSsize_t(res, PyExc_OverflowError);
+        Py_DECREF(res);
+        if (n == -1 && PyErr_Occurred()) {
+            goto error;
+        }
+        if (n <= 0 || n > size - done) {
+            PyErr_Format(PyExc_OSError, "write() returned %zd for %zd bytes",
+                         n, size - done);
+            goto error;
+        }
+        done += n;
+        if (done < size) {
+            Py_SETREF(part, PyBytes_FromStringAndSize(
+                PyBytes_AS_STRING(data) + done, size - done));
+            if (part == NULL) {
+                return -1;
+            }
+        }
+    }
+    Py_DECREF(part);
+    return 0;
+
+error:
+    Py_DECREF(part);
+    return -1;
+}
+
+/* Hand what the sink holds to its file.  Runs Python code. */
+static int
+sink_flush(body_sink *sink)
+{
+    PyObject *chunk;
+    int rc;
+
+    if (sink->file == NULL || sink->used == 0) {
+        return 0;
+    }
+    chunk = PyBytes_FromStringAndSize(PyBytes_AS_STRING(sink->bytes),
+                                      sink->used);
+    if (chunk == NULL) {
+        return -1;
+    }
+    rc = write_all(sink->file, chunk);
+    Py_DECREF(chunk);
+    if (rc == 0) {
+        sink->written += (unsigned long long)sink->used;
+        sink->used = 0;
+    }
+    return rc;
+}
+
+/* Results of reading a body into a sink, besides 0 (done) */
+#define BODY_ERROR (-1)
+#define BODY_TOO_LONG (-2)
+#define BODY_WRITE_FAILED (-3)
+
+/* Append `data` (a line, CRLF added) to the sink: 0, BODY_ERROR or
+ * BODY_WRITE_FAILED. */
+static int
+sink_append_line(body_sink *sink, const char *data, Py_ssize_t len)
+{
+    if (len > PY_SSIZE_T_MAX - 2 || sink_grow(sink, len + 2) < 0) {
+        return BODY_ERROR;
+    }
+    memcpy(PyBytes_AS_STRING(sink->bytes) + sink->used, data, (size_t)len);
+    memcpy(PyBytes_AS_STRING(sink->bytes) + sink->used + len, "\r\n", 2);
+    sink->used += len + 2;
+    if (sink->file != NULL && sink->used >= FETCH_INTO_CHUNK
+        && sink_flush(sink) < 0) {
+        return BODY_WRITE_FAILED;
+    }
+    return 0;
+}
+
+/* The body of a multi-line response, from our reader into the sink.
+ * Runs Python code between chunks (recv_into, write()). */
+static int
+read_body(cpoplib_state *st, ReaderObject *reader, Py_ssize_t cap,
+          body_sink *sink)
+{
+    Py_ssize_t maxline, total = 0;
+    pop3_copy res;
+    int fill = 0;
+
+    memset(&res, 0, sizeof(res));
+    if (cpoplib_current_maxline(st, &maxline) < 0) {
+        return BODY_ERROR;
+    }
+    for (;;) {
+        Py_ssize_t room = PyBytes_GET_SIZE(sink->bytes) - sink->used;
+        int rc = cpoplib_reader_copy_body(
+            reader, maxline + 1, fill,
+            PyBytes_AS_STRING(sink->bytes) + sink->used, (size_t)room,
+            &res);
+
+        if (rc < 0) {
+            return BODY_ERROR;
+        }
+        sink->used += (Py_ssize_t)res.produced;
+        if ((Py_ssize_t)res.consumed > PY_SSIZE_T_MAX - total) {
+            total = PY_SSIZE_T_MAX;
+        }
+        else {
+            total += (Py_ssize_t)res.consumed;
+        }
+        if (cap >= 0 && total > cap) {
+            return BODY_TOO_LONG;
+        }
+        fill = 0;
+        switch (rc) {
+        case POP3_LINE:
+            return 0;
+        case POP3_NEED_MORE:
+            fill = 1;
+            break;
+        case POP3_NEED_ROOM:
+            if (sink->file != NULL && sink->used > 0) {
+                if (sink_flush(sink) < 0) {
+                    return BODY_WRITE_FAILED;
+                }
+                if (PyBytes_GET_SIZE(sink->bytes) >= (Py_ssize_t)res.need) {
+                    break;
+                }
+            }
+            if (sink_grow(sink, (Py_ssize_t)res.need) < 0) {
+                return BODY_ERROR;
+            }
+            break;
+        case POP3_TOO_LONG:
+            cpoplib_error(st, "line too long");
+            return BODY_ERROR;
+        default:
+            cpoplib_error(st, "-ERR EOF");
+            return BODY_ERROR;
+        }
+        if (sink->file != NULL && sink->used >= FETCH_INTO_CHUNK
+            && sink_flush(sink) < 0) {
+            return BODY_WRITE_FAILED;
+        }
+    }
+}
+
+/* 1 when the body can be read by read_body(): _getlongresp and
+ * _getline are ours, no wire debugging, self.file is our reader (a new
+ * reference in *reader); 0 otherwise; -1 on error. */
+static int
+can_read_directly(POP3Object *self, cpoplib_state *st, PyObject **reader)
+{
+    PyObject *file;
+    int is_default, wire;
+
+    *reader = NULL;
+    is_default = cpoplib_hook_is_default(self, st, HOOK_GETLONGRESP);
+    if (is_default <= 0) {
+        return is_default;
+    }
+    is_default = cpoplib_hook_is_default(self, st, HOOK_GETLINE);
+    if (is_default <= 0) {
+        return is_default;
+    }
+    wire = cpoplib_debugging(self, st, 1);
+    if (wire != 0) {
+        return wire < 0 ? -1 : 0;
+    }
+    file = PyObject_GetAttr((PyObject *)self, st->str_file);
+    if (file == NULL) {
+        return -1;
+    }
+    if (!cpoplib_is_reader(st, file)) {
+        Py_DECREF(file);
+        return 0;
+    }
+    *reader = file;
+    return 1;
+}
+
+/* The lines of a (resp, lines, octets) result appended to the sink. */
+static int
+append_lines(PyObject *result, body_sink *sink)
+{
+    PyObject *lines, *it = NULL, *line;
+    int rc = BODY_ERROR;
+
+    lines = PySequence_GetItem(result, 1);
+    if (lines == NULL) {
+        return BODY_ERROR;
+    }
+    it = PyObject_GetIter(lines);
+    if (it == NULL) {
+        goto done;
+    }
+    while ((line = PyIter_Next(it)) != NULL) {
+        Py_buffer view;
+        int appended;
+
+        if (PyObject_GetBuffer(line, &view, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(line);
+            goto done;
+        }
+        appended = sink_append_line(sink, view.buf, view.len);
+        PyBuffer_Release(&view);
+        Py_DECREF(line);
+        if (appended < 0) {
+            rc = appended;
+            goto done;
+        }
+    }
+    if (!PyErr_Occurred()) {
+        rc = sink_flush(sink) < 0 ? BODY_WRITE_FAILED : 0;
+    }
+
+done:
+    Py_XDECREF(it);
+    Py_DECREF(lines);
+    return rc;
+}
+
+/* The response to a RETR already sent, into the sink: straight from the
+ * reader when can_read_directly(), else through self._getlongresp(). */
+static int
+read_response(POP3Object *self, cpoplib_state *st, Py_ssize_t cap,
+              body_sink *sink)
+{
+    PyObject *reader = NULL, *res;
+    int direct, rc = BODY_ERROR;
+
+    direct = can_read_directly(self, st, &reader);
+    if (direct < 0) {
+        return BODY_ERROR;
+    }
+    if (!direct) {
+        res = cpoplib_getlongresp(self, st);
+        if (res == NULL) {
+            return BODY_ERROR;
+        }
+        rc = append_lines(res, sink);
+        Py_DECREF(res);
+        return rc;
+    }
+    res = cpoplib_getresp(self, st);
+    if (res != NULL) {
+        Py_DECREF(res);
+        rc = read_body(st, (ReaderObject *)reader, cap, sink);
+        if (rc == 0) {
+            rc = sink_flush(sink) < 0 ? BODY_WRITE_FAILED : 0;
+        }
+    }
+    Py_DECREF(reader);
+    return rc;
+}
+
+/* What a failed read into a sink leaves behind: past MAX_RESPONSE_SIZE
+ * or after a failed write() the rest of the message is still on the
+ * wire, so the connection is closed (the error stays the one raised). */
+static void
+cleanup_failed_read(POP3Object *self, cpoplib_state *st, int rc)
+{
+    PyObject *exc, *closed;
+
+    if (rc == BODY_TOO_LONG) {
+        cpoplib_fail_too_long(self, st);
+        return;
+    }
+    if (rc != BODY_WRITE_FAILED) {
+        return;
+    }
+    exc = cpoplib_fetch_exception();
+    closed = cpoplib_close(self, st);
+    if (closed == NULL) {
+        cpoplib_chain_context(exc);
+    }
+    else {
+        Py_DECREF(closed);
+        cpoplib_restore_exception(exc);
+    }
+}
+
+/* fetch() and fetch_into(): RETR through self._putcmd(), then the
+ * response into the sink.  A _longcmd override is used as retr() would
+ * use it. */
+static int
+fetch_to_sink(POP3Object *self, PyObject *which, body_sink *sink)
+{
+    cpoplib_state *st = cpoplib_pop3_state(self);
+    PyObject *line, *res;
+    Py_ssize_t cap;
+    int is_default, rc;
+
+    is_default = cpoplib_hook_is_default(self, st, HOOK_LONGCMD);
+    if (is_default < 0) {
+        return BODY_ERROR;
+    }
+    if (!is_default) {
+        res = cpoplib_command1(self, "RETR %s", which, 1);
+        if (res == NULL) {
+            return BODY_ERROR;
+        }
+        rc = append_lines(res, sink);
+        Py_DECREF(res);
+        cleanup_failed_read(self, st, rc);
+        return rc;
+    }
+    if (cpoplib_current_response_cap(st, &cap) < 0) {
+        return BODY_ERROR;
+    }
+    line = cpoplib_format_command("RETR %s", which);
+    if (line == NULL) {
+        return BODY_ERROR;
+    }
+    res = cpoplib_putcmd(self, st, line);
+    Py_DECREF(line);
+    if (res == NULL) {
+        return BODY_ERROR;
+    }
+    Py_DECREF(res);
+    rc = read_response(self, st, cap, sink);
+    cleanup_failed_read(self, st, rc);
+    return rc;
+}
+
+PyObject *
+cpoplib_read_message(POP3Object *self)
+{
+    cpoplib_state *st = cpoplib_pop3_state(self);
+    body_sink sink = {NULL, 0, NULL, 0};
+    Py_ssize_t cap;
+    int rc;
+
+    if (cpoplib_current_response_cap(st, &cap) < 0) {
+        return NULL;
+    }
+    sink.bytes = PyBytes_FromStringAndSize(NULL, FETCH_INITIAL);
+    if (sink.bytes == NULL) {
+        return NULL;
+    }
+    rc = read_response(self, st, cap, &sink);
+    if (rc < 0) {
+        cleanup_failed_read(self, st, rc);
+        Py_XDECREF(sink.bytes);
+        return NULL;
+    }
+    if (_PyBytes_Resize(&sink.bytes, sink.used) < 0) {
+        return NULL;
+    }
+    return sink.bytes;
+}
+
+PyObject *
+cpoplib_fetch(POP3Object *self, PyObject *which)
+{
+    body_sink sink = {NULL, 0, NULL, 0};
+
+    sink.bytes = PyBytes_FromStringAndSize(NULL, FETCH_INITIAL);
+    if (sink.bytes == NULL) {
+        return NULL;
+    }
+    if (fetch_to_sink(self, which, &sink) < 0) {
+        Py_XDECREF(sink.bytes);
+        return NULL;
+    }
+    if (_PyBytes_Resize(&sink.bytes, sink.used) < 0) {
+        return NULL;
+    }
+    return sink.bytes;
+}
+
+PyObject *
+cpoplib_fetch_into(POP3Object *self, PyObject *which, PyObject *file)
+{
+    body_sink sink = {NULL, 0, file, 0};
+    int rc;
+
+    sink.bytes = PyBytes_FromStringAndSize(NULL, FETCH_INTO_CHUNK);
+    if (sink.bytes == NULL) {
+        return NULL;
+    }
+    rc = fetch_to_sink(self, which, &sink);
+    Py_XDECREF(sink.bytes);
+    if (rc < 0) {
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(sink.written);
+}
+
+/* ---- uidl_map() and list_map() ---- */
+
+/* The leading decimal number of a listing line, and where the next
+ * field starts; -1 if the line does not start with one. */
+static long long
+parse_number(const char *p, Py_ssize_t n, Py_ssize_t *next)
+{
+    long long value = 0;
+    Py_ssize_t i = 0;
+
+    while (i < n && (p[i] == ' ' || p[i] == '\t')) {
+        i++;
+    }
+    if (i == n || p[i] < '0' || p[i] > '9') {
+        return -1;
+    }
+    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+        if (value > (LLONG_MAX - 9) / 10) {
+            return -1;
+        }
+        value = value * 10 + (p[i] - '0');
+    }
+    if (i < n && p[i] != ' ' && p[i] != '\t') {
+        return -1;
+    }
+    while (i < n && (p[i] == ' ' || p[i] == '\t')) {
+        i++;
+    }
+    *next = i;
+    return value;
+}
+
+/* {msgnum: value} from `command`'s listing; the value is the second
+ * field as bytes (UIDL) or as an int (LIST). */
+PyObject *
+cpoplib_listing_map(POP3Object *self, const char *command, int numeric)
+{
+    cpoplib_state *st = cpoplib_pop3_state(self);
+    PyObject *result, *lines = NULL, *it = NULL, *line, *map;
+
+    result = cpoplib_run_command(self, PyUnicode_FromString(command), 1);
+    if (result == NULL) {
+        return NULL;
+    }
+    map = PyDict_New();
+    if (map == NULL) {
+        goto error;
+    }
+    lines = PySequence_GetItem(result, 1);
+    if (lines == NULL) {
+        goto error;
+    }
+    it = PyObject_GetIter(lines);
+    if (it == NULL) {
+        goto error;
+    }
+    while ((line = PyIter_Next(it)) != NULL) {
+        PyObject *key = NULL, *value = NULL;
+        Py_ssize_t start = 0, end;
+        long long num, second = 0;
+        const char *p;
+        int rc = -1;
+
+        if (!PyBytes_Check(line)) {
+            PyErr_Format(PyExc_TypeError, "%s line is %.200s, not bytes",
+                         command, Py_TYPE(line)->tp_name);
+            Py_DECREF(line);
+            goto error;
+        }
+        p = PyBytes_AS_STRING(line);
+        num = parse_number(p, PyBytes_GET_SIZE(line), &start);
+        end = start;
+        while (end < PyBytes_GET_SIZE(line) && p[end] != ' '
+               && p[end] != '\t') {
+            end++;
+        }
+        if (numeric && num >= 0 && end > start) {
+            Py_ssize_t ignored;
+            second = parse_number(p + start, end - start, &ignored);
+        }
+        if (num < 0 || end == start || second < 0) {
+            PyObject *msg = PyUnicode_FromFormat("malformed %s line: %R",
+                                                 command, line);
+            if (msg != NULL) {
+                cpoplib_error_obj(st, msg);
+                Py_DECREF(msg);
+            }
+            Py_DECREF(line);
+            goto error;
+        }
+        key = PyLong_FromLongLong(num);
+        value = numeric ? PyLong_FromLongLong(second)
+                        : PyBytes_FromStringAndSize(p + start, end - start);
+        if (key != NULL && value != NULL) {
+            rc = PyDict_SetItem(map, key, value);
+        }
+        Py_XDECREF(key);
+        Py_XDECREF(value);
+        Py_DECREF(line);
+        if (rc < 0) {
+            goto error;
+        }
+    }
+    if (PyErr_Occurred()) {
+        goto error;
+    }
+    Py_DECREF(it);
+    Py_DECREF(lines);
+    Py_DECREF(result);
+    return map;
+
+error:
+    Py_XDECREF(it);
+    Py_XDECREF(lines);
+    Py_XDECREF(map);
+    Py_DECREF(result);
+    return NULL;
+}
