@@ -240,7 +240,7 @@ fetch_iter_step(FetchIterObject *it)
     if (!it->started) {
         it->started = 1;
         it->conn->reserved = (void *)it;
-        if (it->pipeline < 0) {
+        if (it->pipeline < 0 && n > 0) {
             int pipelines = server_pipelines(it->conn);
             if (pipelines < 0) {
                 goto error;
