@@ -43,6 +43,12 @@ cpoplib_claim_as(POP3Object *self, void *token)
                         "be used by two threads at once)");
         return -1;
     }
+    if (self->out_of_step) {
+        cpoplib_error(cpoplib_pop3_state(self),
+                      "connection out of step: a fetch_many() iterator "
+                      "was dropped with responses in flight; reconnect");
+        return -1;
+    }
     if (self->reserved != NULL && self->reserved != token) {
         PyErr_SetString(PyExc_RuntimeError,
                         "reentrant call: a fetch_many() iteration is in "

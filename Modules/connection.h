@@ -31,6 +31,10 @@ typedef struct {
     /* Whether CAPA listed PIPELINING: -1 not asked yet on this
        connection (or since STLS). */
     int pipelining;
+    /* Responses are in flight that nobody will read (a fetch_many()
+       iterator was finalized while it could not drain): every command
+       fails from then on. */
+    int out_of_step;
 } POP3Object;
 
 static inline cpoplib_state *

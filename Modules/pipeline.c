@@ -357,6 +357,10 @@ fetch_iter_finalize(FetchIterObject *it)
         res = fetch_iter_close(it, NULL);
         if (res == NULL) {
             PyErr_WriteUnraisable((PyObject *)it);
+            if (!it->finished) {
+                /* could not even claim the connection to drain it */
+                it->conn->out_of_step = 1;
+            }
         }
         Py_XDECREF(res);
     }
