@@ -5,7 +5,10 @@
  * needs (types, error_proto, interned names, the socket and ssl modules)
  * lives in the module state, never in C globals.  May call: the type
  * set-up of connection.c (cpoplib_connection_add_types) and reader.c
- * (cpoplib_reader_spec); nothing else.
+ * (cpoplib_reader_spec); nothing else.  Python code it calls: the
+ * response-code classifier that the cpoplib package registers (which
+ * picks error_proto's subclass for a "-ERR [CODE]" reply) and the
+ * exception classes' constructors.
  */
 #include "cpoplib.h"
 
@@ -52,11 +55,60 @@ cpoplib_error(cpoplib_state *st, const char *msg)
     }
 }
 
+/* The class to raise for the failure reply `obj`: error_proto, or the
+ * subclass that the response-code classifier (registered by the cpoplib
+ * package, see _set_response_classifier) picks for a bytes reply that
+ * starts with "-ERR [" (RFC 2449 response codes).  The classifier returns
+ * a subclass of error_proto or None (no class for this reply).  A new
+ * reference, or NULL with an exception set. */
+static PyObject *
+error_class_for(cpoplib_state *st, PyObject *obj)
+{
+    static const char prefix[] = "-ERR [";
+    const Py_ssize_t plen = (Py_ssize_t)sizeof(prefix) - 1;
+    PyObject *classifier, *cls;
+
+    if (st->response_classifier == NULL || !PyBytes_Check(obj)
+        || PyBytes_GET_SIZE(obj) < plen
+        || memcmp(PyBytes_AS_STRING(obj), prefix, (size_t)plen) != 0) {
+        return Py_NewRef(st->error_proto);
+    }
+    /* a strong reference: the call may re-register the classifier */
+    classifier = Py_NewRef(st->response_classifier);
+    cls = PyObject_CallOneArg(classifier, obj);
+    Py_DECREF(classifier);
+    if (cls == NULL) {
+        goto error;
+    }
+    if (cls == Py_None) {
+        Py_SETREF(cls, Py_NewRef(st->error_proto));
+    }
+    else if (!PyType_Check(cls)
+             || !PyType_IsSubtype((PyTypeObject *)cls,
+                                  (PyTypeObject *)st->error_proto)) {
+        PyErr_Format(PyExc_TypeError,
+                     "the response classifier must return a subclass of "
+                     "error_proto or None, not %R", cls);
+        goto error;
+    }
+    return cls;
+
+error:
+    Py_XDECREF(cls);
+    return NULL;
+}
+
 void
 cpoplib_error_obj(cpoplib_state *st, PyObject *obj)
 {
-    PyObject *exc = PyObject_CallOneArg(st->error_proto, obj);
+    PyObject *cls, *exc;
 
+    cls = error_class_for(st, obj);
+    if (cls == NULL) {
+        return;
+    }
+    exc = PyObject_CallOneArg(cls, obj);
+    Py_DECREF(cls);
     if (exc != NULL) {
         PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
         Py_DECREF(exc);
@@ -178,8 +230,31 @@ bind_namespace(PyObject *module, PyObject *namespace)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(set_response_classifier_doc,
+"_set_response_classifier($module, classifier, /)\n--\n\n"
+"Register classifier(reply) -> subclass of error_proto or None, called\n"
+"for a failure reply that starts with b'-ERR [' to pick the class\n"
+"raised (RFC 2449 response codes).  None unregisters it.");
+
+static PyObject *
+set_response_classifier(PyObject *module, PyObject *classifier)
+{
+    cpoplib_state *st = PyModule_GetState(module);
+
+    if (classifier != Py_None && !PyCallable_Check(classifier)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "classifier must be callable or None");
+        return NULL;
+    }
+    Py_XSETREF(st->response_classifier,
+               classifier == Py_None ? NULL : Py_NewRef(classifier));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"_bind_namespace", bind_namespace, METH_O, bind_namespace_doc},
+    {"_set_response_classifier", set_response_classifier, METH_O,
+     set_response_classifier_doc},
     {NULL, NULL}
 };
 
@@ -430,7 +505,7 @@ error:
     X(error_proto)                                                          \
     X(namespace) X(socket_module) X(socket_type) X(socket_makefile)         \
     X(default_timeout) X(shut_rdwr) X(ssl_module) X(timestamp_re)           \
-    X(unsupported_operation)                                                \
+    X(unsupported_operation) X(response_classifier)                         \
     X(str_host) X(str_port) X(str_sock) X(str_file) X(str_welcome)          \
     X(str_debugging) X(str_tls_established) X(str_context)                  \
     X(str_encoding) X(str_timestamp) X(str_maxline) X(str_max_response)     \

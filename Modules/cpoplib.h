@@ -68,6 +68,10 @@ typedef struct {
     PyTypeObject *Reader_Type;
     PyTypeObject *FetchIter_Type;    /* fetch_many()'s iterator */
     PyObject *error_proto;
+    /* picks error_proto's subclass for a "-ERR [CODE]" reply; set by
+       the cpoplib package (_set_response_classifier); may be NULL */
+    PyObject *response_classifier;
+
 
     /* Globals of the cpoplib package: _MAXLINE is read from here at run
        time, so that `cpoplib._MAXLINE = N` takes effect. */
@@ -116,7 +120,10 @@ cpoplib_state *cpoplib_state_from_type(PyTypeObject *type);
 /* Raise error_proto(msg) with a str argument. */
 void cpoplib_error(cpoplib_state *st, const char *msg);
 
-/* Raise error_proto(obj). */
+/* Raise error_proto(obj), or the subclass of error_proto that the
+ * registered response-code classifier picks for obj (a "-ERR [CODE]"
+ * reply).  The exception's args are (obj,) either way.  Runs Python
+ * code (the classifier, the class's __init__). */
 void cpoplib_error_obj(cpoplib_state *st, PyObject *obj);
 
 /* The pending exception, normalised, as a new reference (NULL if none);

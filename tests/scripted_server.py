@@ -473,11 +473,14 @@ def canon(value):
 
 def exc_signature(exc, module, strict_attribute_error=False):
     """(family-qualified class name, args) of an exception raised by a
-    client of `module`: module.error_proto becomes "error_proto", any
-    other class keeps its module-qualified name.  AttributeError (calls
-    after close()) is compared by type only unless asked otherwise."""
+    client of `module`: module.error_proto and its subclasses (cpoplib
+    raises one per RFC 2449 response code, with the same args; which one
+    is tested in test_surface.py) become "error_proto", any other class
+    keeps its module-qualified name.  AttributeError (calls after close())
+    is compared by type only unless asked otherwise."""
     cls = type(exc)
-    if cls is getattr(module, "error_proto", None):
+    error_proto = getattr(module, "error_proto", None)
+    if error_proto is not None and issubclass(cls, error_proto):
         name = "error_proto"
     else:
         name = "%s.%s" % (cls.__module__, cls.__qualname__)

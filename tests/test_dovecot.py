@@ -179,7 +179,10 @@ def session(mod, server):
 class Outcome(tuple):
     """('ok', result) or ('raise', exception class name, args).
 
-    Compares as a plain tuple; .exc holds the exception, if any."""
+    Compares as a plain tuple; .exc holds the exception, if any.  The
+    subclasses of error_proto that cpoplib raises for RFC 2449 response
+    codes count as "error_proto" (their args are poplib's); tests that
+    care check .exc's class."""
     exc = None
 
 
@@ -187,7 +190,10 @@ def outcome(func, *args):
     try:
         return Outcome(("ok", func(*args)))
     except Exception as exc:
-        result = Outcome(("raise", type(exc).__name__, exc.args))
+        name = type(exc).__name__
+        if isinstance(exc, std_poplib.error_proto):
+            name = "error_proto"
+        result = Outcome(("raise", name, exc.args))
         result.exc = exc
         return result
 
@@ -267,6 +273,9 @@ def test_wrong_password(mod, server, user, password):
     result = attempt(mod)
     assert_error_proto(mod, result, b"-ERR [AUTH]")
     assert result == attempt(std_poplib)
+    if mod.__name__ == "cpoplib":       # RFC 3206 response code
+        assert type(result.exc) is mod.AuthError
+        assert result.exc.code == "AUTH"
 
 
 def test_quit_response(mod, server):
@@ -587,6 +596,10 @@ def test_in_use(mod, server):
         close(first)
     assert result == ("raise", "error_proto", (
         b"-ERR [IN-USE] Mailbox is locked by another POP3 session.",))
+    if mod.__name__ == "cpoplib":       # RFC 2449 response code
+        assert type(result.exc) is mod.InUseError
+        assert (result.exc.code, result.exc.text) == (
+            "IN-USE", "Mailbox is locked by another POP3 session.")
 
 
 # --------------------------------------------------------------------------

@@ -4,7 +4,16 @@
 classes, methods, attributes, return values, exceptions and audit events
 are those of the running interpreter's poplib.  See README.rst for the
 few deliberate differences.
+
+Additions (poplib has none of them; ``__all__`` stays poplib's, so
+``from cpoplib import *`` binds what ``from poplib import *`` binds):
+``with POP3(...) as conn:`` (QUIT on normal exit, close() without QUIT on
+an exception); ``ResponseCodeError`` and its subclasses for RFC 2449/3206
+response codes; ``install()``/``uninstall()`` to make ``import poplib``
+give cpoplib (and ``python -m cpoplib run PROGRAM``); ``__version__``.
 """
+
+__version__ = "0.1.0"
 
 import errno
 import io as _io
@@ -56,6 +65,21 @@ _cpoplib._bind_namespace(globals())
 
 # self.file is a SocketReader: let it pass isinstance(f, io.BufferedIOBase).
 _io.BufferedIOBase.register(_cpoplib.SocketReader)
+
+# RFC 2449/3206 response codes: the C core asks _response_codes.classify
+# which subclass of error_proto to raise for a "-ERR [CODE] ..." reply.
+from ._response_codes import (  # noqa: E402
+    AuthError,
+    InUseError,
+    LoginDelayError,
+    ResponseCodeError,
+    SysPermError,
+    SysTempError,
+    UTF8Error,
+    classify as _classify_response,
+)
+
+_cpoplib._set_response_classifier(_classify_response)
 
 
 # The constructors' signatures, exactly as poplib's: a text signature
@@ -121,3 +145,81 @@ if HAVE_SSL:
                              context=context)
 
     _c_pop3_ssl_init = _wrap_init(POP3_SSL, _pop3_ssl_init)
+
+
+# ---- the context manager ----
+# Set on the C class from Python: nothing here is speed-critical, and
+# __exit__ calls self.quit()/self.close(), so subclass overrides apply.
+
+def _enter(self):
+    return self
+
+
+def _exit(self, exc_type, exc_value, traceback):
+    """Normal exit: quit() (QUIT commits DELE) and close.  Exit by an
+    exception: close() without QUIT, so the server rolls back deletions;
+    an error from close() is dropped, the original exception propagates.
+    No QUIT is sent when the connection was already closed (quit() or
+    close() inside the block)."""
+    if exc_type is not None:
+        try:
+            self.close()
+        except Exception:
+            pass
+        return None
+    if getattr(self, "sock", None) is None:
+        self.close()
+        return None
+    try:
+        self.quit()
+    except BaseException:
+        try:
+            self.close()
+        except Exception:
+            pass
+        raise
+    return None
+
+
+for _name, _f in (("__enter__", _enter), ("__exit__", _exit)):
+    _f.__name__ = _name
+    _f.__qualname__ = "POP3." + _name
+    _f.__module__ = POP3.__module__
+    setattr(POP3, _name, _f)
+del _name, _f, _enter, _exit
+
+
+# ---- install() / uninstall(): `import poplib` gives cpoplib ----
+
+_poplib_before_install = None   # sys.modules["poplib"] before install()
+
+
+def install():
+    """Make every later ``import poplib`` (and ``from poplib import ...``)
+    in this process give cpoplib, by putting cpoplib in
+    ``sys.modules["poplib"]``.  References to the standard module taken
+    before the call (``import poplib`` already executed, classes
+    subclassed at import time) keep pointing at it: call install() before
+    the code you want switched imports poplib.  Idempotent."""
+    global _poplib_before_install
+    this = sys.modules[__name__]
+    if sys.modules.get("poplib") is this:
+        return
+    _poplib_before_install = sys.modules.get("poplib")
+    sys.modules["poplib"] = this
+
+
+def uninstall():
+    """Undo install(): ``sys.modules["poplib"]`` gets back what it held
+    before (the standard module, or nothing, so that the next import
+    loads it).  Modules that imported poplib meanwhile keep cpoplib.
+    Does nothing if cpoplib is not installed."""
+    global _poplib_before_install
+    this = sys.modules[__name__]
+    previous, _poplib_before_install = _poplib_before_install, None
+    if sys.modules.get("poplib") is not this:
+        return
+    if previous is None:
+        del sys.modules["poplib"]
+    else:
+        sys.modules["poplib"] = previous

@@ -4,6 +4,10 @@ Starts cpoplib's embedded in-memory POP3 server on a loopback port, fetches
 its whole mailbox with poplib and with cpoplib (STAT, LIST, UIDL, RETR of
 every message, TOP of some), checks that both return exactly the same
 results and prints how long each took.
+
+python -m cpoplib run PROGRAM [ARGS...]: runs a Python program (a console
+script, ``-m MODULE`` or a script path) with cpoplib installed as poplib;
+see cpoplib/_run.py.
 """
 
 import argparse
@@ -133,7 +137,30 @@ def run_demo(rounds):
     return 0
 
 
+def run_command(argv):
+    """`run`'s words are the program's command line, not ours: they are
+    not parsed by argparse (whose options would swallow the program's)."""
+    from cpoplib import _run
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_run.USAGE)
+        print()
+        print(_run.__doc__.split("\n\n", 1)[1].strip())
+        return 0 if argv else 2
+    try:
+        resolved = _run.resolve(argv)
+    except _run.RunError as exc:
+        print("python -m cpoplib run: %s\n%s" % (exc, _run.USAGE),
+              file=sys.stderr)
+        return 2
+    return _run.execute(*resolved)
+
+
 def main(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "run":
+        return run_command(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m cpoplib",
         description="cpoplib: a C-accelerated drop-in replacement for "
@@ -147,6 +174,11 @@ def main(argv=None):
     demo.add_argument("--rounds", type=int, default=5,
                       help="runs per module, alternating (default 5, "
                            "at least 3)")
+    sub.add_parser(
+        "run", add_help=False,
+        help="run PROGRAM [ARGS...] (a console script, -m MODULE or a "
+             "script path) with cpoplib installed as poplib; "
+             "'run --help' for details")
     args = parser.parse_args(argv)
     if args.command != "demo":
         parser.print_help()
