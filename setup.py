@@ -24,6 +24,8 @@ SOURCES = [
     "Modules/pipeline.c",
     "Modules/reader.c",
     "Modules/pop3_parser.c",
+    "Modules/auth.c",
+    "Modules/sasl.c",
 ]
 
 
@@ -78,7 +80,7 @@ setup(
             "cpoplib._cpoplib",
             sources=SOURCES,
             depends=["Modules/cpoplib.h", "Modules/connection.h",
-                     "Modules/pop3_parser.h"],
+                     "Modules/pop3_parser.h", "Modules/sasl.h"],
             libraries=["crypto"],
             extra_compile_args=cflags,
             extra_link_args=ldflags,

@@ -253,6 +253,8 @@ set_response_classifier(PyObject *module, PyObject *classifier)
 
 static PyMethodDef module_methods[] = {
     {"_bind_namespace", bind_namespace, METH_O, bind_namespace_doc},
+    {"_sasl_exchange", (PyCFunction)(void (*)(void))cpoplib_sasl_exchange,
+     METH_FASTCALL | METH_KEYWORDS, cpoplib_sasl_exchange_doc},
     {"_set_response_classifier", set_response_classifier, METH_O,
      set_response_classifier_doc},
     {NULL, NULL}

@@ -156,4 +156,14 @@ PyObject *cpoplib_read_message(POP3Object *self);
 PyObject *cpoplib_listing_map(POP3Object *self, const char *command,
                               int numeric);
 
+/* ---- auth.c ---- */
+
+/* POP3.auth() and POP3.login(), with their docstrings */
+extern const char cpoplib_pop3_auth_doc[];
+extern const char cpoplib_pop3_login_doc[];
+PyObject *cpoplib_pop3_auth(POP3Object *self, PyObject *const *args,
+                            Py_ssize_t nargs, PyObject *kwnames);
+PyObject *cpoplib_pop3_login(POP3Object *self, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames);
+
 #endif /* CPOPLIB_CONNECTION_H */

@@ -231,4 +231,12 @@ void cpoplib_reader_discard(ReaderObject *r);
 /* Create POP3 (and POP3_SSL when ssl is there) and add them to module. */
 int cpoplib_connection_add_types(PyObject *module, cpoplib_state *st);
 
+/* ---- auth.c ---- */
+
+/* _cpoplib._sasl_exchange(): sasl.c's client mechanisms on their own,
+ * for known-answer tests (a module function) */
+extern const char cpoplib_sasl_exchange_doc[];
+PyObject *cpoplib_sasl_exchange(PyObject *module, PyObject *const *args,
+                                Py_ssize_t nargs, PyObject *kwnames);
+
 #endif /* CPOPLIB_H */

@@ -908,6 +908,8 @@ PyMethodDef cpoplib_pop3_methods[] = {
     {"list_map", (PyCFunction)pop3_list_map, METH_NOARGS, pop3_list_map_doc},
     {"__getstate__", (PyCFunction)pop3_getstate, METH_NOARGS,
      pop3_getstate_doc},
+    {"auth", FAST(cpoplib_pop3_auth), FASTKW, cpoplib_pop3_auth_doc},
+    {"login", FAST(cpoplib_pop3_login), FASTKW, cpoplib_pop3_login_doc},
     {NULL, NULL}
 };
 

@@ -1,0 +1,1162 @@
+/* auth.c -- SASL authentication of the POP3 type (RFC 5034): auth(),
+ * login() and the test-only _cpoplib._sasl_exchange().
+ *
+ * auth(mechanism, authobject=None, initial_response=None) is CPython
+ * main's POP3.auth(), written in C: the same lines go through the same
+ * hooks (self._putcmd, self._getresp, self._shortcmd), so subclass
+ * overrides, debug output and audit events are those of poplib.
+ *
+ * login() picks a mechanism from CAPA's SASL list and runs the built-in
+ * client mechanisms of sasl.c, which compute every response in plain C;
+ * this file only frames them (base64, the AUTH line, "*" to cancel) and
+ * turns their outcome into Python results and exceptions.  SASLprep of
+ * SCRAM credentials that are not plain printable ASCII is done by
+ * cpoplib._saslprep (the stdlib's stringprep tables).
+ *
+ * Credentials copied into C memory are wiped with OPENSSL_cleanse, as are
+ * the bytes objects this file makes from them; the str command lines
+ * handed to the Python-visible hooks are ordinary Python objects.
+ *
+ * May call: protocol.c (hooks), commands.c (APOP, USER/PASS, capa),
+ * connection.c (close), sasl.c.  Runs Python code throughout, except in
+ * sasl.c.
+ */
+#include "connection.h"
+#include "sasl.h"
+
+#include <openssl/crypto.h>
+
+/* The POP3 command line limit (RFC 5034 4: 255 octets with CRLF) past
+ * which the initial response is sent after an empty challenge. */
+#define AUTH_LINE_MAX 255
+
+/* Pseudo-mechanisms login() also knows besides sasl.c's. */
+#define MECH_APOP (SASL_MECH_COUNT + 1)
+#define MECH_USER (SASL_MECH_COUNT + 2)
+
+/* ---- helpers ---- */
+
+/* Wipe and release a bytes object this file created and still owns. */
+static void
+wipe_bytes(PyObject *obj)
+{
+    if (obj == NULL) {
+        return;
+    }
+    if (PyBytes_CheckExact(obj) && Py_REFCNT(obj) == 1) {
+        OPENSSL_cleanse(PyBytes_AS_STRING(obj), (size_t)PyBytes_GET_SIZE(obj));
+    }
+    Py_DECREF(obj);
+}
+
+/* A str line of ASCII text, e.g. "AUTH PLAIN " + base64. */
+static PyObject *
+b64_line(const char *prefix, const unsigned char *data, size_t len)
+{
+    size_t plen = strlen(prefix), n;
+    PyObject *line;
+
+    if (len > (size_t)(PY_SSIZE_T_MAX / 2)) {
+        return PyErr_NoMemory();
+    }
+    n = SASL_B64_LEN(len);
+    line = PyUnicode_New((Py_ssize_t)(plen + n), 127);
+    if (line == NULL) {
+        return NULL;
+    }
+    memcpy(PyUnicode_DATA(line), prefix, plen);
+    sasl_b64_encode(data, len, (char *)PyUnicode_DATA(line) + plen);
+    return line;
+}
+
+/* Wipe and release a str line this file created from a secret. */
+static void
+wipe_line(PyObject *line)
+{
+    if (line == NULL) {
+        return;
+    }
+    if (Py_REFCNT(line) == 1 && PyUnicode_IS_COMPACT_ASCII(line)) {
+        OPENSSL_cleanse(PyUnicode_DATA(line),
+                        (size_t)PyUnicode_GET_LENGTH(line));
+    }
+    Py_DECREF(line);
+}
+
+/* self._putcmd(line); steals `line` (NULL passes its error through). */
+static int
+putcmd_steal(POP3Object *self, cpoplib_state *st, PyObject *line,
+             int secret)
+{
+    PyObject *res;
+
+    if (line == NULL) {
+        return -1;
+    }
+    res = cpoplib_putcmd(self, st, line);
+    if (secret) {
+        wipe_line(line);
+    }
+    else {
+        Py_DECREF(line);
+    }
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+/* The bytes of a response, copied out: a new bytes object, or NULL with
+ * TypeError if `resp` (from a _getresp override) is not bytes-like. */
+static PyObject *
+response_bytes(PyObject *resp)
+{
+    if (PyBytes_Check(resp)) {
+        return Py_NewRef(resp);
+    }
+    return PyBytes_FromObject(resp);
+}
+
+/* resp[1:].lstrip(b' ') of a response (a bytes object) */
+static PyObject *
+challenge_text(PyObject *resp)
+{
+    const char *data = PyBytes_AS_STRING(resp);
+    Py_ssize_t n = PyBytes_GET_SIZE(resp), i = n > 0 ? 1 : 0;
+
+    while (i < n && data[i] == ' ') {
+        i++;
+    }
+    return PyBytes_FromStringAndSize(data + i, n - i);
+}
+
+static int
+is_ok(PyObject *resp)
+{
+    return PyBytes_GET_SIZE(resp) >= 3
+           && memcmp(PyBytes_AS_STRING(resp), "+OK", 3) == 0;
+}
+
+/* self.encoding */
+static PyObject *
+get_encoding(POP3Object *self, cpoplib_state *st)
+{
+    return PyObject_GetAttr((PyObject *)self, st->str_encoding);
+}
+
+/* ---- auth(): CPython main's POP3.auth() ---- */
+
+/* base64.b64decode(text), and on any Exception the same padded to a
+ * multiple of 4 with validate=False, as poplib does. */
+static PyObject *
+lenient_b64decode(PyObject *text)
+{
+    PyObject *base64, *decode, *res = NULL, *padded = NULL, *kwargs = NULL;
+    Py_ssize_t n = PyBytes_GET_SIZE(text), pad = (4 - n % 4) % 4;
+
+    base64 = PyImport_ImportModule("base64");
+    if (base64 == NULL) {
+        return NULL;
+    }
+    decode = PyObject_GetAttrString(base64, "b64decode");
+    Py_DECREF(base64);
+    if (decode == NULL) {
+        return NULL;
+    }
+    res = PyObject_CallOneArg(decode, text);
+    if (res != NULL || !PyErr_ExceptionMatches(PyExc_Exception)) {
+        goto done;
+    }
+    PyErr_Clear();
+    padded = PyBytes_FromStringAndSize(NULL, n + pad);
+    if (padded == NULL) {
+        goto done;
+    }
+    memcpy(PyBytes_AS_STRING(padded), PyBytes_AS_STRING(text), (size_t)n);
+    memset(PyBytes_AS_STRING(padded) + n, '=', (size_t)pad);
+    kwargs = Py_BuildValue("{s:O}", "validate", Py_False);
+    if (kwargs == NULL) {
+        goto done;
+    }
+    {
+        PyObject *args = PyTuple_Pack(1, padded);
+        if (args == NULL) {
+            goto done;
+        }
+        res = PyObject_Call(decode, args, kwargs);
+        Py_DECREF(args);
+    }
+
+done:
+    Py_DECREF(decode);
+    Py_XDECREF(padded);
+    Py_XDECREF(kwargs);
+    return res;
+}
+
+/* base64.b64encode(response).decode('ascii') */
+static PyObject *
+b64encode_object(PyObject *response)
+{
+    Py_buffer view;
+    PyObject *line;
+
+    if (PyObject_GetBuffer(response, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    line = b64_line("", view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    return line;
+}
+
+/* The challenge/response loop with a Python authobject. */
+static PyObject *
+auth_with_object(POP3Object *self, cpoplib_state *st, PyObject *mechanism,
+                 PyObject *authobject)
+{
+    PyObject *resp = NULL, *raw = NULL, *text = NULL, *challenge = NULL;
+    PyObject *response = NULL, *star = NULL, *encoding;
+    int eq;
+
+    if (putcmd_steal(self, st, PyUnicode_FromFormat("AUTH %U", mechanism),
+                     0) < 0) {
+        return NULL;
+    }
+    for (;;) {
+        resp = cpoplib_getresp(self, st);
+        if (resp == NULL) {
+            goto error;
+        }
+        raw = response_bytes(resp);
+        if (raw == NULL) {
+            goto error;
+        }
+        if (is_ok(raw)) {
+            Py_DECREF(raw);
+            return resp;
+        }
+        Py_CLEAR(resp);
+        text = challenge_text(raw);
+        Py_CLEAR(raw);
+        if (text == NULL) {
+            goto error;
+        }
+        if (PyBytes_GET_SIZE(text) > 0) {
+            challenge = lenient_b64decode(text);
+        }
+        else {
+            challenge = PyBytes_FromStringAndSize(NULL, 0);
+        }
+        Py_CLEAR(text);
+        if (challenge == NULL) {
+            goto error;
+        }
+        response = PyObject_CallOneArg(authobject, challenge);
+        Py_CLEAR(challenge);
+        if (response == NULL) {
+            goto error;
+        }
+        if (response == Py_None) {
+            Py_SETREF(response, PyBytes_FromStringAndSize(NULL, 0));
+        }
+        else if (PyUnicode_Check(response)) {
+            encoding = get_encoding(self, st);
+            if (encoding == NULL) {
+                goto error;
+            }
+            Py_SETREF(response, cpoplib_encode_text(response, encoding));
+            Py_DECREF(encoding);
+        }
+        if (response == NULL) {
+            goto error;
+        }
+        star = PyBytes_FromStringAndSize("*", 1);
+        if (star == NULL) {
+            goto error;
+        }
+        eq = PyObject_RichCompareBool(response, star, Py_EQ);
+        Py_CLEAR(star);
+        if (eq < 0) {
+            goto error;
+        }
+        if (eq) {
+            Py_CLEAR(response);
+            if (putcmd_steal(self, st, PyUnicode_FromString("*"), 0) < 0) {
+                goto error;
+            }
+            return cpoplib_getresp(self, st);
+        }
+        if (putcmd_steal(self, st, b64encode_object(response), 1) < 0) {
+            goto error;
+        }
+        Py_CLEAR(response);
+    }
+
+error:
+    Py_XDECREF(resp);
+    Py_XDECREF(raw);
+    Py_XDECREF(text);
+    Py_XDECREF(challenge);
+    Py_XDECREF(response);
+    Py_XDECREF(star);
+    return NULL;
+}
+
+/* poplib's auth(mechanism, authobject=None, initial_response=None) */
+static PyObject *
+auth_impl(POP3Object *self, PyObject *mechanism, PyObject *authobject,
+          PyObject *initial)
+{
+    cpoplib_state *st = cpoplib_pop3_state(self);
+    PyObject *mech = NULL, *encoding, *line, *b64, *stripped, *res = NULL;
+    PyObject *ir = NULL;
+
+    if (authobject != Py_None && initial != Py_None) {
+        PyErr_SetString(PyExc_ValueError,
+                        "authobject and initial_response are mutually "
+                        "exclusive");
+        return NULL;
+    }
+    mech = PyObject_Format(mechanism, NULL);    /* f'{mechanism}' */
+    if (mech == NULL) {
+        return NULL;
+    }
+    if (initial != Py_None) {
+        if (PyUnicode_Check(initial)) {
+            encoding = get_encoding(self, st);
+            if (encoding == NULL) {
+                goto done;
+            }
+            ir = cpoplib_encode_text(initial, encoding);
+            Py_DECREF(encoding);
+        }
+        else {
+            ir = Py_NewRef(initial);
+        }
+        if (ir == NULL) {
+            goto done;
+        }
+        b64 = b64encode_object(ir);
+        if (b64 == NULL) {
+            goto done;
+        }
+        line = PyUnicode_FromFormat("AUTH %U %U", mech, b64);
+        wipe_line(b64);
+        if (line == NULL) {
+            goto done;
+        }
+        /* f'AUTH {mechanism} {b64}'.rstrip() */
+        stripped = PyObject_CallMethod(line, "rstrip", NULL);
+        wipe_line(line);
+        res = cpoplib_run_command(self, stripped, 0);
+        goto done;
+    }
+    if (authobject == Py_None) {
+        res = cpoplib_run_command(self, PyUnicode_FromFormat("AUTH %U", mech),
+                                  0);
+        goto done;
+    }
+    res = auth_with_object(self, st, mech, authobject);
+
+done:
+    Py_XDECREF(mech);
+    if (ir != NULL && ir != initial) {
+        wipe_bytes(ir);
+    }
+    else {
+        Py_XDECREF(ir);
+    }
+    return res;
+}
+
+const char cpoplib_pop3_auth_doc[] = PyDoc_STR(
+"auth($self, /, mechanism, authobject=None, initial_response=None)\n--\n\n"
+"Authenticate with AUTH (RFC 5034), as CPython main's poplib does.\n"
+"\n"
+"With initial_response (bytes, or str encoded with self.encoding) it is\n"
+"sent base64-encoded on the AUTH line.  With authobject, a callable\n"
+"taking each decoded server challenge (bytes) and returning the response\n"
+"(bytes, str or None for an empty one; b'*' cancels).  The two are\n"
+"mutually exclusive (ValueError).  Returns the final +OK response;\n"
+"raises error_proto on -ERR.  For the built-in mechanisms use login().");
+
+PyObject *
+cpoplib_pop3_auth(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
+                  PyObject *kwnames)
+{
+    static const char *const names[] = {"mechanism", "authobject",
+                                        "initial_response", NULL};
+    static const cpoplib_argspec spec = {"auth", names, 0, 1, 3};
+    PyObject *argv[3], *res;
+
+    if (cpoplib_parse_args(&spec, args, nargs, kwnames, argv) < 0
+        || cpoplib_claim(self) < 0) {
+        return NULL;
+    }
+    res = auth_impl(self, argv[0], argv[1] ? argv[1] : Py_None,
+                    argv[2] ? argv[2] : Py_None);
+    cpoplib_release(self);
+    return res;
+}
+
+/* ---- the built-in mechanisms ---- */
+
+/* error_proto("-ERR <MECH>: <detail>") */
+static void
+sasl_failure(cpoplib_state *st, sasl_mech mech, const char *detail)
+{
+    PyObject *msg = PyUnicode_FromFormat("-ERR %s: %s", sasl_mech_name(mech),
+                                         detail);
+    if (msg != NULL) {
+        PyErr_SetObject(st->error_proto, msg);
+        Py_DECREF(msg);
+    }
+}
+
+/* A local failure of sasl.c (memory, libcrypto) as an exception. */
+static void
+sasl_local_error(cpoplib_state *st, sasl_status status, sasl_mech mech,
+                 const char *detail)
+{
+    if (status == SASL_ERR_NOMEM) {
+        PyErr_NoMemory();
+        return;
+    }
+    /* SASL_ERR_CRYPTO (e.g. MD5 refused by a FIPS provider) and
+       SASL_ERR_INPUT (credentials the mechanism cannot carry) */
+    PyErr_Format(PyExc_ValueError, "%s: %s", sasl_mech_name(mech), detail);
+}
+
+/* Cancel the exchange ("*"), read the server's answer (normally -ERR,
+ * which is expected and dropped) and raise the error the caller has
+ * set, with anything that went wrong while cancelling as its context. */
+static void
+cancel_exchange(POP3Object *self, cpoplib_state *st)
+{
+    PyObject *failure = cpoplib_fetch_exception(), *resp, *context = NULL;
+
+    if (putcmd_steal(self, st, PyUnicode_FromString("*"), 0) == 0) {
+        resp = cpoplib_getresp(self, st);
+        if (resp != NULL) {
+            Py_DECREF(resp);
+        }
+        else if (PyErr_ExceptionMatches(st->error_proto)) {
+            PyErr_Clear();
+        }
+    }
+    context = cpoplib_fetch_exception();
+    cpoplib_restore_exception(failure);
+    cpoplib_chain_context(context);
+}
+
+/* Close the connection after the server failed to authenticate itself,
+ * keeping the error the caller set (a failing close() is its context). */
+static void
+close_untrusted(POP3Object *self, cpoplib_state *st)
+{
+    PyObject *failure = cpoplib_fetch_exception(), *res;
+
+    res = cpoplib_close(self, st);
+    Py_XDECREF(res);
+    {
+        PyObject *context = cpoplib_fetch_exception();
+        cpoplib_restore_exception(failure);
+        cpoplib_chain_context(context);
+    }
+}
+
+/* Run the exchange of sasl client `c` for `mech`. */
+static PyObject *
+auth_builtin(POP3Object *self, cpoplib_state *st, sasl_mech mech,
+             sasl_client *c)
+{
+    const unsigned char *out;
+    size_t out_len;
+    char prefix[64];
+    PyObject *line, *resp = NULL, *raw = NULL, *text = NULL;
+    int has_initial, initial_pending = 0, failed = 0;
+    unsigned char *challenge = NULL;
+
+    has_initial = sasl_client_initial(c, &out, &out_len);
+    if (has_initial < 0) {
+        sasl_local_error(st, SASL_ERR_NOMEM, mech, sasl_client_error(c));
+        return NULL;
+    }
+    if (has_initial) {
+        /* the AUTH line with its initial response, if it fits */
+        snprintf(prefix, sizeof(prefix), "AUTH %s ", sasl_mech_name(mech));
+        if (strlen(prefix) + SASL_B64_LEN(out_len) + 2 <= AUTH_LINE_MAX) {
+            line = out_len == 0
+                   ? PyUnicode_FromFormat("%s=", prefix)
+                   : b64_line(prefix, out, out_len);
+        }
+        else {
+            initial_pending = 1;
+            line = PyUnicode_FromFormat("AUTH %s", sasl_mech_name(mech));
+        }
+    }
+    else {
+        line = PyUnicode_FromFormat("AUTH %s", sasl_mech_name(mech));
+    }
+    if (putcmd_steal(self, st, line, 1) < 0) {
+        return NULL;
+    }
+    for (;;) {
+        size_t challenge_len = 0;
+        sasl_status status;
+
+        resp = cpoplib_getresp(self, st);
+        if (resp == NULL) {
+            if (failed && PyErr_ExceptionMatches(st->error_proto)) {
+                /* the -ERR that follows a reported failure: raise the
+                   server's reason instead, with the -ERR as context */
+                PyObject *context = cpoplib_fetch_exception();
+                sasl_failure(st, mech, sasl_client_error(c));
+                cpoplib_chain_context(context);
+            }
+            goto error;
+        }
+        raw = response_bytes(resp);
+        if (raw == NULL) {
+            goto error;
+        }
+        if (is_ok(raw)) {
+            if (!failed && sasl_client_complete(c)) {
+                Py_DECREF(raw);
+                return resp;
+            }
+            sasl_failure(st, mech, failed
+                ? "the server accepted a login it had just refused; "
+                  "connection closed"
+                : "the server accepted the login without proving it "
+                  "knows the password; connection closed");
+            close_untrusted(self, st);
+            goto error;
+        }
+        Py_CLEAR(resp);
+        if (failed) {
+            sasl_failure(st, mech, sasl_client_error(c));
+            cancel_exchange(self, st);
+            goto error;
+        }
+        text = challenge_text(raw);
+        Py_CLEAR(raw);
+        if (text == NULL) {
+            goto error;
+        }
+        challenge = PyMem_Malloc((size_t)PyBytes_GET_SIZE(text) / 4 * 3 + 3);
+        if (challenge == NULL) {
+            PyErr_NoMemory();
+            goto error;
+        }
+        if (sasl_b64_decode(PyBytes_AS_STRING(text),
+                            (size_t)PyBytes_GET_SIZE(text), challenge,
+                            &challenge_len, 1) < 0) {
+            sasl_failure(st, mech, "the server's challenge is not base64");
+            cancel_exchange(self, st);
+            goto error;
+        }
+        Py_CLEAR(text);
+        if (initial_pending) {
+            initial_pending = 0;
+            if (challenge_len != 0) {
+                sasl_failure(st, mech, "expected an empty challenge before "
+                             "the initial response");
+                cancel_exchange(self, st);
+                goto error;
+            }
+            PyMem_Free(challenge);
+            challenge = NULL;
+            /* the initial response again: `out` may have moved */
+            if (sasl_client_initial(c, &out, &out_len) < 0) {
+                sasl_local_error(st, SASL_ERR_NOMEM, mech,
+                                 sasl_client_error(c));
+                cancel_exchange(self, st);
+                goto error;
+            }
+            if (putcmd_steal(self, st, b64_line("", out, out_len), 1) < 0) {
+                goto error;
+            }
+            continue;
+        }
+        status = sasl_client_step(c, challenge, challenge_len, &out,
+                                  &out_len);
+        OPENSSL_cleanse(challenge, challenge_len);
+        PyMem_Free(challenge);
+        challenge = NULL;
+        switch (status) {
+        case SASL_FAILED_RESPOND:      /* send the response the RFC asks */
+        case SASL_CONTINUE:
+            failed = status == SASL_FAILED_RESPOND;
+            if (putcmd_steal(self, st, b64_line("", out, out_len), 1) < 0) {
+                goto error;
+            }
+            break;
+        case SASL_FAILED_CANCEL:
+            sasl_failure(st, mech, sasl_client_error(c));
+            cancel_exchange(self, st);
+            goto error;
+        case SASL_FAILED_UNTRUSTED:
+            sasl_failure(st, mech, sasl_client_error(c));
+            close_untrusted(self, st);
+            goto error;
+        default:
+            sasl_local_error(st, status, mech, sasl_client_error(c));
+            cancel_exchange(self, st);
+            goto error;
+        }
+    }
+
+error:
+    Py_XDECREF(resp);
+    Py_XDECREF(raw);
+    Py_XDECREF(text);
+    PyMem_Free(challenge);
+    return NULL;
+}
+
+/* SASLprep (RFC 4013, as a query) of a str, as UTF-8 bytes: printable
+ * ASCII is left as it is; anything else goes through cpoplib._saslprep.
+ * `what` names the argument in errors, which never quote a password. */
+static PyObject *
+saslprep_utf8(PyObject *text, const char *what)
+{
+    PyObject *module, *prepared;
+    Py_ssize_t n;
+    int ascii = 1;
+
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "%s must be str, not %.100s", what,
+                     Py_TYPE(text)->tp_name);
+        return NULL;
+    }
+    n = PyUnicode_GET_LENGTH(text);
+    for (Py_ssize_t i = 0; i < n && ascii; i++) {
+        Py_UCS4 ch = PyUnicode_READ_CHAR(text, i);
+        ascii = ch >= 0x20 && ch < 0x7f;
+    }
+    if (ascii) {
+        return PyUnicode_AsUTF8String(text);
+    }
+    module = PyImport_ImportModule("cpoplib._saslprep");
+    if (module == NULL) {
+        return NULL;
+    }
+    prepared = PyObject_CallMethod(module, "saslprep", "Os", text, what);
+    Py_DECREF(module);
+    if (prepared == NULL) {
+        return NULL;
+    }
+    if (!PyUnicode_Check(prepared)) {
+        Py_DECREF(prepared);
+        PyErr_SetString(PyExc_TypeError, "saslprep() must return str");
+        return NULL;
+    }
+    Py_SETREF(prepared, PyUnicode_AsUTF8String(prepared));
+    return prepared;
+}
+
+static PyObject *
+utf8_of(PyObject *text, const char *what)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "%s must be str, not %.100s", what,
+                     Py_TYPE(text)->tp_name);
+        return NULL;
+    }
+    return PyUnicode_AsUTF8String(text);
+}
+
+/* Run built-in mechanism `mech` with user and secret (str). */
+static PyObject *
+login_sasl(POP3Object *self, cpoplib_state *st, sasl_mech mech,
+           PyObject *user, PyObject *secret)
+{
+    int scram = mech == SASL_SCRAM_SHA_1 || mech == SASL_SCRAM_SHA_256;
+    int oauth = mech == SASL_XOAUTH2 || mech == SASL_OAUTHBEARER;
+    PyObject *user8 = NULL, *secret8 = NULL, *res = NULL;
+    sasl_credentials cred;
+    sasl_client *c;
+    sasl_status status;
+    char error[512];
+
+    user8 = scram ? saslprep_utf8(user, "user") : utf8_of(user, "user");
+    if (user8 == NULL) {
+        goto done;
+    }
+    secret8 = scram ? saslprep_utf8(secret, "password")
+                    : utf8_of(secret, oauth ? "token" : "password");
+    if (secret8 == NULL) {
+        goto done;
+    }
+    cred.user = PyBytes_AS_STRING(user8);
+    cred.user_len = (size_t)PyBytes_GET_SIZE(user8);
+    cred.secret = PyBytes_AS_STRING(secret8);
+    cred.secret_len = (size_t)PyBytes_GET_SIZE(secret8);
+    c = sasl_client_new(mech, &cred, NULL, 0, &status, error, sizeof(error));
+    wipe_bytes(secret8);
+    secret8 = NULL;
+    if (c == NULL) {
+        sasl_local_error(st, status, mech, error);
+        goto done;
+    }
+    res = auth_builtin(self, st, mech, c);
+    sasl_client_free(c);
+
+done:
+    Py_XDECREF(user8);
+    wipe_bytes(secret8);
+    return res;
+}
+
+/* ---- login() ---- */
+
+/* 1 if self.sock is an ssl.SSLSocket, 0 if not, -1 on error. */
+static int
+is_encrypted(POP3Object *self, cpoplib_state *st)
+{
+    PyObject *sock, *cls;
+    int rc;
+
+    if (st->ssl_module == NULL) {
+        return 0;
+    }
+    sock = PyObject_GetAttr((PyObject *)self, st->str_sock);
+    if (sock == NULL) {
+        return -1;
+    }
+    cls = PyObject_GetAttrString(st->ssl_module, "SSLSocket");
+    if (cls == NULL) {
+        Py_DECREF(sock);
+        return -1;
+    }
+    rc = PyObject_IsInstance(sock, cls);
+    Py_DECREF(cls);
+    Py_DECREF(sock);
+    return rc;
+}
+
+/* The mechanisms of CAPA's SASL line as a bit set (bit m for sasl_mech
+ * m); 0 when the server has no CAPA or no SASL line.  -1 on error. */
+static long
+offered_mechanisms(POP3Object *self, cpoplib_state *st)
+{
+    PyObject *caps, *list, *item, *key;
+    Py_ssize_t n;
+    long mask = 0;
+
+    caps = cpoplib_capa(self, st);
+    if (caps == NULL) {
+        if (!PyErr_ExceptionMatches(st->error_proto)) {
+            return -1;
+        }
+        PyErr_Clear();             /* no CAPA: no SASL either */
+        return 0;
+    }
+    key = PyUnicode_FromString("SASL");
+    if (key == NULL) {
+        Py_DECREF(caps);
+        return -1;
+    }
+    list = PyObject_GetItem(caps, key);
+    Py_DECREF(key);
+    Py_DECREF(caps);
+    if (list == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_KeyError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        return 0;
+    }
+    n = PySequence_Length(list);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *name;
+        Py_ssize_t len;
+        int m;
+
+        item = PySequence_GetItem(list, i);
+        if (item == NULL) {
+            Py_DECREF(list);
+            return -1;
+        }
+        if (PyUnicode_Check(item)) {
+            name = PyUnicode_AsUTF8AndSize(item, &len);
+            if (name == NULL) {
+                Py_DECREF(item);
+                Py_DECREF(list);
+                return -1;
+            }
+            m = sasl_mech_from_name(name, (size_t)len);
+            if (m >= 0) {
+                mask |= 1L << m;
+            }
+        }
+        Py_DECREF(item);
+    }
+    Py_DECREF(list);
+    return n < 0 ? -1 : mask;
+}
+
+/* 1 if self.timestamp matches self.welcome (APOP possible), 0, -1. */
+static int
+apop_offered(POP3Object *self, cpoplib_state *st)
+{
+    PyObject *welcome, *pattern, *match;
+    int rc = -1;
+
+    welcome = PyObject_GetAttr((PyObject *)self, st->str_welcome);
+    if (welcome == NULL) {
+        return -1;
+    }
+    pattern = PyObject_GetAttr((PyObject *)self, st->str_timestamp);
+    if (pattern != NULL) {
+        match = PyObject_CallMethodOneArg(pattern, st->str_match, welcome);
+        if (match != NULL) {
+            rc = PyObject_IsTrue(match);
+            Py_DECREF(match);
+        }
+        Py_DECREF(pattern);
+    }
+    Py_DECREF(welcome);
+    return rc;
+}
+
+/* The mechanism named by login()'s mechanism= argument, or -1 with
+ * ValueError. */
+static int
+named_mechanism(PyObject *name)
+{
+    const char *text;
+    Py_ssize_t len;
+    int m;
+
+    if (!PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "mechanism must be str, not %.100s",
+                     Py_TYPE(name)->tp_name);
+        return -1;
+    }
+    text = PyUnicode_AsUTF8AndSize(name, &len);
+    if (text == NULL) {
+        return -1;
+    }
+    m = sasl_mech_from_name(text, (size_t)len);
+    if (m >= 0) {
+        return m;
+    }
+    if (PyOS_stricmp(text, "APOP") == 0 && len == 4) {
+        return MECH_APOP;
+    }
+    if (PyOS_stricmp(text, "USER") == 0 && len == 4) {
+        return MECH_USER;
+    }
+    PyErr_Format(PyExc_ValueError,
+                 "unsupported mechanism %R: login() knows SCRAM-SHA-256, "
+                 "SCRAM-SHA-1, CRAM-MD5, APOP, PLAIN, LOGIN, USER, "
+                 "OAUTHBEARER and XOAUTH2; use auth() for others", name);
+    return -1;
+}
+
+static int
+sends_cleartext(int mech)
+{
+    return mech == SASL_PLAIN || mech == SASL_LOGIN || mech == MECH_USER
+           || mech == SASL_XOAUTH2 || mech == SASL_OAUTHBEARER;
+}
+
+static PyObject *
+login_impl(POP3Object *self, PyObject *user, PyObject *password,
+           PyObject *mechanism, PyObject *token, PyObject *allow_plaintext)
+{
+    cpoplib_state *st = cpoplib_pop3_state(self);
+    PyObject *secret = NULL, *res = NULL;
+    int allow, encrypted, mech = -1, is_token_mech;
+    long offered;
+
+    if (!PyUnicode_Check(user)) {
+        PyErr_Format(PyExc_TypeError, "user must be str, not %.100s",
+                     Py_TYPE(user)->tp_name);
+        return NULL;
+    }
+    if ((password == Py_None) == (token == Py_None)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "login() needs either a password or a token "
+                        "(not both)");
+        return NULL;
+    }
+    if (password != Py_None && !PyUnicode_Check(password)) {
+        PyErr_Format(PyExc_TypeError, "password must be str, not %.100s",
+                     Py_TYPE(password)->tp_name);
+        return NULL;
+    }
+    allow = PyObject_IsTrue(allow_plaintext);
+    if (allow < 0) {
+        return NULL;
+    }
+    if (mechanism != Py_None) {
+        mech = named_mechanism(mechanism);
+        if (mech < 0) {
+            return NULL;
+        }
+        is_token_mech = mech == SASL_XOAUTH2 || mech == SASL_OAUTHBEARER;
+        if (is_token_mech != (token != Py_None)) {
+            PyErr_Format(PyExc_ValueError, "mechanism %R needs %s",
+                         mechanism, is_token_mech ? "token=" : "a password");
+            return NULL;
+        }
+    }
+    encrypted = is_encrypted(self, st);
+    if (encrypted < 0) {
+        return NULL;
+    }
+    if (mech < 0) {
+        offered = offered_mechanisms(self, st);
+        if (offered < 0) {
+            return NULL;
+        }
+#define OFFERS(m) (offered & (1L << (m)))
+        if (token != Py_None) {
+            mech = OFFERS(SASL_OAUTHBEARER) ? SASL_OAUTHBEARER : SASL_XOAUTH2;
+        }
+        else if (OFFERS(SASL_SCRAM_SHA_256)) {
+            mech = SASL_SCRAM_SHA_256;
+        }
+        else if (OFFERS(SASL_SCRAM_SHA_1)) {
+            mech = SASL_SCRAM_SHA_1;
+        }
+        else if (OFFERS(SASL_CRAM_MD5)) {
+            mech = SASL_CRAM_MD5;
+        }
+        else {
+            int apop = apop_offered(self, st);
+            if (apop < 0) {
+                return NULL;
+            }
+            mech = apop ? MECH_APOP
+                   : OFFERS(SASL_PLAIN) ? SASL_PLAIN
+                   : OFFERS(SASL_LOGIN) ? SASL_LOGIN
+                   : MECH_USER;
+        }
+#undef OFFERS
+    }
+    if (sends_cleartext(mech) && !encrypted && !allow) {
+        PyObject *msg = PyUnicode_FromFormat(
+            "-ERR login() refuses to send a %s in the clear with %s: the "
+            "connection is not encrypted (use POP3_SSL or stls() first, "
+            "or pass allow_plaintext=True)",
+            token != Py_None ? "token" : "password",
+            mech == MECH_USER ? "USER/PASS" : sasl_mech_name(mech));
+        if (msg != NULL) {
+            PyErr_SetObject(st->error_proto, msg);
+            Py_DECREF(msg);
+        }
+        return NULL;
+    }
+    if (token != Py_None) {
+        secret = PyCallable_Check(token) ? PyObject_CallNoArgs(token)
+                                         : Py_NewRef(token);
+        if (secret == NULL) {
+            return NULL;
+        }
+        if (!PyUnicode_Check(secret)) {
+            PyErr_Format(PyExc_TypeError, "the token must be a str (or a "
+                         "callable returning one), not %.100s",
+                         Py_TYPE(secret)->tp_name);
+            Py_DECREF(secret);
+            return NULL;
+        }
+    }
+    else {
+        secret = Py_NewRef(password);
+    }
+    if (mech == MECH_APOP) {
+        res = cpoplib_apop(self, user, secret);
+    }
+    else if (mech == MECH_USER) {
+        res = cpoplib_command1(self, "USER %s", user, 0);
+        if (res != NULL) {
+            Py_SETREF(res, cpoplib_command1(self, "PASS %s", secret, 0));
+        }
+    }
+    else {
+        res = login_sasl(self, st, (sasl_mech)mech, user, secret);
+    }
+    Py_DECREF(secret);
+    return res;
+}
+
+const char cpoplib_pop3_login_doc[] = PyDoc_STR(
+"login($self, /, user, password=None, *, mechanism=None, token=None,\n"
+"      allow_plaintext=False)\n--\n\n"
+"Log in with the strongest mechanism the server offers.\n"
+"\n"
+"With a password, from CAPA's SASL list: SCRAM-SHA-256, SCRAM-SHA-1,\n"
+"CRAM-MD5, then APOP (if the greeting has a timestamp), then PLAIN,\n"
+"LOGIN or USER/PASS.  With token= (an OAuth 2.0 access token, or a\n"
+"callable returning one): OAUTHBEARER if offered, else XOAUTH2.\n"
+"mechanism= names one of those instead.  A password or token is never\n"
+"sent in the clear over an unencrypted connection unless\n"
+"allow_plaintext=True.  Returns the final +OK response; error_proto on\n"
+"failure.  A SCRAM server that cannot prove it knows the password is\n"
+"refused and the connection closed.");
+
+PyObject *
+cpoplib_pop3_login(POP3Object *self, PyObject *const *args,
+                   Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"user", "password", "mechanism",
+                                        "token", "allow_plaintext", NULL};
+    static const cpoplib_argspec spec = {"login", names, 0, 1, 2};
+    PyObject *argv[5], *res;
+
+    if (cpoplib_parse_args(&spec, args, nargs, kwnames, argv) < 0
+        || cpoplib_claim(self) < 0) {
+        return NULL;
+    }
+    res = login_impl(self, argv[0], argv[1] ? argv[1] : Py_None,
+                     argv[2] ? argv[2] : Py_None,
+                     argv[3] ? argv[3] : Py_None,
+                     argv[4] ? argv[4] : Py_False);
+    cpoplib_release(self);
+    return res;
+}
+
+/* ---- _cpoplib._sasl_exchange(): the C core on its own, for tests ---- */
+
+static const char *
+status_name(sasl_status status)
+{
+    switch (status) {
+    case SASL_CONTINUE: return "continue";
+    case SASL_FAILED_RESPOND: return "failed-respond";
+    case SASL_FAILED_CANCEL: return "failed-cancel";
+    case SASL_FAILED_UNTRUSTED: return "failed-untrusted";
+    case SASL_ERR_NOMEM: return "nomem";
+    case SASL_ERR_CRYPTO: return "crypto";
+    default: return "input";
+    }
+}
+
+const char cpoplib_sasl_exchange_doc[] = PyDoc_STR(
+"_sasl_exchange($module, /, mechanism, user, secret, challenges,\n"
+"               nonce=None)\n--\n\n"
+"Test hook: run sasl.c's client for mechanism with user and secret\n"
+"(bytes, used as they are) against decoded server challenges (a list of\n"
+"bytes), with a fixed SCRAM client nonce if given.  Returns\n"
+"(initial response or None, [(status, response or None, error), ...],\n"
+"complete); stops at the first status other than 'continue'.");
+
+PyObject *
+cpoplib_sasl_exchange(PyObject *module, PyObject *const *args,
+                      Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"mechanism", "user", "secret",
+                                        "challenges", "nonce", NULL};
+    static const cpoplib_argspec spec = {"_sasl_exchange", names, 0, 4, 5};
+    PyObject *argv[5], *steps = NULL, *initial = NULL, *result = NULL;
+    PyObject *seq = NULL;
+    const char *name;
+    Py_ssize_t name_len;
+    sasl_client *c = NULL;
+    sasl_credentials cred;
+    sasl_status status;
+    const unsigned char *out;
+    size_t out_len;
+    char error[512];
+    int mech, has;
+
+    if (cpoplib_parse_args(&spec, args, nargs, kwnames, argv) < 0) {
+        return NULL;
+    }
+    if (!PyUnicode_Check(argv[0]) || !PyBytes_Check(argv[1])
+        || !PyBytes_Check(argv[2])
+        || (argv[4] != NULL && argv[4] != Py_None
+            && !PyBytes_Check(argv[4]))) {
+        PyErr_SetString(PyExc_TypeError, "_sasl_exchange(str, bytes, bytes, "
+                        "list of bytes, bytes or None)");
+        return NULL;
+    }
+    name = PyUnicode_AsUTF8AndSize(argv[0], &name_len);
+    if (name == NULL) {
+        return NULL;
+    }
+    mech = sasl_mech_from_name(name, (size_t)name_len);
+    if (mech < 0) {
+        PyErr_Format(PyExc_ValueError, "unknown mechanism %R", argv[0]);
+        return NULL;
+    }
+    seq = PySequence_Fast(argv[3], "challenges must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    cred.user = PyBytes_AS_STRING(argv[1]);
+    cred.user_len = (size_t)PyBytes_GET_SIZE(argv[1]);
+    cred.secret = PyBytes_AS_STRING(argv[2]);
+    cred.secret_len = (size_t)PyBytes_GET_SIZE(argv[2]);
+    if (argv[4] != NULL && argv[4] != Py_None) {
+        c = sasl_client_new((sasl_mech)mech, &cred,
+                            PyBytes_AS_STRING(argv[4]),
+                            (size_t)PyBytes_GET_SIZE(argv[4]), &status,
+                            error, sizeof(error));
+    }
+    else {
+        c = sasl_client_new((sasl_mech)mech, &cred, NULL, 0, &status, error,
+                            sizeof(error));
+    }
+    if (c == NULL) {
+        PyErr_Format(PyExc_ValueError, "%s: %s", status_name(status), error);
+        goto done;
+    }
+    has = sasl_client_initial(c, &out, &out_len);
+    if (has < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    initial = has ? PyBytes_FromStringAndSize((const char *)out,
+                                              (Py_ssize_t)out_len)
+                  : Py_NewRef(Py_None);
+    steps = PyList_New(0);
+    if (initial == NULL || steps == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *ch = PySequence_Fast_GET_ITEM(seq, i), *resp, *item;
+        if (!PyBytes_Check(ch)) {
+            PyErr_SetString(PyExc_TypeError, "challenges must be bytes");
+            goto done;
+        }
+        status = sasl_client_step(c,
+                                  (const unsigned char *)PyBytes_AS_STRING(ch),
+                                  (size_t)PyBytes_GET_SIZE(ch), &out,
+                                  &out_len);
+        if (status == SASL_CONTINUE || status == SASL_FAILED_RESPOND) {
+            resp = PyBytes_FromStringAndSize((const char *)out,
+                                             (Py_ssize_t)out_len);
+        }
+        else {
+            resp = Py_NewRef(Py_None);
+        }
+        if (resp == NULL) {
+            goto done;
+        }
+        item = Py_BuildValue("(sNs)", status_name(status), resp,
+                             sasl_client_error(c));
+        if (item == NULL || PyList_Append(steps, item) < 0) {
+            Py_XDECREF(item);
+            goto done;
+        }
+        Py_DECREF(item);
+        if (status != SASL_CONTINUE) {
+            break;
+        }
+    }
+    result = Py_BuildValue("(OOO)", initial, steps,
+                           sasl_client_complete(c) ? Py_True : Py_False);
+
+done:
+    sasl_client_free(c);
+    Py_XDECREF(seq);
+    Py_XDECREF(initial);
+    Py_XDECREF(steps);
+    return result;
+}
