@@ -72,7 +72,6 @@ typedef struct {
        the cpoplib package (_set_response_classifier); may be NULL */
     PyObject *response_classifier;
 
-
     /* Globals of the cpoplib package: _MAXLINE is read from here at run
        time, so that `cpoplib._MAXLINE = N` takes effect. */
     PyObject *namespace;
