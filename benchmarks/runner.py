@@ -403,6 +403,13 @@ def parse_args(argv):
                    help="with --quick: never fail on the ratio thresholds")
     p.add_argument("--no-memory", action="store_true",
                    help="skip the peak-memory subprocesses")
+    p.add_argument("--dovecot", action="store_true",
+                   help="instead: the Dovecot mode (see "
+                        "python -m benchmarks --dovecot --help)")
+    p.add_argument("--fetch", action="store_true",
+                   help="instead: the in-memory fetch()/fetch_into()/"
+                        "threads rows (see python -m benchmarks --fetch "
+                        "--help)")
     a = p.parse_args(argv)
     if a.rounds is None:
         a.rounds = QUICK_ROUNDS if a.quick else DEFAULT_ROUNDS
@@ -419,6 +426,15 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Modes with their own options (see benchmarks/README.md): not part of
+    # the default run or of --quick.
+    if "--dovecot" in argv:
+        from . import dovecot
+        return dovecot.main([a for a in argv if a != "--dovecot"])
+    if "--fetch" in argv:
+        from . import fetch
+        return fetch.main([a for a in argv if a != "--fetch"])
     args = parse_args(argv)
     log = sys.stderr
     t_start = time.perf_counter()

@@ -29,6 +29,21 @@ _QUICK_MAILBOXES = {
 }
 
 
+def repeat_block(block, seed):
+    """The block a "repeat" message is made of: one make_mailbox message
+    of exactly `block` bytes (CRLF lines, dot-led and 8-bit lines; it
+    starts with a header line, so a message of repeated blocks is
+    dot-stuffed block by block)."""
+    return make_mailbox(1, block, line_len=70, seed=seed)[0]
+
+
+def repeat_mailbox(count, blocks, block=MiB, seed=0):
+    """`count` messages, each `blocks` copies of repeat_block(): cheap to
+    make at any size (the fetch benchmarks' 100 MiB and 1 GiB)."""
+    one = repeat_block(block, seed)
+    return [one * blocks for _ in range(count)]
+
+
 def mailbox_spec(name, quick):
     table = _QUICK_MAILBOXES if quick else _MAILBOXES
     return dict(table.get(name) or _MAILBOXES[name])
@@ -41,6 +56,8 @@ def build_mailbox(spec):
     kind = spec.pop("kind")
     if kind == "synthetic":
         return SyntheticMailbox(**spec)
+    if kind == "repeat":
+        return repeat_mailbox(**spec)
     return make_mailbox(**spec)
 
 

@@ -301,7 +301,11 @@ class DovecotServer:
     host = HOST
     tls_hostname = TLS_HOSTNAME
 
-    def __init__(self, large_size=LARGE_SIZE):
+    def __init__(self, large_size=LARGE_SIZE, extra_users=None):
+        """large_size: size of alice's "large" message.  extra_users:
+        {user: (password, [(key, bytes)])}, more accounts with their
+        mailboxes (the benchmarks add one with 2000 messages); USERS are
+        always there."""
         self.binary = find_dovecot()
         if self.binary is None:
             raise DovecotUnavailable(
@@ -313,7 +317,10 @@ class DovecotServer:
                 "the openssl CLI is not installed (apt-get install openssl)")
         self.version = dovecot_version(self.binary)
         self.large_size = large_size
+        self.extra_users = dict(extra_users or {})
         self.users = dict(USERS)
+        self.users.update((user, password) for user, (password, _)
+                          in self.extra_users.items())
         self.expected = {}
         self.proc = None
         self.workdir = None
@@ -440,6 +447,8 @@ class DovecotServer:
             "carol": [],
             "dave": small_corpus("dave", 2),
         }
+        contents.update((user, messages) for user, (_, messages)
+                        in self.extra_users.items())
         for user in self.users:
             os.mkdir(self.home(user))
             mailbox.Maildir(self.maildir(user), create=True).close()

@@ -1,0 +1,530 @@
+"""python -m benchmarks --dovecot: whole-mailbox retrieval from a real
+Dovecot, stdlib poplib against cpoplib's retr(), fetch() and fetch_many(),
+and a raw pipelined socket client (the ceiling).
+
+A private Dovecot is started with tests/dovecot_server.py (the tests'
+fixture; its temporary directory, 127.0.0.1 only) with one more user,
+"bench", whose Maildir holds --messages messages of about --size bytes
+(default 2000 x 20 KiB; cpoplib._server.make_mailbox text with LF line
+ends, dot-led and 8-bit lines).  Every client fetches all of them, over
+plain POP3 and over POP3S (a TLS context trusting the fixture's CA).
+
+Clients (each on a fresh connection; connecting, logging in and QUIT are
+not timed, exactly as in the in-memory benchmarks):
+
+* ``stdlib retr``: ``[poplib.retr(n) for n in 1..N]``
+* ``cpoplib retr``: the same with cpoplib
+* ``cpoplib fetch``: ``[conn.fetch(n) for n in 1..N]``
+* ``cpoplib fetch_many``: ``list(conn.fetch_many(range(1, N + 1)))``,
+  default window (the timed part includes its one CAPA)
+* ``raw pipelined``: a minimal client written here: keeps --raw-window
+  RETR commands in flight, reads with ``recv_into`` into one reused
+  buffer and counts ``\\r\\n.\\r\\n`` terminators; no parsing, no
+  unstuffing, no per-message objects: the ceiling for a Python client.
+
+Before timing, every client runs once (the warm-up) and what it got is
+reduced to (message count, total bytes, SHA-256 of the messages joined as
+fetch() returns them; the raw client's stream is parsed for this, outside
+its timing): all must agree.  Then the clients run in alternating rounds,
+A B C D E A B C D E ..., and the medians are reported with the spread
+(min-max).  The window sweep runs fetch_many(window=w) and the raw client
+with the same w, for w in --windows, in alternating rounds too.
+"""
+
+import argparse
+import gc
+import hashlib
+import json
+import os
+import ssl
+import statistics
+import sys
+import time
+
+from . import runner
+
+ROOT = runner.ROOT
+TESTS = os.path.join(ROOT, "tests")
+BENCH_USER = "bench"
+BENCH_PASSWORD = "bench-secret"
+DEFAULT_WINDOWS = (1, 2, 4, 8, 16, 32, 64)
+RAW_WINDOW = 64
+
+# The targets of issue 10 (reported, never enforced).
+TARGET_PLAIN_VS_STDLIB = 2.8
+TARGET_RAW_WITHIN = 1.1
+TARGET_TLS_VS_STDLIB = 2.0
+
+
+def _dovecot_server():
+    if TESTS not in sys.path:
+        sys.path.insert(0, TESTS)
+    import dovecot_server
+    return dovecot_server
+
+
+def bench_messages(count, size, seed=2000):
+    """The bench user's messages: [(key, bytes with LF line ends)]."""
+    from cpoplib._server import make_mailbox
+    return [("bench-%d" % (i + 1), m.replace(b"\r\n", b"\n"))
+            for i, m in enumerate(make_mailbox(count, size, line_len=70,
+                                               seed=seed))]
+
+
+# --------------------------------------------------------------------------
+# the raw pipelined client
+
+TERMINATOR = b"\r\n.\r\n"
+
+
+class RawClient:
+    """Just enough POP3 to log in, then pipelined RETR over a socket."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = bytearray(1 << 20)
+
+    def _command(self, line):
+        if line is not None:
+            self.sock.sendall(line + b"\r\n")
+        data = b""
+        while not data.endswith(b"\r\n"):
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise EOFError("server closed the connection")
+            data += chunk
+        if not data.startswith(b"+OK"):
+            raise RuntimeError("server said %r" % data)
+        return data
+
+    def login(self, user, password):
+        self._command(None)                     # greeting
+        self._command(b"USER " + user.encode())
+        self._command(b"PASS " + password.encode())
+
+    def quit(self):
+        try:
+            self._command(b"QUIT")
+        finally:
+            self.sock.close()
+
+    def retr_all(self, numbers, window, keep=None):
+        """RETR every number, `window` in flight; returns the bytes read.
+        With keep (a bytearray) the whole stream is appended to it."""
+        cmds = [b"RETR %d\r\n" % n for n in numbers]
+        n = len(cmds)
+        sock, buf = self.sock, self.buf
+        mv = memoryview(buf)
+        recv_into, count = sock.recv_into, buf.count
+        sent = min(window, n)
+        sock.sendall(b"".join(cmds[:sent]))
+        done = carry = total = 0
+        while done < n:
+            got = recv_into(mv[carry:])
+            if not got:
+                raise EOFError("server closed the connection")
+            end = carry + got
+            total += got
+            if keep is not None:
+                keep += mv[carry:end]
+            # a terminator straddling two reads is seen through the carry
+            done += count(TERMINATOR, 0, end)
+            if sent < n and sent - done < window:
+                new = min(n, done + window)
+                sock.sendall(b"".join(cmds[sent:new]))
+                sent = new
+            if end >= 4:
+                buf[0:4] = buf[end - 4:end]
+                carry = 4
+            else:
+                carry = end
+        return total
+
+
+def parse_raw_stream(stream, count):
+    """The messages (as fetch() gives them) in a kept raw RETR stream."""
+    out = []
+    pos = 0
+    for _ in range(count):
+        eol = stream.index(b"\r\n", pos)
+        if not stream.startswith(b"+OK", pos):
+            raise RuntimeError("not +OK: %r" % bytes(stream[pos:eol]))
+        end = stream.index(TERMINATOR, eol)     # eol: the +OK line's CRLF
+        body = bytes(stream[eol + 2:end + 2])
+        lines = body.split(b"\r\n")[:-1]
+        out.append(b"".join((line[1:] if line.startswith(b".") else line)
+                            + b"\r\n" for line in lines))
+        pos = end + len(TERMINATOR)
+    if pos != len(stream):
+        raise RuntimeError("%d bytes after the last message"
+                           % (len(stream) - pos))
+    return out
+
+
+# --------------------------------------------------------------------------
+# clients
+
+class Target:
+    """Where and how to connect: one transport of the Dovecot server."""
+
+    def __init__(self, server, transport, ca_file):
+        self.server = server
+        self.transport = transport
+        self.ctx = (ssl.create_default_context(cafile=ca_file)
+                    if transport == "pop3s" else None)
+
+    def pop3(self, module):
+        srv = self.server
+        if self.transport == "pop3s":
+            conn = module.POP3_SSL(srv.tls_hostname, srv.pop3s_port,
+                                   context=self.ctx, timeout=120)
+        else:
+            conn = module.POP3(srv.host, srv.pop3_port, timeout=120)
+        conn.user(BENCH_USER)
+        conn.pass_(BENCH_PASSWORD)
+        return conn
+
+    def raw(self):
+        import socket
+        srv = self.server
+        if self.transport == "pop3s":
+            sock = socket.create_connection((srv.host, srv.pop3s_port),
+                                            timeout=120)
+            sock = self.ctx.wrap_socket(sock,
+                                        server_hostname=srv.tls_hostname)
+        else:
+            sock = socket.create_connection((srv.host, srv.pop3_port),
+                                            timeout=120)
+        client = RawClient(sock)
+        client.login(BENCH_USER, BENCH_PASSWORD)
+        return client
+
+
+def joined(lines):
+    return b"".join(line + b"\r\n" for line in lines)
+
+
+class Client:
+    """One client: connect() (untimed), run(conn) (timed, returns what
+    it got), canonical(result) -> list of message bytes, close(conn)."""
+
+    def __init__(self, label, kind, module=None, window=None):
+        self.label = label
+        self.kind = kind
+        self.module = module
+        self.window = window
+
+    def connect(self, target):
+        if self.kind == "raw":
+            return target.raw()
+        return target.pop3(self.module)
+
+    def run(self, conn, numbers, keep=None):
+        kind = self.kind
+        if kind == "retr":
+            retr = conn.retr
+            return [retr(n) for n in numbers]
+        if kind == "fetch":
+            fetch = conn.fetch
+            return [fetch(n) for n in numbers]
+        if kind == "fetch_many":
+            if self.window is None:
+                return list(conn.fetch_many(numbers))
+            return list(conn.fetch_many(numbers, window=self.window))
+        if kind == "raw":
+            return conn.retr_all(numbers, self.window or RAW_WINDOW, keep)
+        raise ValueError(kind)
+
+    def canonical(self, result, numbers, keep):
+        if self.kind == "retr":
+            return [joined(r[1]) for r in result]
+        if self.kind == "fetch":
+            return result
+        if self.kind == "fetch_many":
+            if [n for n, _ in result] != list(numbers):
+                raise runner.Mismatch("%s: message numbers out of order"
+                                      % self.label)
+            return [data for _, data in result]
+        return parse_raw_stream(keep, len(numbers))
+
+    def close(self, conn):
+        conn.quit()
+
+
+def digest(messages):
+    h = hashlib.sha256()
+    total = 0
+    for m in messages:
+        h.update(m)
+        total += len(m)
+    return len(messages), total, h.hexdigest()
+
+
+def verify(clients, target, numbers, log):
+    """Runs each client once (the warm-up); all must get the same bytes.
+    Returns (count, total bytes, sha256)."""
+    ref = None
+    for c in clients:
+        conn = c.connect(target)
+        keep = bytearray() if c.kind == "raw" else None
+        result = c.run(conn, numbers, keep)
+        c.close(conn)
+        d = digest(c.canonical(result, numbers, keep))
+        del result, keep
+        if ref is None:
+            ref = (c.label, d)
+        elif d != ref[1]:
+            raise runner.Mismatch(
+                "%s over %s: %s got %r, %s got %r" % (
+                    target.transport, "Dovecot", ref[0], ref[1], c.label, d))
+    log.write("  %s: all %d clients got %d messages, %d bytes, sha256 %s...\n"
+              % (target.transport, len(clients), ref[1][0], ref[1][1],
+                 ref[1][2][:16]))
+    return ref[1]
+
+
+def timed_rounds(clients, target, numbers, rounds, log):
+    """Alternating rounds; returns {label: {"times": [...], "cpu": [...]}}."""
+    out = {c.label: {"times": [], "cpu": []} for c in clients}
+    for r in range(rounds):
+        for c in clients:
+            conn = c.connect(target)
+            gc.collect()
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            result = c.run(conn, numbers)
+            elapsed = time.perf_counter() - t0
+            cpu = time.process_time() - c0
+            del result
+            c.close(conn)
+            out[c.label]["times"].append(elapsed)
+            out[c.label]["cpu"].append(cpu)
+        log.write("  %s round %d/%d done\n" % (target.transport, r + 1, rounds))
+    for d in out.values():
+        d["median"] = statistics.median(d["times"])
+        d["min"], d["max"] = min(d["times"]), max(d["times"])
+        d["cpu_median"] = statistics.median(d["cpu"])
+    return out
+
+
+# --------------------------------------------------------------------------
+# reporting
+
+def fmt_s(s):
+    return runner.fmt_time(s)
+
+
+def spread(d):
+    return "%s–%s" % (fmt_s(d["min"]), fmt_s(d["max"]))
+
+
+def main_table(results, nbytes):
+    transports = list(results)
+    lines = ["| client | " + " | ".join(
+        "%s median (min–max) | %s vs stdlib | %s MB/s | %s client CPU"
+        % (t, t, t, t) for t in transports) + " |",
+        "|---|" + "--:|--:|--:|--:|" * len(transports)]
+    labels = list(results[transports[0]])
+    for label in labels:
+        cells = []
+        for t in transports:
+            d = results[t][label]
+            base = results[t]["stdlib retr"]["median"]
+            cells.append("%s (%s) | %.2f× | %s | %s" % (
+                fmt_s(d["median"]), spread(d), base / d["median"],
+                runner.fmt_mbs(nbytes, d["median"]), fmt_s(d["cpu_median"])))
+        lines.append("| %s | %s |" % (label, " | ".join(cells)))
+    return lines
+
+
+def sweep_table(sweep, nbytes):
+    lines = []
+    for t, res in sweep.items():
+        windows = sorted({int(k.split("=")[1]) for k in res})
+        lines += ["", "Window sweep, %s:" % t, "",
+                  "| window | fetch_many median (min–max) | MB/s "
+                  "| raw median (min–max) | fetch_many ÷ raw "
+                  "| fetch_many client CPU |",
+                  "|--:|--:|--:|--:|--:|--:|"]
+        for w in windows:
+            f, r = res["fetch_many w=%d" % w], res["raw w=%d" % w]
+            lines.append("| %d | %s (%s) | %s | %s (%s) | %.2f | %s |" % (
+                w, fmt_s(f["median"]), spread(f),
+                runner.fmt_mbs(nbytes, f["median"]), fmt_s(r["median"]),
+                spread(r), f["median"] / r["median"], fmt_s(f["cpu_median"])))
+    return lines
+
+
+def targets(results):
+    out = []
+    plain, tls = results.get("plain"), results.get("pop3s")
+    if plain:
+        std = plain["stdlib retr"]["median"]
+        fm = plain["cpoplib fetch_many"]["median"]
+        raw = plain["raw pipelined"]["median"]
+        out.append("plain: fetch_many %.2f× stdlib retr loop (target ≥ %.1f×: "
+                   "%s); fetch_many ÷ raw pipelined %.2f (target ≤ %.1f: %s)"
+                   % (std / fm, TARGET_PLAIN_VS_STDLIB,
+                      "met" if std / fm >= TARGET_PLAIN_VS_STDLIB
+                      else "MISSED", fm / raw, TARGET_RAW_WITHIN,
+                      "met" if fm / raw <= TARGET_RAW_WITHIN else "MISSED"))
+    if tls:
+        std = tls["stdlib retr"]["median"]
+        fm = tls["cpoplib fetch_many"]["median"]
+        out.append("POP3S: fetch_many %.2f× stdlib retr loop (target ≥ %.1f×: "
+                   "%s); fetch_many ÷ raw pipelined %.2f"
+                   % (std / fm, TARGET_TLS_VS_STDLIB,
+                      "met" if std / fm >= TARGET_TLS_VS_STDLIB
+                      else "MISSED", fm / tls["raw pipelined"]["median"]))
+    return out
+
+
+def markdown(report):
+    info = report["machine"]
+    nbytes = report["payload_bytes"]
+    lines = [runner.header_line(info) + " · Dovecot: %s" % report["dovecot"],
+             "",
+             "Dovecot mode: %d messages, %s bytes of message data (as fetch() "
+             "returns them), user %r; %d alternating rounds, medians with "
+             "(min–max); vs stdlib = stdlib median ÷ client median; MB/s in "
+             "10^6 bytes of message data; client CPU = the benchmark "
+             "process's CPU time (time.process_time), Dovecot runs in its "
+             "own processes.  fetch_many: default window; raw pipelined: "
+             "window %d."
+             % (report["count"], "{:,}".format(nbytes), BENCH_USER,
+                report["rounds"], report["raw_window"]), ""]
+    if not report["results"]:
+        lines[2] = ("Dovecot mode, window sweep only: %d messages, %s bytes "
+                    "of message data, user %r; medians with (min–max); "
+                    "client CPU = this process's time.process_time()."
+                    % (report["count"], "{:,}".format(nbytes), BENCH_USER))
+    if report["results"]:
+        lines += main_table(report["results"], nbytes)
+    if report.get("sweep"):
+        lines += sweep_table(report["sweep"], nbytes)
+        lines += ["", "Sweep rounds: %d." % report["sweep_rounds"]]
+    lines += [""] + ["Targets: " + t for t in targets(report["results"])]
+    for note in report.get("notes", []):
+        lines += ["", note]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------
+# main
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks --dovecot",
+        description="Whole-mailbox retrieval from a private Dovecot: stdlib "
+                    "retr() loop, cpoplib retr()/fetch()/fetch_many(), and "
+                    "a raw pipelined client; plus a fetch_many window sweep.")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--messages", type=int, default=2000)
+    p.add_argument("--size", type=int, default=20 * 1024,
+                   help="bytes per message (default 20 KiB)")
+    p.add_argument("--transports", default="plain,pop3s",
+                   help="comma-separated: plain, pop3s")
+    p.add_argument("--windows", default=",".join(map(str, DEFAULT_WINDOWS)),
+                   help="window sweep (comma-separated; empty: no sweep)")
+    p.add_argument("--sweep-rounds", type=int,
+                   help="rounds of the sweep (default: --rounds)")
+    p.add_argument("--raw-window", type=int, default=RAW_WINDOW)
+    p.add_argument("--sweep-only", action="store_true",
+                   help="only the window sweep (no client comparison)")
+    p.add_argument("--json", metavar="PATH")
+    p.add_argument("--markdown", metavar="PATH")
+    a = p.parse_args(argv)
+    a.transports = [t.strip() for t in a.transports.split(",") if t.strip()]
+    if not set(a.transports) <= {"plain", "pop3s"}:
+        p.error("--transports: plain, pop3s")
+    a.windows = [int(w) for w in a.windows.split(",") if w.strip()]
+    if a.sweep_rounds is None:
+        a.sweep_rounds = a.rounds
+    return a
+
+
+def main(argv=None):
+    global RAW_WINDOW
+    args = parse_args(argv)
+    log = sys.stderr
+    t_start = time.perf_counter()
+    import poplib
+    import cpoplib
+    if not hasattr(cpoplib.POP3, "fetch_many"):
+        log.write("benchmarks --dovecot: this cpoplib has no fetch_many()\n")
+        return 2
+    RAW_WINDOW = args.raw_window
+    ds = _dovecot_server()
+    if ds.find_dovecot() is None:
+        log.write("benchmarks --dovecot: dovecot is not installed "
+                  "(apt-get install dovecot-core dovecot-pop3d)\n")
+        return 2
+    info = runner.machine_info()
+    info["cpoplib"] = getattr(cpoplib, "__version__", None)
+    report = {"machine": info, "mode": "dovecot", "rounds": args.rounds,
+              "sweep_rounds": args.sweep_rounds, "count": args.messages,
+              "size": args.size, "raw_window": args.raw_window,
+              "argv": sys.argv[1:], "results": {}, "sweep": {}, "notes": [],
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    log.write("generating %d messages of %d bytes...\n"
+              % (args.messages, args.size))
+    messages = bench_messages(args.messages, args.size)
+    log.write("starting Dovecot...\n")
+    server = ds.DovecotServer(
+        large_size=4096,
+        extra_users={BENCH_USER: (BENCH_PASSWORD, messages)})
+    del messages
+    numbers = list(range(1, args.messages + 1))
+    main_clients = [
+        Client("stdlib retr", "retr", poplib),
+        Client("cpoplib retr", "retr", cpoplib),
+        Client("cpoplib fetch", "fetch", cpoplib),
+        Client("cpoplib fetch_many", "fetch_many", cpoplib),
+        Client("raw pipelined", "raw", window=args.raw_window),
+    ]
+    sweep_clients = []
+    for w in args.windows:
+        sweep_clients += [Client("fetch_many w=%d" % w, "fetch_many",
+                                 cpoplib, window=w),
+                          Client("raw w=%d" % w, "raw", window=w)]
+    try:
+        server.start()
+        report["dovecot"] = "%d.%d.%d" % server.version
+        for transport in args.transports:
+            target = Target(server, transport, server.ca_file)
+            count, nbytes, sha = verify(main_clients + sweep_clients, target,
+                                        numbers, log)
+            report["payload_bytes"] = nbytes
+            report.setdefault("sha256", {})[transport] = sha
+            if not args.sweep_only:
+                report["results"][transport] = timed_rounds(
+                    main_clients, target, numbers, args.rounds, log)
+        for transport in args.transports:
+            if sweep_clients:
+                target = Target(server, transport, server.ca_file)
+                report["sweep"][transport] = timed_rounds(
+                    sweep_clients, target, numbers, args.sweep_rounds, log)
+    except runner.Mismatch as exc:
+        log.write("MISMATCH: %s\n" % exc)
+        return 1
+    finally:
+        server.stop()
+    report["notes"].append("Run: python -m benchmarks --dovecot %s"
+                           % " ".join(argv if argv is not None
+                                      else sys.argv[1:]))
+    report["elapsed_s"] = time.perf_counter() - t_start
+    text = markdown(report)
+    sys.stdout.write(text)
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as f:
+            f.write(text)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=1, sort_keys=True)
+            f.write("\n")
+    log.write("total %.1f s\n" % report["elapsed_s"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
