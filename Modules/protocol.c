@@ -535,20 +535,19 @@ cpoplib_current_response_cap(cpoplib_state *st, Py_ssize_t *cap)
                      Py_TYPE(value)->tp_name);
         return -1;
     }
-    *cap = PyLong_AsSsize_t(value);
-    if (*cap == -1 && PyErr_Occurred()) {
-        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            return -1;
-        }
-        PyErr_Clear();
-        *cap = PY_SSIZE_T_MAX;    /* larger than any response can be */
-        return 0;
+    int overflow;
+    long long n = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (n == -1 && PyErr_Occurred()) {
+        return -1;
     }
-    if (*cap < 0) {
+    if (overflow < 0 || (overflow == 0 && n < 0)) {
         PyErr_SetString(PyExc_ValueError,
                         "MAX_RESPONSE_SIZE must be None or >= 0");
         return -1;
     }
+    /* a cap past what a Py_ssize_t counts is no cap at all */
+    *cap = overflow > 0 || n > PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX
+                                                : (Py_ssize_t)n;
     return 0;
 }
 
