@@ -395,6 +395,22 @@ fetch_to_sink(POP3Object *self, PyObject *which, body_sink *sink)
     return rc;
 }
 
+/* What a sink gives back: its bytes, trimmed to what was written, after
+ * `rc` (0, or a BODY_* failure with an exception set).  Steals the sink's
+ * reference. */
+static PyObject *
+sink_result(body_sink *sink, int rc)
+{
+    if (rc < 0) {
+        Py_XDECREF(sink->bytes);
+        return NULL;
+    }
+    if (_PyBytes_Resize(&sink->bytes, sink->used) < 0) {
+        return NULL;
+    }
+    return sink->bytes;
+}
+
 PyObject *
 cpoplib_read_message(POP3Object *self)
 {
@@ -413,13 +429,8 @@ cpoplib_read_message(POP3Object *self)
     rc = read_response(self, st, cap, &sink);
     if (rc < 0) {
         cleanup_failed_read(self, st, rc);
-        Py_XDECREF(sink.bytes);
-        return NULL;
     }
-    if (_PyBytes_Resize(&sink.bytes, sink.used) < 0) {
-        return NULL;
-    }
-    return sink.bytes;
+    return sink_result(&sink, rc);
 }
 
 PyObject *
@@ -431,14 +442,7 @@ cpoplib_fetch(POP3Object *self, PyObject *which)
     if (sink.bytes == NULL) {
         return NULL;
     }
-    if (fetch_to_sink(self, which, &sink) < 0) {
-        Py_XDECREF(sink.bytes);
-        return NULL;
-    }
-    if (_PyBytes_Resize(&sink.bytes, sink.used) < 0) {
-        return NULL;
-    }
-    return sink.bytes;
+    return sink_result(&sink, fetch_to_sink(self, which, &sink));
 }
 
 PyObject *
