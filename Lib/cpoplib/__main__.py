@@ -8,6 +8,10 @@ results and prints how long each took.
 python -m cpoplib run PROGRAM [ARGS...]: runs a Python program (a console
 script, ``-m MODULE`` or a script path) with cpoplib installed as poplib;
 see cpoplib/_run.py.
+
+python -m cpoplib fetch [OPTIONS] (also the ``cpoplib`` console script):
+downloads a POP3 mailbox to a Maildir, an mbox or .eml files; see
+cpoplib/fetcher.py.
 """
 
 import argparse
@@ -161,6 +165,9 @@ def main(argv=None):
         argv = sys.argv[1:]
     if argv and argv[0] == "run":
         return run_command(argv[1:])
+    if argv and argv[0] == "fetch":
+        from cpoplib import fetcher
+        return fetcher.main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m cpoplib",
         description="cpoplib: a C-accelerated drop-in replacement for "
@@ -179,6 +186,10 @@ def main(argv=None):
         help="run PROGRAM [ARGS...] (a console script, -m MODULE or a "
              "script path) with cpoplib installed as poplib; "
              "'run --help' for details")
+    sub.add_parser(
+        "fetch", add_help=False,
+        help="download a POP3 mailbox to a Maildir, an mbox or .eml files "
+             "(only new messages; 'fetch --help' for details)")
     args = parser.parse_args(argv)
     if args.command != "demo":
         parser.print_help()

@@ -1,0 +1,618 @@
+"""`cpoplib fetch` (Lib/cpoplib/fetcher.py).
+
+Two kinds of server:
+
+* a small in-process POP3 server (tests/scripted_server.py, a handler
+  serving a mailbox): error paths and their exit codes, servers without
+  UIDL, -ERR in the middle of a transfer, the progress line under a
+  pseudo-terminal;
+* the private Dovecot of tests/test_dovecot.py (its ``server`` fixture,
+  imported: a second instance, see test_dovecot_retrieval.py), user carol,
+  whose mailbox starts empty; every test adds its own messages and leaves
+  it empty again: first run, second run, new message; --delete; mbox and
+  .eml; --dry-run; wrong password, [IN-USE]; and the crash-safety test,
+  which kills the fetcher (the test-only fault hook CPOPLIB_FETCH_FAULT,
+  and SIGKILL after k files) during --delete runs and reruns it.
+
+The fetcher runs in-process (fetcher.main) where exit code and stderr
+suffice, and as a subprocess (python -m cpoplib fetch) where it must die.
+"""
+
+import contextlib
+import json
+import mailbox
+import os
+import pty
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+try:
+    import dovecot_server
+except ImportError:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import dovecot_server
+
+from scripted_server import ScriptedServer
+from test_dovecot import login, server  # noqa: F401  (fixture by name)
+
+import cpoplib
+from cpoplib import fetcher
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    """No real ~/.netrc, state under tmp_path."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("CPOPLIB_FETCH_FAULT", raising=False)
+    return home
+
+
+def run(argv, capsys):
+    code = fetcher.main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    return code, err
+
+
+# --------------------------------------------------------------------------
+# a mailbox-serving scripted POP3 server
+
+def message(i, size=300):
+    body = b"".join(b"line %d of message %d\r\n" % (j, i)
+                    for j in range(size // 24 + 1))
+    return (b"From: a@example.org\r\nSubject: m%d\r\n"
+            b"Message-ID: <m%d@test>\r\n\r\n.dot line\r\n" % (i, i) + body)
+
+
+def pop3_handler(messages, uidl=True, pass_reply=b"+OK logged in",
+                 retr_error=None, capa=(b"USER", b"UIDL", b"PIPELINING")):
+    """handler(conn) for ScriptedServer: serves `messages` (list of bytes,
+    CRLF); records DELE in the returned list `deleted`."""
+    deleted = []
+
+    def handler(conn):
+        conn.send(b"+OK scripted POP3 ready\r\n")
+        while True:
+            line = conn.recv_line().rstrip(b"\r\n")
+            cmd, _, arg = line.partition(b" ")
+            cmd = cmd.upper()
+            if cmd == b"CAPA":
+                conn.send(b"+OK\r\n" + b"".join(c + b"\r\n" for c in capa)
+                          + b".\r\n")
+            elif cmd == b"USER":
+                conn.send(b"+OK\r\n")
+            elif cmd == b"PASS":
+                conn.send(pass_reply + b"\r\n")
+                if pass_reply.startswith(b"-"):
+                    return
+            elif cmd == b"LIST":
+                conn.send(b"+OK\r\n" + b"".join(
+                    b"%d %d\r\n" % (n, len(m))
+                    for n, m in enumerate(messages, 1)) + b".\r\n")
+            elif cmd == b"UIDL" and uidl:
+                conn.send(b"+OK\r\n" + b"".join(
+                    b"%d uid-%d\r\n" % (n, n)
+                    for n in range(1, len(messages) + 1)) + b".\r\n")
+            elif cmd == b"RETR":
+                n = int(arg)
+                if n == retr_error:
+                    conn.send(b"-ERR no such message\r\n")
+                    continue
+                m = messages[n - 1]
+                stuffed = b"\r\n".join(
+                    b"." + x if x.startswith(b".") else x
+                    for x in m[:-2].split(b"\r\n"))
+                conn.send(b"+OK\r\n" + stuffed + b"\r\n.\r\n")
+            elif cmd == b"DELE":
+                deleted.append(int(arg))
+                conn.send(b"+OK\r\n")
+            elif cmd == b"QUIT":
+                conn.send(b"+OK bye\r\n")
+                return
+            else:
+                conn.send(b"-ERR unknown command\r\n")
+
+    handler.deleted = deleted
+    return handler
+
+
+def scripted_args(srv, *more):
+    return ["--host", srv.host, "--port", srv.port, "--user", "u",
+            "--password-env", "CPOPLIB_TEST_PW", "--allow-plaintext",
+            "--timeout", 10, *more]
+
+
+@pytest.fixture
+def pw(monkeypatch):
+    monkeypatch.setenv("CPOPLIB_TEST_PW", "pw")
+
+
+def maildir_files(path):
+    """{file bytes} of new/ and cur/, as a list (duplicates visible)."""
+    out = []
+    for sub in ("new", "cur"):
+        d = os.path.join(path, sub)
+        if os.path.isdir(d):
+            for name in sorted(os.listdir(d)):
+                with open(os.path.join(d, name), "rb") as f:
+                    out.append(f.read())
+    return out
+
+
+def lf(data):
+    return data.replace(b"\r\n", b"\n")
+
+
+def test_scripted_maildir_then_nothing_new(tmp_path, capsys, pw):
+    msgs = [message(i) for i in range(1, 8)]
+    md = tmp_path / "Mail"
+    state = tmp_path / "state.json"    # the port changes from run to run
+    with ScriptedServer(pop3_handler(msgs)) as srv:
+        code, err = run(scripted_args(srv, "--maildir", md, "--state",
+                                      state), capsys)
+    assert code == 0, err
+    assert sorted(maildir_files(md)) == sorted(lf(m) for m in msgs)
+    assert os.listdir(md / "tmp") == []
+    assert "7 messages, %d bytes" % sum(len(m) for m in msgs) in err
+    with ScriptedServer(pop3_handler(msgs)) as srv:
+        code, err = run(scripted_args(srv, "--maildir", md, "--state",
+                                      state), capsys)
+    assert code == 0 and "0 messages" in err
+    assert len(maildir_files(md)) == 7
+    data = json.loads(state.read_text())
+    assert data["uidls"] == sorted("uid-%d" % n for n in range(1, 8))
+
+
+def test_scripted_no_uidl_fetches_all_with_warning(tmp_path, capsys, pw):
+    msgs = [message(i) for i in range(1, 4)]
+    for _ in range(2):
+        with ScriptedServer(pop3_handler(msgs, uidl=False)) as srv:
+            code, err = run(scripted_args(srv, "--eml-dir", tmp_path / "e"),
+                            capsys)
+        assert code == 0, err
+        assert "warning" in err and "no UIDL" in err
+    files = sorted(os.listdir(tmp_path / "e"))
+    assert len(files) == 6 and all(f.endswith(".eml") for f in files)
+
+
+def test_scripted_delete(tmp_path, capsys, pw):
+    msgs = [message(i) for i in range(1, 6)]
+    handler = pop3_handler(msgs)
+    with ScriptedServer(handler) as srv:
+        code, err = run(scripted_args(srv, "--maildir", tmp_path / "M",
+                                      "--delete", "--batch", 2), capsys)
+    assert code == 0, err
+    assert handler.deleted == [1, 2, 3, 4, 5]
+    assert "5 deleted" in err
+    # the default state file: JSON, under $XDG_STATE_HOME/cpoplib/
+    states = [p for p in (tmp_path / "state" / "cpoplib").iterdir()
+              if p.suffix == ".json"]
+    assert [p.name.split("-")[0] for p in states] == [
+        "u@127.0.0.1_%d" % srv.port]
+    data = json.loads(states[0].read_text())
+    assert data["uidls"] == sorted("uid-%d" % n for n in range(1, 6))
+
+
+def test_scripted_retr_error_keeps_earlier(tmp_path, capsys, pw):
+    msgs = [message(i) for i in range(1, 6)]
+    handler = pop3_handler(msgs, retr_error=4)
+    with ScriptedServer(handler) as srv:
+        code, err = run(scripted_args(srv, "--maildir", tmp_path / "M",
+                                      "--delete"), capsys)
+    assert code == fetcher.EXIT_PROTOCOL
+    assert "RETR 4 failed: -ERR no such message" in err
+    assert sorted(maildir_files(tmp_path / "M")) == sorted(
+        lf(m) for m in msgs[:3])
+    assert handler.deleted == [1, 2, 3]         # only what is on disk
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("reply, code, text", [
+    (b"-ERR [AUTH] invalid credentials", fetcher.EXIT_AUTH,
+     "login as u failed: -ERR [AUTH] invalid credentials"),
+    (b"-ERR [IN-USE] locked", fetcher.EXIT_BUSY,
+     "mailbox busy: -ERR [IN-USE] locked"),
+    (b"-ERR [LOGIN-DELAY] wait", fetcher.EXIT_BUSY,
+     "mailbox busy: -ERR [LOGIN-DELAY] wait"),
+])
+def test_scripted_login_errors(tmp_path, capsys, pw, reply, code, text):
+    with ScriptedServer(pop3_handler([], pass_reply=reply)) as srv:
+        got, err = run(scripted_args(srv, "--maildir", tmp_path / "M"),
+                       capsys)
+    assert got == code
+    assert text in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_plaintext_refused_without_tls(tmp_path, capsys, pw):
+    with ScriptedServer(pop3_handler([])) as srv:
+        argv = scripted_args(srv, "--maildir", tmp_path / "M")
+        argv.remove("--allow-plaintext")
+        code, err = run(argv, capsys)
+    assert code == fetcher.EXIT_AUTH
+    assert "login as u" in err
+    assert srv.commands == [b"CAPA\r\n"] or b"PASS" not in srv.received
+
+
+def test_unreachable(tmp_path, capsys, pw):
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()                       # nobody listens there now
+    code, err = run(["--host", "127.0.0.1", "--port", port, "--user", "u",
+                     "--password-env", "CPOPLIB_TEST_PW", "--maildir",
+                     tmp_path / "M"], capsys)
+    assert code == fetcher.EXIT_CONNECT
+    assert err == ("cpoplib fetch: error: 127.0.0.1:%d: Connection refused\n"
+                   % port)
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["--host", "h", "--user", "u", "--password-env", "CPOPLIB_TEST_PW"],
+     "no destination"),
+    (["--host", "h", "--user", "u", "--password", "x", "--dry-run"],
+     "a password is never taken on the command line"),
+    (["--host", "h", "--user", "u", "--password-env", "NOPE_NOT_SET",
+      "--dry-run"], "NOPE_NOT_SET is not set"),
+    (["--host", "h", "--user", "u", "--password-env", "CPOPLIB_TEST_PW",
+      "--dry-run", "--delete"], "exclude each other"),
+    (["--host", "h", "--user", "u", "--auth", "XOAUTH2", "--dry-run"],
+     "needs --token-command"),
+])
+def test_usage_errors(capsys, pw, argv, text):
+    with pytest.raises(SystemExit) as info:
+        code = fetcher.main(argv)
+        raise SystemExit(code)
+    assert info.value.code == fetcher.EXIT_USAGE
+    assert text in capsys.readouterr().err
+
+
+def test_password_from_netrc_and_command(tmp_path, capsys, isolated_home):
+    msgs = [message(1)]
+    netrc = isolated_home / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login nu password netrc-pw\n")
+    netrc.chmod(0o600)
+    with ScriptedServer(pop3_handler(msgs)) as srv:
+        code, err = run(["--host", srv.host, "--port", srv.port,
+                         "--allow-plaintext", "--dry-run"], capsys)
+    assert code == 0, err
+    assert b"USER nu\r\n" in srv.received and b"PASS netrc-pw\r\n" in \
+        srv.received
+    with ScriptedServer(pop3_handler(msgs)) as srv:
+        code, err = run(["--host", srv.host, "--port", srv.port, "--user",
+                         "cu", "--no-netrc", "--password-command",
+                         "echo cmd-pw", "--allow-plaintext", "--dry-run"],
+                        capsys)
+    assert code == 0, err
+    assert b"PASS cmd-pw\r\n" in srv.received
+
+
+def test_progress_on_a_terminal(tmp_path, monkeypatch):
+    """Under a pseudo-terminal the progress line is rewritten in place."""
+    monkeypatch.setenv("CPOPLIB_TEST_PW", "pw")
+    msgs = [message(i, 200_000) for i in range(1, 30)]
+    with ScriptedServer(pop3_handler(msgs)) as srv:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cpoplib", "fetch",
+             *map(str, scripted_args(srv, "--dry-run"))],
+            stderr=slave, stdout=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(30)
+        os.close(master)
+    out = b"".join(chunks).decode()
+    assert proc.returncode == 0, out
+    assert "\r\x1b[K" in out and "/29 messages" in out
+    assert "29 messages, %d bytes" % sum(map(len, msgs)) in out
+
+
+# --------------------------------------------------------------------------
+# Dovecot, user carol
+
+def carol_numbers(server):
+    conn = login(cpoplib, server, "carol")
+    try:
+        return {dovecot_server.message_key(conn.top(n, 0)[1]): n
+                for n in range(1, conn.stat()[0] + 1)}
+    finally:
+        conn.quit()
+
+
+@pytest.fixture
+def carol(server):
+    """Adds messages to carol's (empty) mailbox with add(prefix, count);
+    afterwards deletes what is left."""
+    def add(prefix, count, size=0):
+        msgs = dovecot_server.small_corpus(prefix, count)
+        if size:
+            msgs = [(k, m + b"x" * 70 + b"\n" * (size // 71))
+                    for k, m in msgs]
+        return server.add_messages("carol", msgs)
+    yield add
+    conn = login(cpoplib, server, "carol")
+    try:
+        for n in range(1, conn.stat()[0] + 1):
+            conn.dele(n)
+    finally:
+        conn.quit()
+
+
+def dovecot_args(server, *more, user="carol", ssl=False):
+    args = ["--host", dovecot_server.TLS_HOSTNAME, "--user", user,
+            "--password-env", "CPOPLIB_TEST_PW", "--timeout", 30]
+    if ssl:
+        args += ["--ssl", "--port", server.pop3s_port, "--cafile",
+                 server.ca_file]
+    else:
+        args += ["--port", server.pop3_port]
+    return args + list(more)
+
+
+@pytest.fixture
+def carol_pw(server, monkeypatch):
+    monkeypatch.setenv("CPOPLIB_TEST_PW", server.users["carol"])
+
+
+def keyed(files):
+    return {dovecot_server.message_key(data): data for data in files}
+
+
+@pytest.mark.parametrize("ssl", [False, True], ids=["plain", "pop3s"])
+def test_dovecot_first_second_third(server, carol, carol_pw, tmp_path,
+                                    capsys, ssl):
+    added = carol("fs", 5)
+    md = tmp_path / "Maildir"
+    code, err = run(dovecot_args(server, "--maildir", md, ssl=ssl), capsys)
+    assert code == 0, err
+    files = maildir_files(md)
+    assert len(files) == 5
+    assert keyed(files) == added       # Dovecot's own files, byte for byte
+    code, err = run(dovecot_args(server, "--maildir", md, ssl=ssl), capsys)
+    assert code == 0 and "0 messages" in err
+    assert len(maildir_files(md)) == 5
+    more = carol("fs-new", 1)
+    code, err = run(dovecot_args(server, "--maildir", md, ssl=ssl), capsys)
+    assert code == 0 and "1 messages" in err
+    assert keyed(maildir_files(md)) == {**added, **more}
+    assert len(carol_numbers(server)) == 6       # nothing deleted
+
+
+def test_dovecot_delete(server, carol, carol_pw, tmp_path, capsys):
+    added = carol("del", 7)
+    md = tmp_path / "Maildir"
+    code, err = run(dovecot_args(server, "--maildir", md, "--delete",
+                                 "--batch", 3), capsys)
+    assert code == 0, err
+    assert keyed(maildir_files(md)) == added
+    assert carol_numbers(server) == {}
+    assert "7 deleted" in err
+
+
+def test_dovecot_delete_what_is_on_disk(server, carol, carol_pw, tmp_path,
+                                        capsys):
+    """--delete deletes what this run delivered and what earlier runs
+    delivered (in the state file), nothing else."""
+    first = carol("keep", 3)
+    md = tmp_path / "Maildir"
+    assert run(dovecot_args(server, "--maildir", md), capsys)[0] == 0
+    second = carol("then-del", 2)
+    code, err = run(dovecot_args(server, "--maildir", md, "--delete"),
+                    capsys)
+    assert code == 0, err
+    assert "2 messages" in err and "5 deleted" in err
+    assert carol_numbers(server) == {}
+    assert keyed(maildir_files(md)) == {**first, **second}
+    assert len(maildir_files(md)) == 5
+
+
+def test_dovecot_mbox_and_eml(server, carol, carol_pw, tmp_path, capsys):
+    added = carol("mb", 4)
+    box = tmp_path / "mail.mbox"
+    code, err = run(dovecot_args(server, "--mbox", box), capsys)
+    assert code == 0, err
+    mb = mailbox.mbox(str(box))
+    got = {dovecot_server.message_key(m.as_bytes()): m for m in mb}
+    assert set(got) == set(added)
+    for key, m in got.items():
+        assert m.get_payload(decode=False).encode() in added[key]
+    mb.close()
+    assert not os.path.exists(str(box) + ".lock")
+    code, err = run(dovecot_args(server, "--mbox", box), capsys)
+    assert code == 0 and "0 messages" in err
+    # .eml: the bytes as received (CRLF), one file each, own state file
+    eml = tmp_path / "eml"
+    code, err = run(dovecot_args(server, "--eml-dir", eml, "--state",
+                                 tmp_path / "eml.json"), capsys)
+    assert code == 0, err
+    files = sorted(os.listdir(eml))
+    assert len(files) == 4 and all(f.endswith(".eml") for f in files)
+    for name in files:
+        data = (eml / name).read_bytes()
+        assert lf(data) == added[dovecot_server.message_key(data)]
+        assert b"\r\n" in data
+
+
+def test_dovecot_dry_run_writes_nothing(server, carol, carol_pw, tmp_path,
+                                        capsys):
+    added = carol("dry", 3)
+    md = tmp_path / "Maildir"
+    code, err = run(dovecot_args(server, "--maildir", md, "--dry-run"),
+                    capsys)
+    assert code == 0, err
+    total = sum(len(dovecot_server.to_crlf(m)) for m in added.values())
+    assert "3 messages, %d bytes" % total in err
+    assert not md.exists()
+    assert not (tmp_path / "state").exists()
+    assert len(carol_numbers(server)) == 3
+
+
+def test_dovecot_errors(server, carol_pw, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CPOPLIB_TEST_PW", "wrong")
+    code, err = run(dovecot_args(server, "--maildir", tmp_path / "M"),
+                    capsys)
+    assert code == fetcher.EXIT_AUTH
+    assert err.startswith("cpoplib fetch: error: login as carol failed: "
+                          "-ERR [AUTH]"), err
+    # certificate for "localhost" only
+    monkeypatch.setenv("CPOPLIB_TEST_PW", server.users["carol"])
+    argv = dovecot_args(server, "--maildir", tmp_path / "M", ssl=True)
+    argv[argv.index("--host") + 1] = "127.0.0.1"
+    code, err = run(argv, capsys)
+    assert code == fetcher.EXIT_CONNECT
+    assert "TLS certificate verification failed for 127.0.0.1" in err
+
+
+def test_dovecot_in_use(server, tmp_path, capsys, monkeypatch):
+    user = dovecot_server.LOCKED_USER
+    monkeypatch.setenv("CPOPLIB_TEST_PW", server.users[user])
+    first = login(cpoplib, server, user)
+    try:
+        code, err = run(dovecot_args(server, "--maildir", tmp_path / "M",
+                                     user=user), capsys)
+    finally:
+        first.quit()
+    assert code == fetcher.EXIT_BUSY
+    assert "mailbox busy: -ERR [IN-USE]" in err
+
+
+# --------------------------------------------------------------------------
+# crash safety: kill during --delete, rerun
+
+def fetch_process(server, md, *more, fault=None):
+    env = dict(os.environ)
+    env.pop("CPOPLIB_FETCH_FAULT", None)
+    if fault:
+        env["CPOPLIB_FETCH_FAULT"] = fault
+    argv = [sys.executable, "-m", "cpoplib", "fetch",
+            *map(str, dovecot_args(server, "--maildir", md, "--delete",
+                                   "--batch", 4, *more))]
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def check_invariants(server, md, added):
+    """Every message on disk at most once and with the right bytes;
+    every message gone from the server is on disk."""
+    files = maildir_files(md)
+    on_disk = keyed(files)
+    assert len(on_disk) == len(files), "a message is on disk twice"
+    for key, data in on_disk.items():
+        assert data == added[key], key
+    on_server = set(carol_numbers(server))
+    assert set(added) - on_server <= set(on_disk), "deleted, not on disk"
+    return on_disk, on_server
+
+
+FAULTS = ["delivered:1", "delivered:6", "synced:1", "synced:2",
+          "committed:1", "committed:3", "published:2", "deleted:1",
+          "deleted:9", "before-quit:1", "synced:1,committed:2",
+          "delivered:3,deleted:2"]
+
+
+@pytest.mark.parametrize("faults", FAULTS)
+def test_crash_and_rerun(server, carol, carol_pw, tmp_path, faults):
+    added = carol("crash", 11)
+    md = tmp_path / "Maildir"
+    for fault in faults.split(","):        # one crashed run per point
+        proc = fetch_process(server, md, fault=fault)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 97, err
+        check_invariants(server, md, added)
+    proc = fetch_process(server, md)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    on_disk, on_server = check_invariants(server, md, added)
+    assert set(on_disk) == set(added)
+    assert on_server == set()
+    assert [n for n in os.listdir(md / "tmp")] == []
+
+
+@pytest.mark.parametrize("after_files", [1, 9, 30, 57])
+def test_sigkill_and_rerun(server, carol, carol_pw, tmp_path, after_files):
+    """SIGKILL once `after_files` messages are in new/, wherever the
+    fetcher is then; twice in a row, then a clean run."""
+    added = carol("kill", 60, size=20_000)
+    md = tmp_path / "Maildir"
+    for limit in (after_files, after_files + 2):
+        proc = fetch_process(server, md)
+        new = md / "new"
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError):
+                if len(os.listdir(new)) >= limit:
+                    break
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        check_invariants(server, md, added)
+    proc = fetch_process(server, md)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    on_disk, on_server = check_invariants(server, md, added)
+    assert set(on_disk) == set(added) and on_server == set()
+
+
+def test_second_fetcher_on_same_account_is_refused(server, carol, carol_pw,
+                                                   tmp_path, capsys):
+    carol("lock", 1)
+    state = tmp_path / "s.json"
+    lock = fetcher.StateLock(str(state))
+    lock.acquire()
+    try:
+        code, err = run(dovecot_args(server, "--maildir", tmp_path / "M",
+                                     "--state", state), capsys)
+    finally:
+        lock.release()
+    assert code == fetcher.EXIT_BUSY and "is locked" in err
+
+
+# --------------------------------------------------------------------------
+# several accounts from a TOML config
+
+def test_config_several_accounts(server, carol, tmp_path, capsys,
+                                 monkeypatch):
+    pytest.importorskip("tomllib" if sys.version_info >= (3, 11)
+                        else "tomli")
+    added = carol("cfg", 3)
+    monkeypatch.setenv("PW_CAROL", server.users["carol"])
+    monkeypatch.setenv("PW_BOB", server.users["bob"])
+    config = tmp_path / "fetch.toml"
+    config.write_text("""
+[defaults]
+host = "localhost"
+port = %d
+timeout = 30
+
+[accounts.carol]
+user = "carol"
+password_env = "PW_CAROL"
+maildir = "%s"
+
+[accounts.bob]
+user = "bob"
+password_env = "PW_BOB"
+mbox = "%s"
+""" % (server.pop3_port, tmp_path / "carol", tmp_path / "bob.mbox"))
+    code, err = run(["--config", config], capsys)
+    assert code == 0, err
+    assert keyed(maildir_files(tmp_path / "carol")) == added
+    mb = mailbox.mbox(str(tmp_path / "bob.mbox"))
+    assert len(mb) == 3
+    mb.close()
+    assert "carol: 3 messages" in err and "bob: 3 messages" in err
