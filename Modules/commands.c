@@ -14,6 +14,40 @@
 
 /* ---- CAPA, STAT, APOP, STLS ---- */
 
+/* One capability line into caps: caps[name] = [args...], as poplib's
+ * `capa()` splits it.  Runs Python code (decode, split). */
+static int
+add_capability(cpoplib_state *st, PyObject *caps, PyObject *capline)
+{
+    PyObject *text = NULL, *words = NULL, *name = NULL, *args = NULL;
+    int rc = -1;
+
+    text = PyObject_CallMethodOneArg(capline, st->str_decode, st->str_ascii);
+    if (text == NULL) {
+        goto done;
+    }
+    words = PyObject_CallMethodNoArgs(text, st->str_split);
+    if (words == NULL) {
+        goto done;
+    }
+    name = PySequence_GetItem(words, 0);
+    if (name == NULL) {
+        goto done;
+    }
+    args = PySequence_GetSlice(words, 1, PY_SSIZE_T_MAX);
+    if (args == NULL) {
+        goto done;
+    }
+    rc = PyObject_SetItem(caps, name, args);
+
+done:
+    Py_XDECREF(text);
+    Py_XDECREF(words);
+    Py_XDECREF(name);
+    Py_XDECREF(args);
+    return rc;
+}
+
 PyObject *
 cpoplib_capa_impl(POP3Object *self, cpoplib_state *st)
 {
@@ -29,30 +63,16 @@ cpoplib_capa_impl(POP3Object *self, cpoplib_state *st)
         goto error;
     }
     rawcaps = PySequence_GetItem(resp, 1);
-    it = rawcaps ? PyObject_GetIter(rawcaps) : NULL;
+    if (rawcaps == NULL) {
+        goto error;
+    }
+    it = PyObject_GetIter(rawcaps);
     if (it == NULL) {
         goto error;
     }
     while ((capline = PyIter_Next(it)) != NULL) {
-        PyObject *text, *words, *name = NULL, *args = NULL;
-        int rc = -1;
-
-        text = PyObject_CallMethodOneArg(capline, st->str_decode,
-                                         st->str_ascii);
-        words = text ? PyObject_CallMethodNoArgs(text, st->str_split) : NULL;
-        if (words != NULL) {
-            name = PySequence_GetItem(words, 0);
-            args = name ? PySequence_GetSlice(words, 1, PY_SSIZE_T_MAX)
-                        : NULL;
-            if (args != NULL) {
-                rc = PyObject_SetItem(caps, name, args);
-            }
-        }
-        Py_XDECREF(text);
-        Py_XDECREF(words);
-        Py_XDECREF(name);
-        Py_XDECREF(args);
-        Py_CLEAR(capline);
+        int rc = add_capability(st, caps, capline);
+        Py_DECREF(capline);
         if (rc < 0) {
             goto error;
         }

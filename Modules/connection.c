@@ -26,14 +26,18 @@
 
 /* ---- the claim ---- */
 
-int
-cpoplib_claim_as(POP3Object *self, void *token)
+/* The claim of a command (nested = 0) or of a hook primitive (nested =
+ * 1: _putline, _putcmd, _getline, _getresp, _getlongresp, _shortcmd,
+ * _longcmd, capa), which a hook the C core called may call back while a
+ * command is in progress, as poplib's own methods do (a _getresp override
+ * calling super()._getresp(), a capa override used by stls()). */
+static int
+claim(POP3Object *self, void *token, int nested)
 {
     unsigned long me = PyThread_get_thread_ident();
 
     if (self->depth > 0) {
-        if (self->owner == me && self->hook_depth > 0) {
-            /* a hook we called is calling back (super()._getresp()) */
+        if (nested && self->owner == me && self->hook_depth > 0) {
             self->depth++;
             return 0;
         }
@@ -45,8 +49,9 @@ cpoplib_claim_as(POP3Object *self, void *token)
     }
     if (self->out_of_step) {
         cpoplib_error(cpoplib_pop3_state(self),
-                      "connection out of step: a fetch_many() iterator "
-                      "was dropped with responses in flight; reconnect");
+                      "connection out of step: responses of a "
+                      "fetch_many() batch could not be read; close() it "
+                      "and reconnect");
         return -1;
     }
     if (self->reserved != NULL && self->reserved != token) {
@@ -62,9 +67,21 @@ cpoplib_claim_as(POP3Object *self, void *token)
 }
 
 int
+cpoplib_claim_as(POP3Object *self, void *token)
+{
+    return claim(self, token, 0);
+}
+
+int
 cpoplib_claim(POP3Object *self)
 {
-    return cpoplib_claim_as(self, NULL);
+    return claim(self, NULL, 0);
+}
+
+int
+cpoplib_claim_hook(POP3Object *self)
+{
+    return claim(self, NULL, 1);
 }
 
 void

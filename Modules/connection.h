@@ -60,6 +60,9 @@ int cpoplib_pop3_ssl_tp_init(PyObject *self, PyObject *args,
  * that is not one of our hooks) is in a command on it.  A hook the C core
  * called may call back into the connection (super()._getresp()). */
 int cpoplib_claim(POP3Object *self);
+/* The same for a hook primitive (_getresp, ...), which a hook the C core
+ * called may call back while a command is in progress. */
+int cpoplib_claim_hook(POP3Object *self);
 /* The same for the holder of a reservation (`token`, see `reserved`). */
 int cpoplib_claim_as(POP3Object *self, void *token);
 void cpoplib_release(POP3Object *self);
@@ -90,6 +93,9 @@ int cpoplib_debug_print(const char *tag, PyObject *obj);
 PyObject *cpoplib_encode_text(PyObject *text, PyObject *encoding);
 PyObject *cpoplib_format_command(const char *fmt, PyObject *args);
 int cpoplib_is_reader(cpoplib_state *st, PyObject *file);
+/* 1 if exc (may be NULL) is error_proto for an -ERR reply read whole:
+ * its args are the reply line (bytes); the stream is in step after it */
+int cpoplib_is_err_reply(cpoplib_state *st, PyObject *exc);
 /* 1 if self.<hook> is the built-in implementation, 0 if it may be
  * replaced, -1 on error */
 int cpoplib_hook_is_default(POP3Object *self, cpoplib_state *st,

@@ -279,7 +279,7 @@ pop3_putline(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
     PyObject *line, *res;
 
     if (cpoplib_parse_args(&spec, args, nargs, kwnames, &line) < 0
-        || cpoplib_claim(self) < 0) {
+        || cpoplib_claim_hook(self) < 0) {
         return NULL;
     }
     res = cpoplib_putline_impl(self, cpoplib_pop3_state(self), line);
@@ -301,7 +301,7 @@ pop3_putcmd(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
     PyObject *line, *res;
 
     if (cpoplib_parse_args(&spec, args, nargs, kwnames, &line) < 0
-        || cpoplib_claim(self) < 0) {
+        || cpoplib_claim_hook(self) < 0) {
         return NULL;
     }
     res = cpoplib_putcmd_impl(self, cpoplib_pop3_state(self), line);
@@ -319,7 +319,7 @@ pop3_getline(POP3Object *self, PyObject *Py_UNUSED(ignored))
     PyObject *line, *octets, *pair;
     int rc;
 
-    if (cpoplib_claim(self) < 0) {
+    if (cpoplib_claim_hook(self) < 0) {
         return NULL;
     }
     rc = cpoplib_getline_impl(self, cpoplib_pop3_state(self), &line,
@@ -343,7 +343,7 @@ pop3_getresp(POP3Object *self, PyObject *Py_UNUSED(ignored))
 {
     PyObject *res;
 
-    if (cpoplib_claim(self) < 0) {
+    if (cpoplib_claim_hook(self) < 0) {
         return NULL;
     }
     res = cpoplib_getresp_impl(self, cpoplib_pop3_state(self));
@@ -360,7 +360,7 @@ pop3_getlongresp(POP3Object *self, PyObject *Py_UNUSED(ignored))
 {
     PyObject *res;
 
-    if (cpoplib_claim(self) < 0) {
+    if (cpoplib_claim_hook(self) < 0) {
         return NULL;
     }
     res = cpoplib_getlongresp_impl(self, cpoplib_pop3_state(self));
@@ -381,7 +381,7 @@ pop3_shortcmd(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
     PyObject *line, *res;
 
     if (cpoplib_parse_args(&spec, args, nargs, kwnames, &line) < 0
-        || cpoplib_claim(self) < 0) {
+        || cpoplib_claim_hook(self) < 0) {
         return NULL;
     }
     res = cpoplib_shortcmd_impl(self, cpoplib_pop3_state(self), line);
@@ -402,7 +402,7 @@ pop3_longcmd(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
     PyObject *line, *res;
 
     if (cpoplib_parse_args(&spec, args, nargs, kwnames, &line) < 0
-        || cpoplib_claim(self) < 0) {
+        || cpoplib_claim_hook(self) < 0) {
         return NULL;
     }
     res = cpoplib_longcmd_impl(self, cpoplib_pop3_state(self), line);
@@ -688,7 +688,7 @@ pop3_capa(POP3Object *self, PyObject *Py_UNUSED(ignored))
 {
     PyObject *res;
 
-    if (cpoplib_claim(self) < 0) {
+    if (cpoplib_claim_hook(self) < 0) {
         return NULL;
     }
     res = cpoplib_capa_impl(self, cpoplib_pop3_state(self));

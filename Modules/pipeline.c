@@ -47,6 +47,7 @@ typedef struct {
     int pipeline;               /* -1: ask CAPA at the first step */
     int started;
     int finished;
+    int broken;                 /* a read failed inside a response */
     Py_ssize_t next_send;       /* next RETR to send */
     Py_ssize_t retr_in_flight;
     Py_ssize_t to_delete;       /* handed over, DELE not sent yet; -1 */
@@ -56,12 +57,18 @@ typedef struct {
 
 /* ---- the queue of commands in flight ---- */
 
-static void
+static int
 queue_push(FetchIterObject *it, int kind, Py_ssize_t index)
 {
-    assert(it->count < it->queue_cap);
+    if (it->count >= it->queue_cap) {
+        /* cannot happen: at most 2 * window entries are in flight */
+        PyErr_SetString(PyExc_SystemError,
+                        "fetch_many(): too many commands in flight");
+        return -1;
+    }
     it->queue[(it->head + it->count) % it->queue_cap] = (entry){kind, index};
     it->count++;
+    return 0;
 }
 
 static entry
@@ -84,6 +91,9 @@ send_command(FetchIterObject *it, int kind, Py_ssize_t index)
     PyObject *which = PyList_GET_ITEM(it->which, index);
     PyObject *line, *res;
 
+    if (it->count >= it->queue_cap) {
+        return queue_push(it, kind, index);     /* raises */
+    }
     Py_INCREF(which);
     line = cpoplib_format_command(kind == ENTRY_RETR ? "RETR %s" : "DELE %s",
                                   which);
@@ -97,7 +107,9 @@ send_command(FetchIterObject *it, int kind, Py_ssize_t index)
         return -1;
     }
     Py_DECREF(res);
-    queue_push(it, kind, index);
+    if (queue_push(it, kind, index) < 0) {
+        return -1;
+    }
     if (kind == ENTRY_RETR) {
         it->retr_in_flight++;
     }
@@ -128,33 +140,45 @@ static int
 read_front(FetchIterObject *it, entry *e, PyObject **message)
 {
     cpoplib_state *st = cpoplib_pop3_state(it->conn);
+    PyObject *res, *exc;
 
     *e = queue_pop(it);
     *message = NULL;
     if (e->kind == ENTRY_RETR) {
         it->retr_in_flight--;
         *message = cpoplib_read_message(it->conn);
-        return *message == NULL ? -1 : 0;
+        res = *message;
     }
-    PyObject *res = cpoplib_getresp(it->conn, st);
-    if (res == NULL) {
-        return -1;
+    else {
+        res = cpoplib_getresp(it->conn, st);
+        Py_XDECREF(res);
     }
-    Py_DECREF(res);
-    return 0;
+    if (res != NULL) {
+        return 0;
+    }
+    /* only a whole -ERR reply leaves the stream in step */
+    exc = cpoplib_fetch_exception();
+    if (!cpoplib_is_err_reply(st, exc)) {
+        it->broken = 1;
+    }
+    cpoplib_restore_exception(exc);
+    return -1;
 }
 
 /* Read and drop every response still in flight, keeping the pending
  * exception (if any) as the one raised: a later failure while draining
- * gets it as __context__.  Stops at the first failure that leaves the
- * connection unusable (anything but an -ERR reply). */
-static void
+ * gets it as __context__.  An -ERR reply leaves the stream in step and
+ * draining goes on; any other failure (a line too long or EOF inside a
+ * message, a socket error, an exception from a hook or a signal handler)
+ * leaves it somewhere inside a response: the connection is marked out of
+ * step, so that every later command fails instead of reading a stale
+ * reply.  Returns 0, or -1 when it marked the connection. */
+static int
 drain(FetchIterObject *it)
 {
-    cpoplib_state *st = cpoplib_pop3_state(it->conn);
     PyObject *pending = cpoplib_fetch_exception();
 
-    while (it->count > 0) {
+    while (it->count > 0 && !it->broken) {
         entry e;
         PyObject *message;
 
@@ -162,22 +186,27 @@ drain(FetchIterObject *it)
             Py_XDECREF(message);
             continue;
         }
-        if (PyErr_ExceptionMatches(st->error_proto) && pending != NULL) {
-            PyErr_Clear();       /* a later -ERR: the first one stands */
-            continue;
+        if (it->broken) {
+            cpoplib_chain_context(pending);
+            pending = cpoplib_fetch_exception();
+            break;
         }
-        if (pending == NULL && PyErr_ExceptionMatches(st->error_proto)) {
+        if (pending == NULL) {
             tag_error(it, e.index);
             pending = cpoplib_fetch_exception();
-            continue;
         }
-        cpoplib_chain_context(pending);   /* out of step: give up */
+        else {
+            PyErr_Clear();       /* a later -ERR: the first one stands */
+        }
+    }
+    cpoplib_restore_exception(pending);
+    if (it->broken) {
+        /* somewhere inside a response: nothing more can be read */
         it->count = 0;
-        return;
+        it->conn->out_of_step = 1;
+        return -1;
     }
-    if (pending != NULL) {
-        cpoplib_restore_exception(pending);
-    }
+    return 0;
 }
 
 /* End the iteration: drain, give the connection back. */
@@ -188,7 +217,7 @@ finish(FetchIterObject *it)
         return;
     }
     it->finished = 1;
-    drain(it);
+    (void)drain(it);
     if (it->conn->reserved == (void *)it) {
         it->conn->reserved = NULL;
     }
@@ -207,10 +236,20 @@ server_pipelines(POP3Object *conn)
     }
     caps = cpoplib_capa(conn, st);
     if (caps == NULL) {
-        if (!PyErr_ExceptionMatches(st->error_proto)) {
+        /* capa() turns the server's -ERR into its own error_proto, with
+           the reply as __context__: only that means "no CAPA" */
+        PyObject *exc = cpoplib_fetch_exception();
+        PyObject *reply = PyException_GetContext(exc);
+        int refused = cpoplib_is_err_reply(st, exc)
+                      || (PyObject_TypeCheck(exc,
+                                             (PyTypeObject *)st->error_proto)
+                          && cpoplib_is_err_reply(st, reply));
+        Py_XDECREF(reply);
+        if (!refused) {
+            cpoplib_restore_exception(exc);
             return -1;
         }
-        PyErr_Clear();           /* no CAPA: no pipelining */
+        Py_DECREF(exc);          /* no CAPA: no pipelining */
         conn->pipelining = 0;
         return 0;
     }
@@ -255,22 +294,17 @@ fetch_iter_step(FetchIterObject *it)
     if (it->to_delete >= 0) {
         Py_ssize_t index = it->to_delete;
         it->to_delete = -1;
-        if (!it->pipeline) {
-            drain(it);
-            if (PyErr_Occurred()) {
-                goto error;
-            }
+        if (!it->pipeline && (drain(it) < 0 || PyErr_Occurred())) {
+            goto error;
         }
         if (send_command(it, ENTRY_DELE, index) < 0) {
             goto error;
         }
     }
     while (it->retr_in_flight < it->window && it->next_send < n) {
-        if (!it->pipeline && it->count > 0) {
-            drain(it);
-            if (PyErr_Occurred()) {
-                goto error;
-            }
+        if (!it->pipeline && it->count > 0
+            && (drain(it) < 0 || PyErr_Occurred())) {
+            goto error;
         }
         if (send_command(it, ENTRY_RETR, it->next_send) < 0) {
             goto error;
@@ -356,11 +390,12 @@ fetch_iter_finalize(FetchIterObject *it)
     if (it->conn != NULL && !it->finished) {
         res = fetch_iter_close(it, NULL);
         if (res == NULL) {
-            PyErr_WriteUnraisable((PyObject *)it);
-            if (!it->finished) {
-                /* could not even claim the connection to drain it */
-                it->conn->out_of_step = 1;
-            }
+            /* Nobody to tell but the connection: whatever went wrong
+               (it was closed, the server went away, another command is
+               running), its stream cannot be trusted any more; the next
+               command says so. */
+            it->conn->out_of_step = 1;
+            PyErr_Clear();
         }
         Py_XDECREF(res);
     }
@@ -480,7 +515,7 @@ cpoplib_fetch_many(POP3Object *self, PyObject *which, PyObject *delete_,
     it->window = w;
     it->delete_ = del;
     it->pipeline = pipe;
-    it->started = it->finished = 0;
+    it->started = it->finished = it->broken = 0;
     it->next_send = it->retr_in_flight = 0;
     it->to_delete = -1;
     it->head = it->count = 0;

@@ -69,18 +69,17 @@ cpoplib_debugging(POP3Object *self, cpoplib_state *st, int wire)
 int
 cpoplib_debug_print(const char *tag, PyObject *obj)
 {
-    PyObject *builtins = PyEval_GetBuiltins();
+    PyObject *builtins = PyImport_ImportModule("builtins");
     PyObject *print = NULL, *tagobj = NULL, *repr = NULL, *res = NULL;
 
     if (builtins == NULL) {
         return -1;
     }
-    print = PyDict_GetItemString(builtins, "print");     /* borrowed */
+    print = PyObject_GetAttrString(builtins, "print");
+    Py_DECREF(builtins);
     if (print == NULL) {
-        PyErr_SetString(PyExc_NameError, "name 'print' is not defined");
         return -1;
     }
-    Py_INCREF(print);
     tagobj = PyUnicode_FromString(tag);
     if (tagobj == NULL) {
         goto done;
@@ -555,6 +554,20 @@ int
 cpoplib_is_reader(cpoplib_state *st, PyObject *file)
 {
     return Py_IS_TYPE(file, st->Reader_Type);
+}
+
+int
+cpoplib_is_err_reply(cpoplib_state *st, PyObject *exc)
+{
+    PyObject *args;
+
+    if (exc == NULL
+        || !PyObject_TypeCheck(exc, (PyTypeObject *)st->error_proto)) {
+        return 0;
+    }
+    args = ((PyBaseExceptionObject *)exc)->args;
+    return args != NULL && PyTuple_Check(args) && PyTuple_GET_SIZE(args) == 1
+           && PyBytes_Check(PyTuple_GET_ITEM(args, 0));
 }
 
 /* One raw line (LF included) from self.file: a new bytes object from our

@@ -233,16 +233,23 @@ cpoplib_reader_copy_body(ReaderObject *r, Py_ssize_t limit, int fill,
     buffer = Py_NewRef(r->buffer);
     avail = r->end - r->pos;
     if (avail >= COPY_NOGIL_MIN) {
-        /* The reader is busy, so no method of ours touches pos/end or
-           resizes the buffer; `buffer` keeps the bytes alive even if
-           another thread closes the file meanwhile. */
-        const char *data = PyByteArray_AS_STRING(buffer) + r->pos;
+        /* The reader is busy, so no method of ours touches pos/end; the
+           buffer export makes any resize of the bytearray fail (even by
+           code that got hold of it through gc or a recv_into override),
+           and `buffer` keeps it alive if another thread closes the file
+           meanwhile. */
+        Py_buffer view;
+        if (PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(buffer);
+            return -1;
+        }
         r->busy = 1;
         Py_BEGIN_ALLOW_THREADS
-        st = pop3_copy_body(data, (size_t)avail, (size_t)limit, at_eof,
-                            out, room, res);
+        st = pop3_copy_body((const char *)view.buf + r->pos, (size_t)avail,
+                            (size_t)limit, at_eof, out, room, res);
         Py_END_ALLOW_THREADS
         r->busy = 0;
+        PyBuffer_Release(&view);
         if (r->buffer != buffer) {
             Py_DECREF(buffer);
             PyErr_SetString(PyExc_ValueError,

@@ -195,6 +195,7 @@ read_body(cpoplib_state *st, ReaderObject *reader, Py_ssize_t cap,
                 if (sink_flush(sink) < 0) {
                     return BODY_WRITE_FAILED;
                 }
+                res.scanned = 0;
                 if (PyBytes_GET_SIZE(sink->bytes) >= (Py_ssize_t)res.need) {
                     break;
                 }
@@ -210,9 +211,13 @@ read_body(cpoplib_state *st, ReaderObject *reader, Py_ssize_t cap,
             cpoplib_error(st, "-ERR EOF");
             return BODY_ERROR;
         }
-        if (sink->file != NULL && sink->used >= FETCH_INTO_CHUNK
-            && sink_flush(sink) < 0) {
-            return BODY_WRITE_FAILED;
+        if (sink->file != NULL && sink->used >= FETCH_INTO_CHUNK) {
+            if (sink_flush(sink) < 0) {
+                return BODY_WRITE_FAILED;
+            }
+            /* write() ran Python code, which may have read from the
+               reader: what was known of the line ahead is stale */
+            res.scanned = 0;
         }
     }
 }

@@ -456,3 +456,60 @@ def test_maps(mailbox):
     box, conn = mailbox(count=30)
     assert conn.uidl_map() == {n: b"uid-%d" % n for n in range(1, 31)}
     assert conn.list_map() == {n: len(b) for n, b in box.bodies.items()}
+
+
+# ---- failures inside a pipelined batch ----------------------------------
+
+def test_fetch_many_line_too_long_marks_out_of_step(mailbox):
+    """A failure inside a message (not an -ERR reply) leaves the stream
+    somewhere in that message: later commands must fail, never read a
+    line of the message as their reply."""
+    box, conn = mailbox(count=3)
+    box.bodies[1] = b"x" * 3000 + b"\r\n+OK fake\r\nline\r\n.\r\n"
+    with pytest.raises(cpoplib.error_proto, match="line too long"):
+        list(conn.fetch_many([1, 2, 3], pipeline=True))
+    for _ in range(2):
+        with pytest.raises(cpoplib.error_proto, match="out of step"):
+            conn.noop()
+    assert b"NOOP" not in box.commands
+    conn.close()
+
+
+def test_fetch_many_hook_cannot_send_commands(mailbox):
+    """A hook may call the hook primitives back, but not a command: that
+    would send NOOP in the middle of the pipeline and take RETR 2's reply."""
+    calls = []
+
+    class Meddling(cpoplib.POP3):
+        def _getresp(self):
+            calls.append(1)
+            if len(calls) == 3:
+                self.noop()
+            return super()._getresp()
+
+    box = Mailbox(count=3)
+    srv, conn = connect(Meddling, box)
+    try:
+        with pytest.raises(RuntimeError, match="reentrant"):
+            list(conn.fetch_many([1, 2, 3], pipeline=True))
+        assert b"NOOP" not in box.commands
+        with pytest.raises(cpoplib.error_proto, match="out of step"):
+            conn.stat()
+    finally:
+        conn.close()
+        srv.__exit__(None, None, None)
+
+
+def test_fetch_many_dropped_after_close_is_quiet(mailbox):
+    box, conn = mailbox(count=5)
+    it = conn.fetch_many(range(1, 6), pipeline=True)
+    next(it)
+    conn.close()
+    seen = []
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = seen.append
+    try:
+        del it
+    finally:
+        sys.unraisablehook = old_hook
+    assert seen == []
