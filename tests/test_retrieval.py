@@ -58,7 +58,7 @@ class Mailbox:
     commands, and whether one arrived while a reply was still owed."""
 
     def __init__(self, count=12, seed=0, pipelining=True, capa=True,
-                 errors=(), eof_in=None):
+                 errors=(), eof_in=None, split_seed=None):
         rng = random.Random(seed)
         self.bodies = {}
         for i in range(1, count + 1):
@@ -67,6 +67,9 @@ class Mailbox:
         self.capa = capa
         self.errors = set(errors)
         self.eof_in = eof_in
+        # cut each message at random byte positions (one send per piece)
+        self.split_rng = (random.Random(split_seed)
+                          if split_seed is not None else None)
         self.commands = []
         self.deleted = []
         self.pipelined = False
@@ -104,8 +107,13 @@ class Mailbox:
                     conn.eof()
                     return
                 else:
-                    self._reply(conn, b"+OK %d octets\r\n" % len(self.bodies[n]))
-                    conn.send(self.bodies[n])
+                    body = self.bodies[n]
+                    self._reply(conn, b"+OK %d octets\r\n" % len(body))
+                    splits = None
+                    if self.split_rng is not None:
+                        splits = [self.split_rng.randrange(len(body))
+                                  for _ in range(self.split_rng.randrange(1, 40))]
+                    conn.send(body, splits=splits)
             elif cmd == b"DELE":
                 self.deleted.append(int(arg))
                 self._reply(conn, b"+OK deleted\r\n")
@@ -176,6 +184,20 @@ def test_fetch_equals_joined_retr(mailbox, seed):
     for n in box.bodies:
         assert conn.fetch(n) == expected[n]
     assert conn.noop() == b"+OK"
+
+
+@pytest.mark.parametrize("split_seed", [1, 2, 3, 4])
+def test_fetch_and_fetch_many_with_packet_splits(mailbox, split_seed):
+    """Messages cut at random byte positions (a TCP segment may end
+    anywhere): the same bytes, whatever the cuts."""
+    expected = stdlib_messages({"seed": 20})
+    box, conn = mailbox(seed=20, split_seed=split_seed)
+    for n in box.bodies:
+        assert conn.fetch(n) == expected[n]
+        f = io.BytesIO()
+        conn.fetch_into(n, f)
+        assert f.getvalue() == expected[n]
+    assert dict(conn.fetch_many(sorted(box.bodies))) == expected
 
 
 def test_fetch_through_overridden_hooks(mailbox):
