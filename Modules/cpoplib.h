@@ -28,13 +28,40 @@
  *   - The GIL is held everywhere; it is released only inside the socket
  *     module's own calls (recv_into, sendall).
  *
- * Free-threaded CPython: not supported yet (Py_MOD_GIL_NOT_USED is not
- * declared).  It would need a per-connection critical section
- * (Py_BEGIN_CRITICAL_SECTION on the POP3 object around each claimed
- * command, and on the reader around pos/end/busy/generation), strong
- * references from PyDict_GetItemRef() where borrowed results of
- * PyDict_GetItemWithError() are used now (the package namespace, the
- * instance __dict__), and an atomic owner/depth in the connection claim.
+ * Free-threaded CPython (3.13t and later): not supported yet.  No
+ * Py_mod_gil slot is declared, so importing the module on such a build
+ * re-enables the GIL (CPython warns).  Before declaring
+ * Py_MOD_GIL_NOT_USED (for PY_VERSION_HEX >= 0x030D0000):
+ *   - The claim (cpoplib_claim_as/cpoplib_release): the test of depth,
+ *     owner, hook_depth, out_of_step and reserved and the setting of
+ *     owner/depth become one step inside Py_BEGIN_CRITICAL_SECTION(self),
+ *     as does every other write of those fields and of pipelining --
+ *     including the fetch_many() iterator's finalizer and tp_clear, which
+ *     clear reserved or set out_of_step without the claim, in whatever
+ *     thread drops the last reference.  The critical section is not held
+ *     for a whole command: CPython suspends it whenever the thread
+ *     detaches (recv_into, sendall, any hook, print(), a signal handler),
+ *     so the claim stays what keeps a second thread out; the critical
+ *     section only makes taking and giving back the claim atomic.  The
+ *     iterator's queue and counters then need nothing more: they change
+ *     only under the claim.
+ *   - The reader: busy, pos, end, generation, timed_out and buffer are
+ *     read and written inside Py_BEGIN_CRITICAL_SECTION(r), ended before
+ *     any call that runs Python code; reader_check_open()'s test of busy
+ *     and reader_fill()'s setting of it become one step (self.file can be
+ *     read from another thread while the C core reads).  Spans already
+ *     survive refills (offset + generation).
+ *   - Strong references: PyDict_GetItemRef() (3.13+; an #if or a shim for
+ *     3.10-3.12) instead of the borrowed results of
+ *     PyDict_GetItemWithError() on the package namespace (_MAXLINE,
+ *     MAX_RESPONSE_SIZE: another thread may rebind them) and on the
+ *     instance __dict__ (hook overrides).
+ *   - Unchanged requirements: module state written only by module exec,
+ *     no C globals holding Python objects (both true today).
+ *   - Tests on a free-threaded build first: the suite with PYTHON_GIL=0,
+ *     threads sharing one connection and one fetch_many() iterator (each
+ *     call runs or raises RuntimeError, never a crash or mixed replies),
+ *     and a ThreadSanitizer build.
  */
 #ifndef CPOPLIB_H
 #define CPOPLIB_H
