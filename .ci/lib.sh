@@ -71,6 +71,13 @@ debian_chroot() {
     fi
 
     mount -t proc proc "$CHROOT/proc"
+    # pseudo-terminals, for the tests that drive a program through one: a
+    # private devpts instance, and /dev/ptmx pointing into it
+    mkdir -p "$CHROOT/dev/pts"
+    mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts \
+        "$CHROOT/dev/pts"
+    rm -f "$CHROOT/dev/ptmx"
+    ln -s pts/ptmx "$CHROOT/dev/ptmx"
     cp /etc/resolv.conf "$CHROOT/etc/resolv.conf"
     # the tests connect to "localhost"; a minbase tree has no /etc/hosts
     printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' \
