@@ -95,8 +95,8 @@ def _oserror_text(exc):
 
 # ---- the test-only fault hook ----
 
-_faults = {}
-_fault_counts = {}
+_faults: "dict[str, int]" = {}
+_fault_counts: "dict[str, int]" = {}
 
 
 def _load_faults():
@@ -1143,9 +1143,9 @@ def accounts_from_args(args):
 
 
 def _load_toml(path):
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ImportError:
+    else:
         try:
             import tomli as tomllib
         except ImportError:
