@@ -562,16 +562,7 @@ def main(argv=None):
     report["notes"].append("Run: python -m benchmarks --fetch %s" % " ".join(
         argv if argv is not None else sys.argv[1:]))
     report["elapsed_s"] = time.perf_counter() - t_start
-    text = markdown(report)
-    sys.stdout.write(text)
-    if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write(text)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=1, sort_keys=True)
-            f.write("\n")
-    log.write("total %.1f s\n" % report["elapsed_s"])
+    runner.emit_report(report, markdown(report), args, log)
     return 0
 
 

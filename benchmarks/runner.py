@@ -425,6 +425,20 @@ def parse_args(argv):
     return a
 
 
+
+def emit_report(report, text, args, log):
+    """Print a run's Markdown `text`; write it and the JSON `report` where
+    --markdown/--json ask; log the run's total time."""
+    sys.stdout.write(text)
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as f:
+            f.write(text)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=1, sort_keys=True)
+            f.write("\n")
+    log.write("total %.1f s\n" % report["elapsed_s"])
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     # Modes with their own options (see benchmarks/README.md): not part of
@@ -547,16 +561,7 @@ def main(argv=None):
     report["notes"].extend(guard)
     report["elapsed_s"] = time.perf_counter() - t_start
 
-    text = markdown(report)
-    sys.stdout.write(text)
-    if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write(text)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=1, sort_keys=True)
-            f.write("\n")
-    log.write("total %.1f s\n" % report["elapsed_s"])
+    emit_report(report, markdown(report), args, log)
     if failed or guard:
         return 1
     return 0
