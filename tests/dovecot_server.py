@@ -34,12 +34,25 @@ Usage::
     with DovecotServer() as server:
         poplib.POP3(server.host, server.pop3_port)
 
+OAuth 2.0 (opt-in, ``DovecotServer(oauth2=True)``): the test process also
+serves an RFC 7662 token introspection endpoint on 127.0.0.1
+(IntrospectionServer, a stdlib http.server in a thread) and Dovecot
+validates XOAUTH2 and OAUTHBEARER tokens against it, with
+``introspection_mode = post``: the oauth2 passdb and its args file on 2.3,
+the global ``oauth2 { }`` block on 2.4 (whose mechanisms no longer use a
+passdb).  Tests register tokens with ``server.oauth2_tokens[token] =
+user`` (or add_oauth2_token()) and read ``server.oauth2_requests`` to see
+that Dovecot asked.  Without oauth2=True neither mechanism is offered.
+
 Set CPOPLIB_DOVECOT_KEEP=1 to keep the temporary directory (and its
 dovecot.log) after the server stopped.  CPOPLIB_DOVECOT may name the dovecot
 binary.
 """
 
 import atexit
+import base64
+import http.server
+import json
 import mailbox
 import grp
 import os
@@ -50,7 +63,9 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+import urllib.parse
 
 HOST = "127.0.0.1"
 TLS_HOSTNAME = "localhost"
@@ -288,6 +303,88 @@ def _pick_tmp_parent():
 
 
 # --------------------------------------------------------------------------
+# the OAuth 2.0 token introspection endpoint
+
+class IntrospectionServer:
+    """An RFC 7662 token introspection endpoint on HOST, served by a thread
+    of the test process.
+
+    ``tokens`` maps valid access tokens to user names; every other token
+    is inactive.  A POST with the form field ``token`` (what Dovecot's
+    ``introspection_mode = post`` sends) or a GET with ``?token=`` (mode
+    ``get``, with an introspection_url ending in ``?token=``) is answered with ``{"active": true, "username": USER}`` or
+    ``{"active": false}``.  ``requests`` lists the tokens asked about, in
+    order (a request without a token is recorded as None), so tests can
+    prove that Dovecot really asked."""
+
+    path = "/introspect"
+
+    def __init__(self):
+        self.tokens = {}
+        self.requests = []
+        self._lock = threading.Lock()
+        self._httpd = None
+        self._thread = None
+        self.port = None
+
+    @property
+    def url(self):
+        return "http://%s:%d%s" % (HOST, self.port, self.path)
+
+    def answer(self, token):
+        with self._lock:
+            self.requests.append(token)
+            user = self.tokens.get(token) if token is not None else None
+        if user is None:
+            return {"active": False}
+        return {"active": True, "username": user, "scope": "mail",
+                "token_type": "Bearer", "exp": int(time.time()) + 3600}
+
+    def start(self):
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _reply(self, query):
+                if urllib.parse.urlsplit(self.path).path != outer.path:
+                    self.send_error(404)
+                    return
+                token = urllib.parse.parse_qs(query).get("token", [None])[0]
+                body = json.dumps(outer.answer(token)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                self._reply(self.rfile.read(length).decode("latin-1"))
+
+            def do_GET(self):
+                self._reply(urllib.parse.urlsplit(self.path).query)
+
+            def log_message(self, *args):      # keep pytest's output clean
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="oauth2-introspection",
+            daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+            self._thread.join(10)
+
+
+# --------------------------------------------------------------------------
 # the server
 
 class DovecotServer:
@@ -295,17 +392,21 @@ class DovecotServer:
 
     Attributes after start(): host, pop3_port, pop3s_port, ca_file, version,
     users (name -> password), expected (user -> {key: file bytes}),
-    apop_available, workdir.
+    apop_available, workdir; with oauth2=True also oauth2 (the
+    IntrospectionServer), oauth2_tokens (token -> user, may be changed at
+    any time) and oauth2_requests (the tokens Dovecot asked about).
     """
 
     host = HOST
     tls_hostname = TLS_HOSTNAME
 
-    def __init__(self, large_size=LARGE_SIZE, extra_users=None):
+    def __init__(self, large_size=LARGE_SIZE, extra_users=None, oauth2=False):
         """large_size: size of alice's "large" message.  extra_users:
         {user: (password, [(key, bytes)])}, more accounts with their
         mailboxes (the benchmarks add one with 2000 messages); USERS are
-        always there."""
+        always there.  oauth2: also offer XOAUTH2 and OAUTHBEARER, with
+        tokens validated by an introspection endpoint of this process
+        (see IntrospectionServer)."""
         self.binary = find_dovecot()
         if self.binary is None:
             raise DovecotUnavailable(
@@ -326,6 +427,35 @@ class DovecotServer:
         self.workdir = None
         self.pop3_port = self.pop3s_port = None
         self.internal_group = "dovecot"
+        self.oauth2 = IntrospectionServer() if oauth2 else None
+
+    # -- OAuth 2.0 ---------------------------------------------------------
+
+    @property
+    def oauth2_tokens(self):
+        """token -> user name: the tokens the introspection endpoint calls
+        active (only with oauth2=True)."""
+        if self.oauth2 is None:
+            raise DovecotError("this server was started without oauth2=True")
+        return self.oauth2.tokens
+
+    @property
+    def oauth2_requests(self):
+        """The tokens the endpoint was asked about so far, oldest first."""
+        if self.oauth2 is None:
+            raise DovecotError("this server was started without oauth2=True")
+        with self.oauth2._lock:
+            return list(self.oauth2.requests)
+
+    def add_oauth2_token(self, user, length=43):
+        """A new random access token for user (URL-safe base64 characters,
+        `length` of them), registered as active; returns it."""
+        token = ""
+        while len(token) < length:
+            token += base64.urlsafe_b64encode(os.urandom(48)).decode()
+        token = token[:length]
+        self.oauth2_tokens[token] = user
+        return token
 
     # -- context manager -------------------------------------------------
 
@@ -369,6 +499,8 @@ class DovecotServer:
             self._make_tls()
             self._make_mailboxes()
             self._write_passwd()
+            if self.oauth2 is not None:
+                self.oauth2.start()
             for attempt in range(3):
                 self.pop3_port, self.pop3s_port = _free_port(), _free_port()
                 if self.pop3_port == self.pop3s_port:
@@ -514,7 +646,8 @@ class DovecotServer:
             "ssl": "yes",
             "login_greeting": "cpoplib test server ready.",
             "auth_mechanisms":
-                "plain login cram-md5 scram-sha-1 scram-sha-256 apop",
+                "plain login cram-md5 scram-sha-1 scram-sha-256 apop"
+                + (" xoauth2 oauthbearer" if self.oauth2 is not None else ""),
             "auth_verbose": "yes",
             # no 2 s delay after a failed login; see also anvil-auth-penalty
             "auth_failure_delay": "0",
@@ -563,6 +696,22 @@ class DovecotServer:
             "mail_location": "maildir:~/Maildir",
         })
         body = "".join("%s = %s\n" % kv for kv in s.items())
+        if self.oauth2 is not None:
+            # 2.3: the mechanisms verify the token through a passdb; this
+            # one is only asked for them, and its refusal is final (the
+            # token is never tried as a password of the passwd-file)
+            self.oauth2_config_file = self.path("dovecot-oauth2.conf.ext")
+            with open(self.oauth2_config_file, "w") as f:
+                f.write("".join("%s = %s\n" % kv
+                                for kv in self._oauth2_settings()))
+            os.chmod(self.oauth2_config_file, 0o644)
+            body += ("passdb {\n"
+                     "  driver = oauth2\n"
+                     "  mechanisms = xoauth2 oauthbearer\n"
+                     "  args = %s\n"
+                     "  result_failure = return-fail\n"
+                     "  result_internalfail = return-fail\n"
+                     "}\n" % self.oauth2_config_file)
         body += ("passdb {\n"
                  "  driver = passwd-file\n"
                  "  args = scheme=PLAIN %s\n"
@@ -593,7 +742,25 @@ class DovecotServer:
                  "userdb passwd-file {\n"
                  "  passwd_file_path = %s\n"
                  "}\n" % (self.passwd_file, self.passwd_file))
+        if self.oauth2 is not None:
+            # 2.4: the mechanisms validate tokens with the global oauth2
+            # settings themselves, no passdb is involved
+            body += "oauth2 {\n%s}\n" % "".join(
+                "  %s = %s\n" % kv for kv in self._oauth2_settings())
         return body + self._services()
+
+    def _oauth2_settings(self):
+        """The oauth2 settings both dialects share (2.3's args file, 2.4's
+        oauth2 { } block): RFC 7662 introspection by POST, the user name
+        in "username", and "active" must be true."""
+        return [
+            ("introspection_mode", "post"),
+            ("introspection_url", self.oauth2.url),
+            ("username_attribute", "username"),
+            ("active_attribute", "active"),
+            ("active_value", "true"),
+            ("force_introspection", "yes"),
+        ]
 
     def _write_config(self):
         self.config_file = self.path("dovecot.conf")
@@ -668,6 +835,8 @@ class DovecotServer:
     def stop(self):
         """Stop dovecot and all its processes; remove the work directory."""
         proc, self.proc = self.proc, None
+        if self.oauth2 is not None:
+            self.oauth2.stop()
         if proc is not None:
             pids = _descendants(proc.pid)
             if proc.poll() is None:
