@@ -26,6 +26,7 @@ SOURCES = [
     "Modules/pop3_parser.c",
     "Modules/auth.c",
     "Modules/sasl.c",
+    "Modules/durability.c",
 ]
 
 

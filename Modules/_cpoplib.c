@@ -257,6 +257,9 @@ static PyMethodDef module_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, cpoplib_sasl_exchange_doc},
     {"_set_response_classifier", set_response_classifier, METH_O,
      set_response_classifier_doc},
+#ifdef CPOPLIB_HAVE_SYNCFS
+    {"_syncfs", cpoplib_syncfs, METH_O, cpoplib_syncfs_doc},
+#endif
     {NULL, NULL}
 };
 

@@ -265,4 +265,15 @@ extern const char cpoplib_sasl_exchange_doc[];
 PyObject *cpoplib_sasl_exchange(PyObject *module, PyObject *const *args,
                                 Py_ssize_t nargs, PyObject *kwnames);
 
+/* ---- durability.c ---- */
+
+/* syncfs(2) is a Linux system call; glibc declares it under _GNU_SOURCE,
+ * which Python.h defines. */
+#if defined(__linux__)
+#  define CPOPLIB_HAVE_SYNCFS 1
+/* _cpoplib._syncfs(fd) (a module function) */
+extern const char cpoplib_syncfs_doc[];
+PyObject *cpoplib_syncfs(PyObject *module, PyObject *arg);
+#endif
+
 #endif /* CPOPLIB_H */

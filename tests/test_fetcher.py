@@ -19,6 +19,7 @@ suffice, and as a subprocess (python -m cpoplib fetch) where it must die.
 """
 
 import contextlib
+import errno
 import json
 import mailbox
 import os
@@ -495,13 +496,13 @@ def test_dovecot_in_use(server, tmp_path, capsys, monkeypatch):
 # --------------------------------------------------------------------------
 # crash safety: kill during --delete, rerun
 
-def fetch_process(server, md, *more, fault=None):
+def fetch_process(server, md, *more, fault=None, dest="--maildir"):
     env = dict(os.environ)
     env.pop("CPOPLIB_FETCH_FAULT", None)
     if fault:
         env["CPOPLIB_FETCH_FAULT"] = fault
     argv = [sys.executable, "-m", "cpoplib", "fetch",
-            *map(str, dovecot_args(server, "--maildir", md, "--delete",
+            *map(str, dovecot_args(server, dest, md, "--delete",
                                    "--batch", 4, *more))]
     return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
@@ -526,12 +527,19 @@ FAULTS = ["delivered:1", "delivered:6", "synced:1", "synced:2",
           "delivered:3,deleted:2"]
 
 
-@pytest.mark.parametrize("faults", FAULTS)
-def test_crash_and_rerun(server, carol, carol_pw, tmp_path, faults):
+# the same with fsync of each file instead of syncfs (where that is the
+# default), for the points around the sync
+FAULTS_SYNC_FILE = ["delivered:6", "synced:1", "committed:1", "published:2"]
+
+
+@pytest.mark.parametrize("faults, sync", [(f, None) for f in FAULTS]
+                         + [(f, "file") for f in FAULTS_SYNC_FILE])
+def test_crash_and_rerun(server, carol, carol_pw, tmp_path, faults, sync):
     added = carol("crash", 11)
     md = tmp_path / "Maildir"
+    more = ["--sync", sync] if sync else []
     for fault in faults.split(","):        # one crashed run per point
-        proc = fetch_process(server, md, fault=fault)
+        proc = fetch_process(server, md, *more, fault=fault)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 97, err
         check_invariants(server, md, added)
@@ -566,6 +574,129 @@ def test_sigkill_and_rerun(server, carol, carol_pw, tmp_path, after_files):
     assert proc.returncode == 0, err
     on_disk, on_server = check_invariants(server, md, added)
     assert set(on_disk) == set(added) and on_server == set()
+
+
+def mbox_contents(box):
+    """{key: payload bytes} of an mbox, and how many messages it has."""
+    if not os.path.exists(box):
+        return {}, 0
+    mb = mailbox.mbox(str(box))
+    try:
+        msgs = [(dovecot_server.message_key(m.as_bytes()),
+                 m.get_payload(decode=False).encode()) for m in mb]
+    finally:
+        mb.close()
+    return dict(msgs), len(msgs)
+
+
+@pytest.mark.parametrize("after_bytes", [1, 150_000, 600_000])
+def test_sigkill_and_rerun_mbox(server, carol, carol_pw, tmp_path,
+                                after_bytes):
+    """The mbox destination: SIGKILL once the mbox has grown past
+    `after_bytes`, twice, then a clean run: every message in the mbox
+    exactly once, complete, and none deleted on the server before it was
+    in the mbox."""
+    msgs = [(k, m + (b"y" * 69 + b"\n") * 280)
+            for k, m in dovecot_server.small_corpus("kbox", 40)]
+    added = server.add_messages("carol", msgs)        # 20 KB each
+    box = tmp_path / "mail.mbox"
+    for limit in (after_bytes, after_bytes + 60_000):
+        proc = fetch_process(server, box, dest="--mbox")
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.getsize(box) >= limit:
+                    break
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        # a killed run may leave an uncommitted (possibly cut) tail; what
+        # the server no longer has must be in the mbox, whole
+        in_box, _ = mbox_contents(box)
+        gone = set(added) - set(carol_numbers(server))
+        for key in gone:
+            assert key in in_box and in_box[key] in added[key], key
+    proc = fetch_process(server, box, dest="--mbox")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    in_box, count = mbox_contents(box)
+    assert count == len(added) and set(in_box) == set(added)
+    for key, payload in in_box.items():
+        assert payload in added[key], key
+    assert carol_numbers(server) == {}
+    assert not os.path.exists(str(box) + ".lock")
+
+
+@pytest.mark.skipif(not hasattr(cpoplib._cpoplib, "_syncfs"),
+                    reason="no syncfs(2) on this system")
+def test_syncfs_function(tmp_path):
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        assert cpoplib._cpoplib._syncfs(fd) is None
+        with open(tmp_path / "f", "wb") as f:
+            assert cpoplib._cpoplib._syncfs(f) is None     # fileno()
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError) as info:
+        cpoplib._cpoplib._syncfs(fd)                        # closed
+    assert info.value.errno == errno.EBADF
+    with pytest.raises(TypeError):
+        cpoplib._cpoplib._syncfs("0")
+
+
+@pytest.mark.parametrize("mode", ["fs", "file"])
+def test_sync_modes(tmp_path, capsys, pw, monkeypatch, mode):
+    """--sync fs: one syncfs per batch and no fsync of a message file;
+    --sync file: an fsync of every message file, no syncfs."""
+    if mode == "fs" and not hasattr(cpoplib._cpoplib, "_syncfs"):
+        pytest.skip("no syncfs(2) on this system")
+    calls = {"syncfs": 0, "fsync": []}
+    real_fsync = os.fsync
+    real_syncfs = getattr(cpoplib._cpoplib, "_syncfs", None)
+
+    def fsync(fd):
+        calls["fsync"].append(os.readlink("/proc/self/fd/%d" % fd))
+        return real_fsync(fd)
+
+    def syncfs(fd):
+        calls["syncfs"] += 1
+        return real_syncfs(fd)
+
+    monkeypatch.setattr(fetcher.os, "fsync", fsync)
+    if real_syncfs is not None:
+        monkeypatch.setattr(fetcher._cpoplib, "_syncfs", syncfs,
+                            raising=False)
+    msgs = [message(i) for i in range(1, 8)]
+    md = tmp_path / "Mail"
+    with ScriptedServer(pop3_handler(msgs)) as srv:
+        code, err = run(scripted_args(srv, "--maildir", md, "--batch", 3,
+                                      "--sync", mode), capsys)
+    assert code == 0, err
+    assert sorted(maildir_files(md)) == sorted(lf(m) for m in msgs)
+    message_fsyncs = [p for p in calls["fsync"]
+                      if os.path.dirname(p) == str(md / "tmp")]
+    if mode == "fs":
+        assert calls["syncfs"] == 3                    # batches 3 + 3 + 1
+        assert message_fsyncs == []
+    else:
+        assert calls["syncfs"] == 0
+        assert len(message_fsyncs) == 7
+
+
+def test_sync_mode_checked(capsys, pw, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        fetcher.main(["--host", "h", "--user", "u", "--password-env",
+                      "CPOPLIB_TEST_PW", "--dry-run", "--sync", "bogus"])
+    assert info.value.code == fetcher.EXIT_USAGE
+    assert "invalid choice: 'bogus'" in capsys.readouterr().err
+    config = tmp_path / "c.toml"
+    config.write_text('[accounts.a]\nhost = "h"\nuser = "u"\n'
+                      'password_env = "CPOPLIB_TEST_PW"\ndry_run = true\n'
+                      'sync = "never"\n')
+    if sys.version_info < (3, 11):
+        pytest.importorskip("tomli")
+    code, err = run(["--config", config], capsys)
+    assert code == fetcher.EXIT_USAGE
+    assert "--sync must be one of auto, fs, file" in err
 
 
 def test_second_fetcher_on_same_account_is_refused(server, carol, carol_pw,

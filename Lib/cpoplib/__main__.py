@@ -15,21 +15,21 @@ cpoplib/fetcher.py.
 """
 
 import argparse
-import random
-import statistics
 import sys
 import time
 
-import poplib
-
-import cpoplib
-from cpoplib._server import Server, make_mailbox
+# `fetch` and `run` must start fast: what only the demo needs is imported
+# by the demo.
 
 MiB = 1 << 20
 
 
 def demo_mailbox(seed=2024):
     """A few hundred messages of mixed sizes, a few of them large."""
+    import random
+
+    from cpoplib._server import make_mailbox
+
     rng = random.Random(seed)
     sizes = [rng.choice((600, 1500, 4096, 12_000, 40_000, 90_000))
              + rng.randrange(2000) for _ in range(296)]
@@ -89,6 +89,12 @@ def difference(a, b, path="result"):
 
 
 def run_demo(rounds):
+    import poplib
+    import statistics
+
+    import cpoplib
+    from cpoplib._server import Server
+
     t_start = time.perf_counter()
     messages = demo_mailbox()
     total = sum(map(len, messages))
