@@ -410,6 +410,10 @@ def parse_args(argv):
                    help="instead: the in-memory fetch()/fetch_into()/"
                         "threads rows (see python -m benchmarks --fetch "
                         "--help)")
+    p.add_argument("--tools", action="store_true",
+                   help="instead: cpoplib fetch against mpop and getmail6 "
+                        "on Dovecot (see python -m benchmarks --tools "
+                        "--help)")
     a = p.parse_args(argv)
     if a.rounds is None:
         a.rounds = QUICK_ROUNDS if a.quick else DEFAULT_ROUNDS
@@ -449,6 +453,9 @@ def main(argv=None):
     if "--fetch" in argv:
         from . import fetch
         return fetch.main([a for a in argv if a != "--fetch"])
+    if "--tools" in argv:
+        from . import tools
+        return tools.main([a for a in argv if a != "--tools"])
     args = parse_args(argv)
     log = sys.stderr
     t_start = time.perf_counter()
