@@ -575,6 +575,36 @@ def test_main_help_lists_demo_and_run():
     assert proc.returncode == 2 and "at least 3" in proc.stderr
 
 
+SOURCE_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_bench_runs_the_benchmark_suite_of_the_source_tree(tmp_path):
+    """`cpoplib bench ARGS` is `python -m benchmarks ARGS`: the same
+    options (shown by --help), found from the tree it is run in."""
+    if not (SOURCE_ROOT / "benchmarks" / "runner.py").is_file():
+        pytest.skip("no benchmarks/ next to the tests")
+    suite = run_python(None, "-m", "benchmarks", "--help", cwd=SOURCE_ROOT)
+    assert suite.returncode == 0, suite.stderr
+    sub = SOURCE_ROOT / "tests"           # found from a subdirectory too
+    proc = run_python(None, "-m", "cpoplib", "bench", "--help", cwd=sub)
+    assert proc.returncode == 0, proc.stderr
+    assert "--tools" in proc.stdout and "--dovecot" in proc.stdout
+    assert proc.stdout == suite.stdout
+    proc = run_python(None, "-m", "cpoplib", "bench", "--tools", "--help",
+                      cwd=SOURCE_ROOT)
+    assert proc.returncode == 0 and "mpop" in proc.stdout, proc.stderr
+    proc = run_python(None, "-m", "cpoplib", "--help")
+    assert "bench" in proc.stdout
+
+
+def test_bench_outside_a_source_tree(monkeypatch, capsys):
+    from cpoplib import __main__ as cli
+    monkeypatch.setattr(cli, "find_source_tree", lambda: None)
+    assert cli.main(["bench"]) == 2
+    assert ("the benchmark suite is part of cpoplib's source"
+            in capsys.readouterr().err)
+
+
 # ---- version, typing files, metadata ----
 
 PACKAGE_DIR = pathlib.Path(cpoplib.__file__).parent

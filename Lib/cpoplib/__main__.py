@@ -12,6 +12,10 @@ see cpoplib/_run.py.
 python -m cpoplib fetch [OPTIONS] (also the ``cpoplib`` console script):
 downloads a POP3 mailbox to a Maildir, an mbox or .eml files; see
 cpoplib/fetcher.py.
+
+python -m cpoplib bench [OPTIONS]: runs the project's benchmark suite
+(``python -m benchmarks [OPTIONS]``), which ships with the source (a git
+checkout or the sdist), not with the wheel; see bench_command().
 """
 
 import argparse
@@ -166,11 +170,54 @@ def run_command(argv):
     return _run.execute(*resolved)
 
 
+def find_source_tree():
+    """The source tree holding benchmarks/: the current directory or one
+    of its parents, or the tree cpoplib was imported from (an in-place or
+    editable build); None if there is none."""
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = []
+    path = os.getcwd()
+    while True:
+        candidates.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    candidates.append(os.path.dirname(os.path.dirname(here)))  # Lib/cpoplib
+    for root in candidates:
+        if (os.path.isfile(os.path.join(root, "benchmarks", "runner.py"))
+                and os.path.isfile(os.path.join(root, "tests",
+                                                "dovecot_server.py"))):
+            return root
+    return None
+
+
+def bench_command(argv):
+    """`cpoplib bench ARGS` is `python -m benchmarks ARGS` run from the
+    source tree: one benchmark suite, whichever way it is started."""
+    root = find_source_tree()
+    if root is None:
+        print("cpoplib bench: the benchmark suite is part of cpoplib's "
+              "source, not of the installed package; run this command "
+              "inside a checkout or an unpacked sdist (pip download "
+              "--no-binary :all: --no-deps cpoplib)", file=sys.stderr)
+        return 2
+    if sys.path[:1] != [root]:
+        sys.path.insert(0, root)
+    from benchmarks import runner
+
+    return runner.main(argv)
+
+
 def main(argv=None):
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == "run":
         return run_command(argv[1:])
+    if argv and argv[0] == "bench":
+        return bench_command(argv[1:])
     if argv and argv[0] == "fetch":
         from cpoplib import fetcher
         return fetcher.main(argv[1:])
@@ -192,6 +239,10 @@ def main(argv=None):
         help="run PROGRAM [ARGS...] (a console script, -m MODULE or a "
              "script path) with cpoplib installed as poplib; "
              "'run --help' for details")
+    sub.add_parser(
+        "bench", add_help=False,
+        help="run the benchmark suite of a source checkout ('bench --help' "
+             "for its options: in-memory, --dovecot, --fetch, --tools)")
     sub.add_parser(
         "fetch", add_help=False,
         help="download a POP3 mailbox to a Maildir, an mbox or .eml files "
