@@ -295,33 +295,83 @@ def test_password_from_netrc_and_command(tmp_path, capsys, isolated_home):
     assert b"PASS cmd-pw\r\n" in srv.received
 
 
+def run_on_a_terminal(argv):
+    """Run `python -m cpoplib fetch ARGV` with stderr on a pseudo-terminal;
+    (exit code, everything it wrote there)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cpoplib", "fetch", *map(str, argv)],
+        stderr=slave, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(30)
+    os.close(master)
+    return proc.returncode, b"".join(chunks).decode()
+
+
 def test_progress_on_a_terminal(tmp_path, monkeypatch):
-    """Under a pseudo-terminal the progress line is rewritten in place."""
+    """Under a pseudo-terminal the progress line is redrawn in place
+    (cursor up one line, erase), and gone before the summary."""
     monkeypatch.setenv("CPOPLIB_TEST_PW", "pw")
     msgs = [message(i, 200_000) for i in range(1, 30)]
     with ScriptedServer(pop3_handler(msgs)) as srv:
-        master, slave = pty.openpty()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cpoplib", "fetch",
-             *map(str, scripted_args(srv, "--dry-run"))],
-            stderr=slave, stdout=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL)
-        os.close(slave)
-        chunks = []
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        proc.wait(30)
-        os.close(master)
-    out = b"".join(chunks).decode()
-    assert proc.returncode == 0, out
-    assert "\r\x1b[K" in out and "/29 messages" in out
-    assert "29 messages, %d bytes" % sum(map(len, msgs)) in out
+        code, out = run_on_a_terminal(scripted_args(srv, "--dry-run"))
+    assert code == 0, out
+    assert "\x1b[1A\x1b[J" in out and "/29 messages" in out
+    summary = "29 messages, %d bytes" % sum(map(len, msgs))
+    tail = out[out.rindex("\x1b[J") + len("\x1b[J"):]
+    assert "/29 messages" not in tail and summary in tail
+
+
+def slow_handler(messages, delay):
+    """pop3_handler whose connection stalls `delay` s before each RETR."""
+    inner = pop3_handler(messages)
+
+    def handler(conn):
+        recv_line = conn.recv_line
+
+        def slow_recv_line():
+            line = recv_line()
+            if line.upper().startswith(b"RETR"):
+                time.sleep(delay)
+            return line
+        conn.recv_line = slow_recv_line
+        return inner(conn)
+    return handler
+
+
+def test_progress_one_line_per_account(tmp_path, monkeypatch):
+    """Two accounts at once on a terminal: a block of two progress lines,
+    one per account, redrawn in place."""
+    monkeypatch.setenv("CPOPLIB_TEST_PW", "pw")
+    msgs = [message(i, 2000) for i in range(1, 21)]
+    with ScriptedServer(slow_handler(msgs, 0.03)) as a, \
+            ScriptedServer(slow_handler(msgs, 0.03)) as b:
+        config = tmp_path / "accounts.toml"
+        config.write_text("".join(
+            '[accounts.%s]\nhost = "%s"\nport = %d\nuser = "u"\n'
+            'password_env = "CPOPLIB_TEST_PW"\nallow_plaintext = true\n'
+            'dry_run = true\nwindow = 1\n\n' % (name, srv.host, srv.port)
+            for name, srv in (("first", a), ("second", b))))
+        if sys.version_info < (3, 11):
+            pytest.importorskip("tomli")
+        code, out = run_on_a_terminal(["--config", config, "--jobs", 2])
+    assert code == 0, out
+    assert "\x1b[2A\x1b[J" in out          # a block of two lines erased
+    # somewhere the block shows both accounts, one line each
+    frames = out.split("\x1b[J")
+    assert any("first: " in f and "second: " in f and "/20 messages" in f
+               for f in frames)
+    tail = frames[-1]
+    assert "first: 20 messages" in tail and "second: 20 messages" in tail
 
 
 # --------------------------------------------------------------------------

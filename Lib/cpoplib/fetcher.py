@@ -745,8 +745,10 @@ def _size(n):
 
 
 class Output:
-    """stderr: warnings, --verbose lines, the progress line (a TTY only)
-    and the summary line.  Shared by the account threads."""
+    """stderr: warnings, --verbose lines, the progress block (a TTY only:
+    one line per account being fetched, redrawn in place below whatever
+    else is printed) and the summary lines.  Shared by the account
+    threads."""
 
     def __init__(self, quiet=False, verbose=False, stream=None):
         self.stream = stream or sys.stderr
@@ -756,16 +758,37 @@ class Output:
             self.tty = self.stream.isatty() and not quiet
         except (AttributeError, ValueError):
             self.tty = False
+        self.width = 80
+        if self.tty:
+            try:
+                # 0 on a pseudo-terminal whose size was never set
+                self.width = os.get_terminal_size(
+                    self.stream.fileno())[0] or 80
+            except (AttributeError, ValueError, OSError):
+                pass
         self.lock = threading.Lock()
-        self.progress_shown = False
+        self.lines = {}         # account name -> its progress line
+        self.shown = 0          # progress lines on the screen now
         self.last = 0.0
+
+    # the caller holds self.lock for these two
+    def _erase(self):
+        if self.shown:
+            # the cursor is at the start of the line below the block
+            self.stream.write("\x1b[%dA\x1b[J" % self.shown)
+            self.shown = 0
+
+    def _draw(self):
+        # a line that wrapped would break the count: cut to the width
+        for line in self.lines.values():
+            self.stream.write(line[:max(self.width - 1, 20)] + "\n")
+        self.shown = len(self.lines)
 
     def _write(self, text):
         with self.lock:
-            if self.progress_shown:
-                self.stream.write("\r\x1b[K")
-                self.progress_shown = False
+            self._erase()
             self.stream.write(text + "\n")
+            self._draw()
             self.stream.flush()
 
     def error(self, text):
@@ -787,9 +810,6 @@ class Output:
         if not self.tty:
             return
         now = time.monotonic()
-        if not force and now - self.last < 0.1:
-            return
-        self.last = now
         elapsed = max(now - started, 1e-6)
         rate = nbytes / elapsed
         eta = ""
@@ -799,16 +819,21 @@ class Output:
             name, done, total, _size(nbytes), _size(total_bytes),
             _size(rate), eta)
         with self.lock:
-            self.stream.write("\r\x1b[K" + line)
+            self.lines[name] = line
+            if not force and now - self.last < 0.1:
+                return              # shown with the next redraw
+            self.last = now
+            self._erase()
+            self._draw()
             self.stream.flush()
-            self.progress_shown = True
 
-    def end_progress(self):
+    def end_progress(self, name):
+        """The account `name` is done: its line leaves the block."""
         with self.lock:
-            if self.progress_shown:
-                self.stream.write("\r\x1b[K")
+            if self.lines.pop(name, None) is not None and self.tty:
+                self._erase()
+                self._draw()
                 self.stream.flush()
-                self.progress_shown = False
 
 
 # ---- one account ----
@@ -1080,7 +1105,7 @@ def _transfer(conn, acct, out, dest, state, numbers, sizes, uid, result,
             if len(batch) >= acct.batch or batch_bytes >= BATCH_BYTES:
                 commit()
     except BaseException:
-        out.end_progress()
+        out.end_progress(acct.name)
         try:
             it.close()
         except (cpoplib.error_proto, OSError):
@@ -1092,7 +1117,7 @@ def _transfer(conn, acct, out, dest, state, numbers, sizes, uid, result,
         raise
     it.close()
     commit()
-    out.end_progress()
+    out.end_progress(acct.name)
     return committed, failure
 
 
