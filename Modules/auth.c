@@ -439,7 +439,14 @@ cancel_exchange(POP3Object *self, cpoplib_state *st)
     if (putcmd_steal(self, st, PyUnicode_FromString("*"), 0) == 0) {
         resp = cpoplib_getresp(self, st);
         if (resp != NULL) {
+            /* RFC 5034 4: "*" is answered with -ERR.  A +OK (let in after
+               all) or another "+ " challenge leaves the session in a
+               state the client does not know: it is not used again. */
+            PyObject *res;
+
             Py_DECREF(resp);
+            res = cpoplib_close(self, st);
+            Py_XDECREF(res);
         }
         else if (PyErr_ExceptionMatches(st->error_proto)) {
             PyErr_Clear();

@@ -376,6 +376,25 @@ def test_bad_base64_challenge_cancels(challenge):
     assert not srv.mismatches
 
 
+@pytest.mark.parametrize("answer", [b"+OK welcome after all\r\n",
+                                    b"+ bW9yZQ==\r\n"])
+def test_cancel_not_answered_with_err_closes(answer):
+    """RFC 5034: the server answers "*" with -ERR.  Anything else leaves
+    the session in an unknown state: the error is raised and the
+    connection closed, not handed back."""
+    with step_server((b"AUTH CRAM-MD5", b"+ ###\r\n"),
+                     (b"*", answer)) as srv:
+        c = connect(srv)
+        with pytest.raises(cpoplib.error_proto,
+                           match="CRAM-MD5: the server's challenge is not "
+                                 "base64"):
+            c.login("u", "p", mechanism="CRAM-MD5")
+        assert c.sock is None and c.file is None
+        srv.join()
+    assert not srv.mismatches
+    assert lines(srv)[-1] == b"*"
+
+
 def test_challenge_without_padding_is_accepted():
     chal = b"<1896.697170952@postoffice.reston.mci.net>"
     with step_server((b"AUTH CRAM-MD5",
