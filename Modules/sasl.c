@@ -260,6 +260,7 @@ struct sasl_client {
     sasl_mech mech;
     int step;                 /* challenges answered so far */
     int verified;             /* SCRAM: the server signature matched */
+    int failed;               /* a step failed: every later step fails */
     sasl_buf user;
     sasl_buf secret;
     sasl_buf out;             /* the last response */
@@ -769,19 +770,14 @@ unexpected(sasl_client *c, const unsigned char *challenge, size_t len)
     return SASL_FAILED_CANCEL;
 }
 
-sasl_status
-sasl_client_step(sasl_client *c, const unsigned char *challenge,
-                 size_t challenge_len, const unsigned char **out,
-                 size_t *len)
+static sasl_status
+client_step(sasl_client *c, const unsigned char *challenge,
+            size_t challenge_len, const unsigned char **out, size_t *len)
 {
     static const unsigned char ctrl_a = 1;
     sasl_status rc;
     int step = c->step++;
 
-    *out = NULL;
-    *len = 0;
-    c->error[0] = '\0';
-    buf_clear(&c->out);
     switch (c->mech) {
     case SASL_LOGIN:
         if (step > 1) {
@@ -835,6 +831,31 @@ sasl_client_step(sasl_client *c, const unsigned char *challenge,
         *out = c->out.data != NULL ? c->out.data
                                    : (const unsigned char *)"";
         *len = c->out.len;
+    }
+    return rc;
+}
+
+sasl_status
+sasl_client_step(sasl_client *c, const unsigned char *challenge,
+                 size_t challenge_len, const unsigned char **out,
+                 size_t *len)
+{
+    sasl_status rc;
+
+    *out = NULL;
+    *len = 0;
+    c->error[0] = '\0';
+    buf_clear(&c->out);
+    if (c->failed) {
+        /* A caller that goes on after a failure must not reach a later
+           state with what the failed step left behind (a SCRAM server
+           signature never computed is all zero bytes). */
+        set_error(c, "the exchange already failed", NULL, 0);
+        return SASL_FAILED_CANCEL;
+    }
+    rc = client_step(c, challenge, challenge_len, out, len);
+    if (rc != SASL_CONTINUE && rc != SASL_FAILED_RESPOND) {
+        c->failed = 1;
     }
     return rc;
 }

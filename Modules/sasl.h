@@ -67,8 +67,8 @@ typedef enum {
     SASL_ERR_NOMEM,
     SASL_ERR_CRYPTO,
     /* sasl_client_new(): the credentials cannot be sent with this
-       mechanism (a NUL byte in a PLAIN or SCRAM credential, \x01 in an
-       OAuth user or token, an empty SCRAM user name). */
+       mechanism (a NUL byte in a PLAIN or SCRAM credential, a NUL or
+       \x01 in an OAuth user or token, an empty SCRAM user name). */
     SASL_ERR_INPUT
 } sasl_status;
 
@@ -108,7 +108,9 @@ int sasl_client_initial(sasl_client *c, const unsigned char **out,
 
 /* Answer one decoded server challenge (after the initial response, if
  * any, was sent).  *out and *len are set for SASL_CONTINUE and
- * SASL_FAILED_RESPOND and are valid until the next call on `c`. */
+ * SASL_FAILED_RESPOND and are valid until the next call on `c`.  Once a
+ * step returned SASL_FAILED_CANCEL, SASL_FAILED_UNTRUSTED or an error,
+ * every later step returns SASL_FAILED_CANCEL and changes nothing. */
 sasl_status sasl_client_step(sasl_client *c, const unsigned char *challenge,
                              size_t challenge_len, const unsigned char **out,
                              size_t *len);

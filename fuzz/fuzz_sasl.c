@@ -1282,6 +1282,33 @@ self_test(void)
     CHECK(strcmp(sasl_mech_name(SASL_MECH_COUNT), "?") == 0);
     CHECK(sasl_mech_from_name("scram-sha-256", 13) == SASL_SCRAM_SHA_256);
     CHECK(sasl_mech_from_name("Cram-Md5", 8) == SASL_CRAM_MD5);
+    /* a failed step latches: a SCRAM server-first that fails, then a
+       server-final whose signature is the zero bytes a never-computed
+       signature would hold, must not make the exchange complete */
+    {
+        sasl_credentials cred = {"u", 1, "p", 1};
+        sasl_status st = SASL_CONTINUE;
+        const unsigned char *out;
+        size_t len;
+        static const char bad_first[] = "r=abc,s=QSXCR+Q6sek8bf92,i=4096";
+        static const char zero_final[] = "v=AAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+        sasl_client *c = sasl_client_new(SASL_SCRAM_SHA_1, &cred, "abc", 3,
+                                          &st, NULL, 0);
+
+        CHECK(c != NULL);
+        CHECK(sasl_client_initial(c, &out, &len) == 1);
+        CHECK(sasl_client_step(c, (const unsigned char *)bad_first,
+                               sizeof(bad_first) - 1, &out, &len)
+              == SASL_FAILED_CANCEL);
+        CHECK(sasl_client_step(c, (const unsigned char *)zero_final,
+                               sizeof(zero_final) - 1, &out, &len)
+              == SASL_FAILED_CANCEL);
+        CHECK(out == NULL && len == 0);
+        CHECK(strcmp(sasl_client_error(c), "the exchange already failed")
+              == 0);
+        CHECK(sasl_client_complete(c) == 0);
+        sasl_client_free(c);
+    }
     /* an unknown mechanism; NULL to free */
     {
         sasl_credentials cred = {"u", 1, "p", 1};
