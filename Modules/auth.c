@@ -428,33 +428,60 @@ sasl_local_error(cpoplib_state *st, sasl_status status, sasl_mech mech,
     PyErr_Format(PyExc_ValueError, "%s: %s", sasl_mech_name(mech), detail);
 }
 
-/* Cancel the exchange ("*"), read the server's answer (normally -ERR,
- * which is expected and dropped) and raise the error the caller has
- * set, with anything that went wrong while cancelling as its context. */
+/* `exc` (owned, may be NULL) is the error_proto the server's answer to
+ * "*" raised: 1 if that answer is a -ERR line. */
+static int
+is_err_line(cpoplib_state *st, PyObject *exc)
+{
+    PyObject *line;
+
+    if (!cpoplib_is_err_reply(st, exc)) {
+        return 0;
+    }
+    line = PyTuple_GET_ITEM(((PyBaseExceptionObject *)exc)->args, 0);
+    return PyBytes_GET_SIZE(line) >= 4
+           && memcmp(PyBytes_AS_STRING(line), "-ERR", 4) == 0;
+}
+
+/* Cancel a built-in exchange with "*", keeping the error the caller set.
+ * RFC 5034 4: the server answers "*" with -ERR, and the session goes on.
+ * Any other outcome -- +OK (let in after all), another challenge, a line
+ * that is no POP3 answer, a failure to send or to read -- leaves the
+ * session in a state the client does not know: the connection is
+ * closed.  What went wrong with the answer (or with close()) becomes the
+ * error's __context__. */
 static void
 cancel_exchange(POP3Object *self, cpoplib_state *st)
 {
-    PyObject *failure = cpoplib_fetch_exception(), *resp, *context = NULL;
+    PyObject *failure = cpoplib_fetch_exception(), *answer = NULL, *resp;
+    int keep = 0;
 
     if (putcmd_steal(self, st, PyUnicode_FromString("*"), 0) == 0) {
         resp = cpoplib_getresp(self, st);
         if (resp != NULL) {
-            /* RFC 5034 4: "*" is answered with -ERR.  A +OK (let in after
-               all) or another "+ " challenge leaves the session in a
-               state the client does not know: it is not used again. */
-            PyObject *res;
-
-            Py_DECREF(resp);
-            res = cpoplib_close(self, st);
-            Py_XDECREF(res);
+            Py_DECREF(resp);                    /* "+OK" or "+ ..." */
         }
-        else if (PyErr_ExceptionMatches(st->error_proto)) {
-            PyErr_Clear();
+        else {
+            answer = cpoplib_fetch_exception();
+            keep = is_err_line(st, answer);
         }
     }
-    context = cpoplib_fetch_exception();
+    else {
+        answer = cpoplib_fetch_exception();
+    }
+    if (keep) {
+        Py_CLEAR(answer);                       /* the expected -ERR */
+    }
+    else {
+        PyObject *res = cpoplib_close(self, st);
+
+        if (res == NULL) {
+            Py_XSETREF(answer, cpoplib_fetch_exception());
+        }
+        Py_XDECREF(res);
+    }
     cpoplib_restore_exception(failure);
-    cpoplib_chain_context(context);
+    cpoplib_chain_context(answer);
 }
 
 /* Close the connection after the server failed to authenticate itself,

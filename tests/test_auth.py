@@ -377,11 +377,13 @@ def test_bad_base64_challenge_cancels(challenge):
 
 
 @pytest.mark.parametrize("answer", [b"+OK welcome after all\r\n",
-                                    b"+ bW9yZQ==\r\n"])
+                                    b"+ bW9yZQ==\r\n", b"garbage\r\n",
+                                    b"\r\n", b"OK\r\n", b"x" * 5000])
 def test_cancel_not_answered_with_err_closes(answer):
-    """RFC 5034: the server answers "*" with -ERR.  Anything else leaves
-    the session in an unknown state: the error is raised and the
-    connection closed, not handed back."""
+    """RFC 5034: the server answers "*" with -ERR.  Anything else (+OK,
+    another challenge, no POP3 answer, a line too long) leaves the
+    session in an unknown state: the error is raised and the connection
+    closed, not handed back."""
     with step_server((b"AUTH CRAM-MD5", b"+ ###\r\n"),
                      (b"*", answer)) as srv:
         c = connect(srv)
@@ -393,6 +395,25 @@ def test_cancel_not_answered_with_err_closes(answer):
         srv.join()
     assert not srv.mismatches
     assert lines(srv)[-1] == b"*"
+
+
+def test_cancel_answer_lost_closes():
+    """The server hangs up instead of answering "*": the mechanism's
+    error is raised, with the EOF as its context, and the connection is
+    closed."""
+    def handler(conn):
+        conn.send(GREETING)
+        conn.recv_line()                        # AUTH CRAM-MD5
+        conn.send(b"+ ###\r\n")
+        conn.recv_line()                        # *
+
+    with ScriptedServer(handler) as srv:
+        c = connect(srv)
+        with pytest.raises(cpoplib.error_proto,
+                           match="not base64") as info:
+            c.login("u", "p", mechanism="CRAM-MD5")
+        assert c.sock is None and c.file is None
+        assert info.value.__context__ is not None
 
 
 def test_challenge_without_padding_is_accepted():
