@@ -259,6 +259,7 @@ static PyMethodDef module_methods[] = {
      set_response_classifier_doc},
 #ifdef CPOPLIB_HAVE_SYNCFS
     {"_syncfs", cpoplib_syncfs, METH_O, cpoplib_syncfs_doc},
+    {"_fs_type", cpoplib_fs_type, METH_O, cpoplib_fs_type_doc},
 #endif
     {NULL, NULL}
 };

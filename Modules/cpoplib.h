@@ -267,13 +267,20 @@ PyObject *cpoplib_sasl_exchange(PyObject *module, PyObject *const *args,
 
 /* ---- durability.c ---- */
 
-/* syncfs(2) is a Linux system call; glibc declares it under _GNU_SOURCE,
- * which Python.h defines. */
+/* syncfs(2) and fstatfs(2) are Linux system calls.  syncfs is called
+ * through syscall(2), so that a C library that does not declare it (glibc
+ * before 2.14, old bionic) still builds, and the module has no _syncfs
+ * where the kernel headers do not know it. */
 #if defined(__linux__)
-#  define CPOPLIB_HAVE_SYNCFS 1
-/* _cpoplib._syncfs(fd) (a module function) */
+#  include <sys/syscall.h>
+#  ifdef SYS_syncfs
+#    define CPOPLIB_HAVE_SYNCFS 1
+/* _cpoplib._syncfs(fd) and _cpoplib._fs_type(fd) (module functions) */
 extern const char cpoplib_syncfs_doc[];
 PyObject *cpoplib_syncfs(PyObject *module, PyObject *arg);
+extern const char cpoplib_fs_type_doc[];
+PyObject *cpoplib_fs_type(PyObject *module, PyObject *arg);
+#  endif
 #endif
 
 #endif /* CPOPLIB_H */

@@ -1,27 +1,35 @@
-/* durability.c -- _cpoplib._syncfs(fd): the fetcher's batched durability.
+/* durability.c -- _cpoplib._syncfs(fd) and _cpoplib._fs_type(fd): the
+ * fetcher's batched durability.
  *
  * cpoplib fetch (Lib/cpoplib/fetcher.py) writes a batch of messages, then
  * makes the whole batch durable before it records their UIDLs or sends
  * DELE.  Calling fsync() on each of the batch's files costs one journal
  * commit per file on ext4 and XFS; syncfs(2) on a descriptor of the
  * destination writes back every dirty file of that filesystem and commits
- * its journal once.  Linux waits for the I/O to complete, so the result
- * is that of fsync() on every file of the filesystem (syncfs(2)), and
- * since Linux 5.8 a write-back error that happened on the filesystem
- * after `fd` was opened is reported by the call; the fetcher only uses it
- * there (and keeps its descriptor open for the whole run).
+ * its journal once, and Linux waits for that I/O to complete.  Whether
+ * that is as good as fsync() of every file depends on the kernel and the
+ * filesystem:
  *
- * Only defined where the C library has syncfs() (glibc, musl); elsewhere
- * the module has no _syncfs and the fetcher fsyncs file by file.
+ *   - since Linux 5.8 a write-back error on the filesystem after the
+ *     descriptor was opened is reported by syncfs, and since 5.17 an
+ *     error of the filesystem's own sync (a journal commit) is too;
+ *   - FUSE and 9p filesystems do not pass syncfs on to the process or
+ *     host that holds the data, while they do pass fsync on.
  *
- * May call: nothing of cpoplib.  Runs no Python code; the GIL is released
- * around the system call.
+ * So the fetcher uses syncfs on its own only on Linux 5.17 and later and
+ * on ext2/3/4, XFS and btrfs, which it recognises by _fs_type(); anywhere
+ * else it fsyncs file by file unless told otherwise (--sync fs).
+ *
+ * Only defined where the kernel headers know SYS_syncfs (cpoplib.h).
+ *
+ * May call: nothing of cpoplib.  Runs no Python code while the GIL is
+ * released around the system calls.
  */
 #include "cpoplib.h"
 
 #ifdef CPOPLIB_HAVE_SYNCFS
 
-#include <errno.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 const char cpoplib_syncfs_doc[] =
@@ -33,7 +41,8 @@ const char cpoplib_syncfs_doc[] =
 PyObject *
 cpoplib_syncfs(PyObject *module, PyObject *arg)
 {
-    int fd, rc, saved_errno;
+    int fd;
+    long rc;
 
     (void)module;
     fd = PyObject_AsFileDescriptor(arg);
@@ -41,14 +50,37 @@ cpoplib_syncfs(PyObject *module, PyObject *arg)
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
-    rc = syncfs(fd);
-    saved_errno = errno;
+    rc = syscall(SYS_syncfs, fd);
     Py_END_ALLOW_THREADS
     if (rc != 0) {
-        errno = saved_errno;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     Py_RETURN_NONE;
+}
+
+const char cpoplib_fs_type_doc[] =
+"_fs_type(fd, /)\n--\n\n"
+"The f_type of fstatfs(2) for the open file descriptor fd: the magic\n"
+"number of its filesystem (0xEF53 for ext2/3/4, 0x58465342 for XFS, ...).";
+
+PyObject *
+cpoplib_fs_type(PyObject *module, PyObject *arg)
+{
+    struct statfs buf;
+    int fd, rc;
+
+    (void)module;
+    fd = PyObject_AsFileDescriptor(arg);
+    if (fd < 0) {
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    rc = fstatfs(fd, &buf);
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromUnsignedLong((unsigned long)buf.f_type);
 }
 
 #endif /* CPOPLIB_HAVE_SYNCFS */

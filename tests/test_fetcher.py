@@ -24,6 +24,7 @@ import json
 import mailbox
 import os
 import pty
+import select
 import signal
 import subprocess
 import sys
@@ -304,7 +305,11 @@ def run_on_a_terminal(argv):
         stderr=slave, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     os.close(slave)
     chunks = []
-    while True:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1.0)
+        if not ready:
+            continue
         try:
             data = os.read(master, 65536)
         except OSError:
@@ -312,6 +317,8 @@ def run_on_a_terminal(argv):
         if not data:
             break
         chunks.append(data)
+    else:
+        proc.kill()
     proc.wait(30)
     os.close(master)
     return proc.returncode, b"".join(chunks).decode()
@@ -657,8 +664,10 @@ def test_sigkill_and_rerun_mbox(server, carol, carol_pw, tmp_path,
             with contextlib.suppress(FileNotFoundError):
                 if os.path.getsize(box) >= limit:
                     break
+            time.sleep(0.0005)
         proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGKILL, (proc.returncode, err)
         # a killed run may leave an uncommitted (possibly cut) tail; what
         # the server no longer has must be in the mbox, whole
         in_box, _ = mbox_contents(box)
@@ -676,6 +685,31 @@ def test_sigkill_and_rerun_mbox(server, carol, carol_pw, tmp_path,
     assert not os.path.exists(str(box) + ".lock")
 
 
+@pytest.mark.parametrize("faults", ["delivered:1", "delivered:6",
+                                    "synced:2", "committed:1",
+                                    "committed:2,deleted:3",
+                                    "before-quit:1"])
+def test_crash_and_rerun_mbox(server, carol, carol_pw, tmp_path, faults):
+    """The fault points of test_crash_and_rerun with an mbox: the
+    uncommitted tail is cut, nothing is in the mbox twice or deleted
+    before it is in the mbox."""
+    added = carol("cbox", 11)
+    box = tmp_path / "mail.mbox"
+    for fault in faults.split(","):
+        proc = fetch_process(server, box, fault=fault, dest="--mbox")
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 97, err
+        in_box, _ = mbox_contents(box)
+        for key in set(added) - set(carol_numbers(server)):
+            assert key in in_box and in_box[key] in added[key], key
+    proc = fetch_process(server, box, dest="--mbox")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    in_box, count = mbox_contents(box)
+    assert count == len(added) and set(in_box) == set(added)
+    assert carol_numbers(server) == {}
+
+
 @pytest.mark.skipif(not hasattr(cpoplib._cpoplib, "_syncfs"),
                     reason="no syncfs(2) on this system")
 def test_syncfs_function(tmp_path):
@@ -686,11 +720,67 @@ def test_syncfs_function(tmp_path):
             assert cpoplib._cpoplib._syncfs(f) is None     # fileno()
     finally:
         os.close(fd)
-    with pytest.raises(OSError) as info:
-        cpoplib._cpoplib._syncfs(fd)                        # closed
-    assert info.value.errno == errno.EBADF
-    with pytest.raises(TypeError):
-        cpoplib._cpoplib._syncfs("0")
+    bad = 1 << 20                       # above any descriptor in use
+    for function in (cpoplib._cpoplib._syncfs, cpoplib._cpoplib._fs_type):
+        with pytest.raises(OSError) as info:
+            function(bad)
+        assert info.value.errno == errno.EBADF
+        with pytest.raises(TypeError):
+            function("0")
+
+
+@pytest.mark.skipif(not hasattr(cpoplib._cpoplib, "_syncfs"),
+                    reason="no syncfs(2) on this system")
+def test_auto_sync_only_where_syncfs_stands_for_fsync(tmp_path,
+                                                       monkeypatch):
+    """--sync auto takes syncfs only on Linux 5.17+ and on a filesystem
+    known to commit on syncfs; tmpfs (in /dev/shm) is not one."""
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        kind = cpoplib._cpoplib._fs_type(fd)
+        monkeypatch.setattr(fetcher.os, "uname", lambda: os.uname_result(
+            ("Linux", "h", "6.1.0-13-amd64", "#1", "x86_64")))
+        assert fetcher.syncfs_usable(fd) == (
+            kind in fetcher.SYNCFS_FILESYSTEMS)
+        monkeypatch.setattr(fetcher.os, "uname", lambda: os.uname_result(
+            ("Linux", "h", "5.16.20", "#1", "x86_64")))
+        assert fetcher.syncfs_usable(fd) is False
+    finally:
+        os.close(fd)
+    if os.path.isdir("/dev/shm"):
+        fd = os.open("/dev/shm", os.O_RDONLY)
+        try:
+            assert cpoplib._cpoplib._fs_type(fd) == 0x01021994   # tmpfs
+            monkeypatch.setattr(fetcher.os, "uname",
+                                lambda: os.uname_result(
+                                    ("Linux", "h", "6.1.0", "#1", "x")))
+            assert fetcher.syncfs_usable(fd) is False
+        finally:
+            os.close(fd)
+
+
+def test_syncfs_failure_publishes_and_records_nothing(tmp_path, capsys, pw,
+                                                      monkeypatch):
+    """A failing sync of the first batch: exit 5, nothing moved into new/,
+    no UIDL recorded, nothing deleted."""
+    def syncfs(fd):
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(fetcher._cpoplib, "_syncfs", syncfs, raising=False)
+    monkeypatch.setattr(fetcher, "_linux_at_least", lambda *v: True)
+    msgs = [message(i) for i in range(1, 6)]
+    md = tmp_path / "Mail"
+    state = tmp_path / "state.json"
+    handler = pop3_handler(msgs)
+    with ScriptedServer(handler) as srv:
+        code, err = run(scripted_args(srv, "--maildir", md, "--state",
+                                      state, "--sync", "fs", "--delete"),
+                        capsys)
+    assert code == fetcher.EXIT_DELIVERY, err
+    assert "Input/output error" in err
+    assert os.listdir(md / "new") == []
+    assert handler.deleted == []
+    if state.exists():
+        assert json.loads(state.read_text())["uidls"] == []
 
 
 @pytest.mark.parametrize("mode", ["fs", "file"])

@@ -9,10 +9,12 @@ How a run delivers, for the files-based destinations (Maildir, .eml):
 1. each message is written to a staging name (Maildir: ``tmp/``; .eml: a
    hidden ``.cpoplib-tmp-*`` file in the directory), not synced;
 2. once per batch (``--batch`` messages or 32 MiB) the batch is made
-   durable: with ``--sync fs`` (the default on Linux 5.8 and later) one
-   syncfs(2) on the destination's filesystem, which writes back every
-   dirty file there and commits the journal once; with ``--sync file``
-   every staged file is fsync'd, then the staging directory;
+   durable: with ``--sync fs`` one syncfs(2) on the destination's
+   filesystem, which writes back every dirty file there and commits the
+   journal once; with ``--sync file`` every staged file is fsync'd, then
+   the staging directory; ``--sync auto`` (the default) is ``fs`` on
+   Linux 5.17 and later on ext2/3/4, XFS and btrfs (see
+   Modules/durability.c for why), ``file`` anywhere else;
 3. the state file is replaced atomically (temporary file, fsync,
    ``os.replace``, directory fsync) with the batch's UIDLs added to the
    delivered set and the batch's renames recorded as ``pending``;
@@ -128,18 +130,35 @@ def fsync_dir(path):
         os.close(fd)
 
 
-def syncfs_usable():
-    """True where syncfs(2) reports write-back errors (Linux 5.8+), so
-    that one call can stand for fsync() on each file of a batch."""
-    if not hasattr(_cpoplib, "_syncfs") or not sys.platform.startswith(
-            "linux"):
+def _linux_at_least(major, minor):
+    if not sys.platform.startswith("linux"):
         return False
     release = os.uname().release.split(".")
     try:
-        major, minor = int(release[0]), int(release[1].split("-")[0])
+        version = int(release[0]), int(release[1].split("-")[0])
     except (IndexError, ValueError):
         return False
-    return (major, minor) >= (5, 8)
+    return version >= (major, minor)
+
+
+# Filesystems whose sync (syncfs) writes back and commits what fsync of
+# each file would: ext2/3/4, XFS, btrfs (statfs(2) magic numbers).  Not
+# FUSE or 9p, which do not pass syncfs on to where the data lives.
+SYNCFS_FILESYSTEMS = {0xEF53: "ext4", 0x58465342: "xfs",
+                      0x9123683E: "btrfs"}
+
+
+def syncfs_usable(fd):
+    """True where one syncfs(2) of the filesystem holding `fd` stands for
+    fsync() of each file of a batch: Linux 5.17+ (syncfs reports write-back
+    errors since 5.8 and journal commit errors since 5.17) on one of
+    SYNCFS_FILESYSTEMS."""
+    if not hasattr(_cpoplib, "_syncfs") or not _linux_at_least(5, 17):
+        return False
+    try:
+        return _cpoplib._fs_type(fd) in SYNCFS_FILESYSTEMS
+    except OSError:
+        return False
 
 
 SYNC_MODES = ("auto", "fs", "file")
@@ -286,23 +305,26 @@ class _Staged:
         self.staged = []        # (fd, staged path, final path)
         self.seq = 0
         self.host = _hostname()
-        self.use_syncfs = sync == "fs" or (sync == "auto"
-                                           and syncfs_usable())
-        self.dirfd = None       # the staging directory, for syncfs
+        self.sync_mode = sync
+        self.use_syncfs = False
+        self.dirfd = None       # the staging directory
 
     # subclasses: staging_dir, final_dir, _names(), _is_ours(name)
 
     def open(self, state):
         self._prepare()
-        if self.use_syncfs:
-            # opened before anything is written: syncfs reports the
-            # write-back errors seen since this descriptor was opened
-            try:
-                self.dirfd = os.open(self.staging_dir,
-                                     os.O_RDONLY | os.O_DIRECTORY)
-            except OSError as exc:
-                raise _delivery_error("cannot open %s" % self.staging_dir,
-                                      exc)
+        # Opened before anything is written: syncfs reports the write-back
+        # errors seen since this descriptor was opened.  Files are created
+        # relative to it, so that they are on the filesystem it syncs even
+        # if the directory is replaced during the run.
+        try:
+            self.dirfd = os.open(self.staging_dir,
+                                 os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise _delivery_error("cannot open %s" % self.staging_dir, exc)
+        self.use_syncfs = (self.sync_mode == "fs"
+                           or (self.sync_mode == "auto"
+                               and syncfs_usable(self.dirfd)))
         self._recover(state)
 
     def _recover(self, state):
@@ -337,8 +359,9 @@ class _Staged:
         self.seq += 1
         staged, final = self._names()
         try:
-            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                         0o600)
+            fd = os.open(os.path.basename(staged),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600,
+                         dir_fd=self.dirfd)
         except OSError as exc:
             raise _delivery_error("cannot create a file", exc)
         try:
@@ -359,16 +382,16 @@ class _Staged:
         syncfs of the filesystem, or fsync of every staged file and then
         of the staging directory."""
         try:
-            if self.dirfd is not None:
+            if self.use_syncfs:
                 _cpoplib._syncfs(self.dirfd)
             for i, (fd, staged, final) in enumerate(self.staged):
                 if fd is not None:
-                    if self.dirfd is None:
+                    if not self.use_syncfs:
                         os.fsync(fd)
                     os.close(fd)
                     self.staged[i] = (None, staged, final)
-            if self.dirfd is None:
-                fsync_dir(self.staging_dir)
+            if not self.use_syncfs:
+                os.fsync(self.dirfd)
         except OSError as exc:
             raise _delivery_error("cannot sync %s" % self.staging_dir, exc)
 
@@ -633,9 +656,10 @@ class Account:
         if self.sync not in SYNC_MODES:
             raise FetchError(EXIT_USAGE, "--sync must be one of %s"
                              % ", ".join(SYNC_MODES))
-        if self.sync == "fs" and not hasattr(_cpoplib, "_syncfs"):
-            raise FetchError(EXIT_USAGE, "--sync fs: this system has no "
-                             "syncfs(2)")
+        if self.sync == "fs" and not (hasattr(_cpoplib, "_syncfs")
+                                      and _linux_at_least(5, 8)):
+            raise FetchError(EXIT_USAGE, "--sync fs needs Linux 5.8 or "
+                             "later (syncfs(2) reporting write errors)")
         if not self.name:
             self.name = "%s@%s" % (self.user or "?", self.host)
 
@@ -1198,7 +1222,8 @@ def build_parser():
                    help="how a batch of Maildir or .eml files is made "
                         "durable: fs = one syncfs(2) of the destination's "
                         "filesystem, file = fsync of each file; auto (the "
-                        "default) = fs on Linux 5.8+, else file")
+                        "default) = fs on Linux 5.17+ with ext4, XFS or "
+                        "btrfs, else file")
     o = p.add_argument_group("output")
     o.add_argument("-q", "--quiet", action="store_true")
     o.add_argument("-v", "--verbose", action="store_true")
