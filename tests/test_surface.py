@@ -597,6 +597,31 @@ def test_bench_runs_the_benchmark_suite_of_the_source_tree(tmp_path):
     assert "bench" in proc.stdout
 
 
+def test_bench_ignores_a_foreign_benchmarks_package(tmp_path):
+    """A benchmarks/ package that is not cpoplib's, in a parent of the
+    current directory, is never imported."""
+    root = tmp_path / "other"
+    (root / "benchmarks").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "benchmarks" / "__init__.py").write_text("")
+    (root / "benchmarks" / "runner.py").write_text(
+        "def main(argv):\n    print('FOREIGN')\n    return 0\n")
+    (root / "tests" / "dovecot_server.py").write_text("")
+    (root / "pyproject.toml").write_text('[project]\nname = "other"\n')
+    sub = root / "sub"
+    sub.mkdir()
+    from cpoplib import __main__ as cli
+    here = os.getcwd()
+    os.chdir(sub)
+    try:
+        found = cli.find_source_tree()
+    finally:
+        os.chdir(here)
+    assert found != str(root)
+    proc = run_python(None, "-m", "cpoplib", "bench", "--help", cwd=sub)
+    assert "FOREIGN" not in proc.stdout
+
+
 def test_bench_outside_a_source_tree(monkeypatch, capsys):
     from cpoplib import __main__ as cli
     monkeypatch.setattr(cli, "find_source_tree", lambda: None)

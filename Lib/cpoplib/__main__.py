@@ -170,14 +170,32 @@ def run_command(argv):
     return _run.execute(*resolved)
 
 
+def _is_cpoplib_tree(root):
+    """A cpoplib source tree: benchmarks/, the tests' Dovecot fixture and
+    a pyproject.toml naming the project cpoplib."""
+    import os
+
+    try:
+        with open(os.path.join(root, "pyproject.toml"),
+                  encoding="utf-8") as f:
+            named = any(line.replace(" ", "").strip() == 'name="cpoplib"'
+                        for line in f)
+    except OSError:
+        return False
+    return (named
+            and os.path.isfile(os.path.join(root, "benchmarks", "runner.py"))
+            and os.path.isfile(os.path.join(root, "tests",
+                                            "dovecot_server.py")))
+
+
 def find_source_tree():
-    """The source tree holding benchmarks/: the current directory or one
-    of its parents, or the tree cpoplib was imported from (an in-place or
-    editable build); None if there is none."""
+    """The cpoplib source tree to take benchmarks/ from: the one this
+    cpoplib was imported from (an in-place or editable build), else the
+    current directory or one of its parents; None if there is none."""
     import os
 
     here = os.path.dirname(os.path.abspath(__file__))
-    candidates = []
+    candidates = [os.path.dirname(os.path.dirname(here))]   # Lib/cpoplib
     path = os.getcwd()
     while True:
         candidates.append(path)
@@ -185,11 +203,8 @@ def find_source_tree():
         if parent == path:
             break
         path = parent
-    candidates.append(os.path.dirname(os.path.dirname(here)))  # Lib/cpoplib
     for root in candidates:
-        if (os.path.isfile(os.path.join(root, "benchmarks", "runner.py"))
-                and os.path.isfile(os.path.join(root, "tests",
-                                                "dovecot_server.py"))):
+        if _is_cpoplib_tree(root):
             return root
     return None
 
@@ -204,6 +219,8 @@ def bench_command(argv):
               "inside a checkout or an unpacked sdist (pip download "
               "--no-binary :all: --no-deps cpoplib)", file=sys.stderr)
         return 2
+    print("cpoplib bench: the benchmark suite of %s" % root,
+          file=sys.stderr)
     if sys.path[:1] != [root]:
         sys.path.insert(0, root)
     from benchmarks import runner
