@@ -31,9 +31,22 @@ Groups, each in alternating rounds (A B C A B C ...):
   ``mbox /dev/null`` against ``cpoplib fetch --dry-run``.
 
 Before each run the destination is made afresh and ``os.sync()`` flushes
-what the previous round left dirty, outside the timing.  After each run
-(untimed) the destination is checked: exactly --messages messages, whose
-bodies (line ends normalised) are those in the mailbox, one each.
+what the previous round left dirty, outside the timing: a batch sync then
+writes back only the tool's own files, its best case (in real use a
+syncfs also writes back whatever else is dirty on the filesystem).  After
+each run (untimed) the destination is checked: exactly --messages
+messages, whose bodies (line ends normalised) are those in the mailbox,
+one each; in the discard group cpoplib's summary line must count every
+message and byte (mpop's /dev/null cannot be checked beyond its exit
+status).  The destinations live under --workdir (default: the system's
+temporary directory); its filesystem type is reported, and a tmpfs,
+where syncing costs nothing, is refused.
+
+Durability differs in kind, not only in cost: mpop 1.4 fsyncs each
+message file before linking it into new/, but neither the directories
+nor its UIDL file; cpoplib fetch makes each batch durable, then its
+state file and the renames (see Lib/cpoplib/fetcher.py); getmail6's
+Maildir delivery fsyncs each message file.
 
 Wall time is measured around the process (``time.perf_counter``); client
 CPU is the process's user + system time from ``os.wait4`` (it includes
@@ -182,8 +195,18 @@ class CpoplibFetch(Tool):
 class CpoplibDryRun(CpoplibFetch):
     group = "discard"
 
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.argv.remove("--quiet")         # the summary line is checked
+
     def messages(self):
         return None
+
+    def check_output(self, output, count, nbytes):
+        want = "%d messages, %d bytes" % (count, nbytes)
+        if want not in output:
+            raise runner.Mismatch("%s: expected %r in its summary, got %r"
+                                  % (self.label, want, output[-300:]))
 
 
 class Getmail(Tool):
@@ -221,9 +244,33 @@ class Getmail(Tool):
 
 
 def getmail_script():
-    scripts = os.path.dirname(sys.executable)
-    path = os.path.join(scripts, "getmail")
-    return path if os.path.exists(path) else shutil.which("getmail")
+    """getmail6's script of this interpreter's environment (it is run with
+    this interpreter, directly and through `cpoplib run`), or None."""
+    path = os.path.join(os.path.dirname(sys.executable), "getmail")
+    return path if os.path.exists(path) else None
+
+
+TMPFS_MAGIC = 0x01021994
+
+
+def filesystem_of(path):
+    """(name, is tmpfs) of the filesystem holding `path`, from
+    /proc/self/mountinfo (the longest mount point above it)."""
+    path = os.path.realpath(path)
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                sep = fields.index("-")
+                mount, fstype = fields[4], fields[sep + 1]
+                if ((path == mount or path.startswith(mount.rstrip("/")
+                                                      + "/"))
+                        and len(mount) >= len(best)):
+                    best, kind = mount, fstype
+    except (OSError, ValueError, IndexError):
+        pass
+    return kind, kind == "tmpfs"
 
 
 # --------------------------------------------------------------------------
@@ -234,7 +281,7 @@ class ToolFailed(Exception):
 
 
 def run_once(tool):
-    """Run the tool once on a fresh destination: (wall s, cpu s)."""
+    """Run the tool once on a fresh destination: (wall s, cpu s, output)."""
     tool.prepare()
     os.sync()
     t0 = time.perf_counter()
@@ -249,10 +296,13 @@ def run_once(tool):
     if proc.returncode != 0:
         raise ToolFailed("%s exited with %d:\n%s" % (
             tool.label, proc.returncode, out.decode(errors="replace")[-2000:]))
-    return wall, usage.ru_utime + usage.ru_stime
+    return wall, usage.ru_utime + usage.ru_stime, out.decode(
+        errors="replace")
 
 
-def check(tool, expected):
+def check(tool, expected, output, nbytes):
+    if hasattr(tool, "check_output"):
+        tool.check_output(output, sum(expected.values()), nbytes)
     got = tool.messages()
     if got is None:
         return
@@ -263,12 +313,12 @@ def check(tool, expected):
             % (tool.label, len(got), len(digests), sum(expected.values())))
 
 
-def timed_rounds(tools, rounds, expected, log):
+def timed_rounds(tools, rounds, expected, nbytes, log):
     out = {t.label: {"times": [], "cpu": []} for t in tools}
     for r in range(rounds):
         for t in tools:
-            wall, cpu = run_once(t)
-            check(t, expected)
+            wall, cpu, output = run_once(t)
+            check(t, expected, output, nbytes)
             out[t.label]["times"].append(wall)
             out[t.label]["cpu"].append(cpu)
         log.write("  round %d/%d: %s\n" % (r + 1, rounds, ", ".join(
@@ -327,15 +377,21 @@ def targets(report):
 
 def markdown(report):
     info = report["machine"]
-    lines = [runner.header_line(info) + " · Dovecot %s · %s"
-             % (report["dovecot"], report["mpop"]), "",
+    lines = [runner.header_line(info) + " · Dovecot %s · %s · destination "
+             "filesystem: %s" % (report["dovecot"], report["mpop"],
+                                 report["filesystem"]), "",
              "Tools mode: %d messages of %s bytes each from Dovecot over "
              "plain POP3 (%s bytes of mailbox), each tool a process of its "
              "own, timed whole (start-up to exit); alternating rounds, "
              "medians with (min–max); ÷ = median ÷ mpop's median; client "
              "CPU = user + system time of the process and the children it "
              "waited for (os.wait4).  Every run's destination was checked: "
-             "all messages, each once."
+             "all messages, each once (mpop → /dev/null: exit status "
+             "only).  Each run starts after os.sync(), so a batch sync "
+             "writes back only the tool's own files.  Durability: mpop "
+             "fsyncs each message file (not the directories or its UIDL "
+             "file); cpoplib fetch syncs each batch, then its state file "
+             "and the renames; getmail6 fsyncs each message file."
              % (report["count"], "{:,}".format(report["size"]),
                 "{:,}".format(report["mailbox_bytes"])), ""]
     titles = {"maildir": "Delivery to an empty Maildir, every message, "
@@ -369,6 +425,9 @@ def parse_args(argv):
                    help="bytes per message (default 20 KiB)")
     p.add_argument("--groups", default="maildir,discard",
                    help="comma-separated: maildir, discard")
+    p.add_argument("--workdir", metavar="DIR",
+                   help="where the destinations are made (default: the "
+                        "system's temporary directory); not a tmpfs")
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--markdown", metavar="PATH")
     a = p.parse_args(argv)
@@ -404,29 +463,36 @@ def main(argv=None):
                   "(apt-get install mpop)\n")
         return 2
     getmail = getmail_script() if args.getmail_rounds > 0 else None
+    parent = args.workdir or ds._pick_tmp_parent() or tempfile.gettempdir()
+    fstype, tmpfs = filesystem_of(parent)
+    if tmpfs:
+        log.write("benchmarks --tools: %s is a tmpfs, where syncing costs "
+                  "nothing; give --workdir on a disk filesystem\n" % parent)
+        return 2
     info = runner.machine_info()
     import cpoplib
     info["cpoplib"] = getattr(cpoplib, "__version__", None)
     report = {"machine": info, "mode": "tools", "rounds": args.rounds,
               "count": args.messages, "size": args.size, "mpop": mpop,
+              "filesystem": fstype,
               "argv": sys.argv[1:], "results": {}, "notes": [],
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if args.getmail_rounds > 0 and getmail is None:
-        report["notes"].append("getmail6 rows skipped: getmail is not "
-                               "installed (pip install getmail6).")
+        report["notes"].append("getmail6 rows skipped: getmail6 is not "
+                               "installed in this environment (pip "
+                               "install getmail6).")
     log.write("generating %d messages of %d bytes...\n"
               % (args.messages, args.size))
     messages = bench_messages(args.messages, args.size)
     expected = Counter(body_digest(m) for _, m in messages)
-    report["mailbox_bytes"] = sum(len(m.replace(b"\n", b"\r\n"))
-                                  for _, m in messages)
+    report["mailbox_bytes"] = nbytes = sum(len(m.replace(b"\n", b"\r\n"))
+                                           for _, m in messages)
     log.write("starting Dovecot...\n")
     server = ds.DovecotServer(
         large_size=4096,
         extra_users={BENCH_USER: (BENCH_PASSWORD, messages)})
     del messages
-    work = tempfile.mkdtemp(prefix="cpoplib-bench-tools-",
-                            dir=ds._pick_tmp_parent())
+    work = tempfile.mkdtemp(prefix="cpoplib-bench-tools-", dir=parent)
     os.chmod(work, 0o755)
     try:
         server.start()
@@ -450,13 +516,13 @@ def main(argv=None):
                                        server, n)]
                 slow = []
             log.write("%s: warm-up and check...\n" % group)
-            for t in tools:
-                run_once(t)
-                check(t, expected)
-            res = timed_rounds(tools, args.rounds, expected, log)
+            for t in tools + slow:
+                _, _, output = run_once(t)
+                check(t, expected, output, nbytes)
+            res = timed_rounds(tools, args.rounds, expected, nbytes, log)
             if slow:
                 res.update(timed_rounds(slow, args.getmail_rounds, expected,
-                                        log))
+                                        nbytes, log))
             report["results"][group] = res
     except (runner.Mismatch, ToolFailed) as exc:
         log.write("FAILED: %s\n" % exc)
