@@ -107,10 +107,13 @@ def make_maildir(path, owner=None):
 # the tools
 
 class Tool:
-    """One command line to time; prepare() makes a fresh destination,
-    check() verifies it afterwards."""
+    """One command line to time.  prepare() makes a new destination (and
+    whatever names it) for each run; nothing is deleted between runs, so
+    that no deletion's journal and discard work falls into the next timed
+    run; the whole work directory goes at the end."""
 
     group = "maildir"
+    env = None
 
     def __init__(self, label, work, server, count):
         self.label = label
@@ -120,12 +123,20 @@ class Tool:
         os.chmod(self.work, 0o755)
         self.server = server
         self.count = count
-        self.dest = os.path.join(self.work, "Maildir")
-
-    env = None
+        self.runs = 0
+        self.dest = None
+        self.argv = None
 
     def prepare(self):
-        shutil.rmtree(self.dest, ignore_errors=True)
+        self.runs += 1
+        self.run_dir = os.path.join(self.work, "run-%d" % self.runs)
+        os.mkdir(self.run_dir)
+        os.chmod(self.run_dir, 0o755)
+        self.dest = os.path.join(self.run_dir, "Maildir")
+        self.configure()
+
+    def configure(self):
+        raise NotImplementedError
 
     def messages(self):
         return maildir_messages(self.dest)
@@ -134,12 +145,10 @@ class Tool:
 class Mpop(Tool):
     delivery = None
 
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.rc = os.path.join(self.work, "mpoprc")
-        self.uidls = os.path.join(self.work, "uidls")
+    def configure(self):
+        rc = os.path.join(self.run_dir, "mpoprc")
         delivery = self.delivery or "maildir %s" % self.dest
-        with open(self.rc, "w") as f:
+        with open(rc, "w") as f:
             f.write("defaults\n"
                     "host %s\nport %d\ntls off\nauth user\n"
                     "user %s\npassword %s\n"
@@ -149,14 +158,10 @@ class Mpop(Tool):
                     "delivery %s\n"
                     "account default : bench\n"
                     % (self.server.host, self.server.pop3_port, BENCH_USER,
-                       BENCH_PASSWORD, self.uidls, delivery))
-        os.chmod(self.rc, 0o600)
-        self.argv = ["mpop", "-C", self.rc, "-q"]
-
-    def prepare(self):
-        super().prepare()
-        if os.path.exists(self.uidls):
-            os.unlink(self.uidls)
+                       BENCH_PASSWORD, os.path.join(self.run_dir, "uidls"),
+                       delivery))
+        os.chmod(rc, 0o600)
+        self.argv = ["mpop", "-C", rc, "-q"]
         if self.delivery is None:
             make_maildir(self.dest)
 
@@ -173,31 +178,26 @@ class CpoplibFetch(Tool):
 
     def __init__(self, *a, sync=None, **kw):
         super().__init__(*a, **kw)
-        self.state = os.path.join(self.work, "state.json")
+        self.sync = sync
+        self.env = dict(os.environ, CPOPLIB_BENCH_PASSWORD=BENCH_PASSWORD)
+
+    def configure(self):
         self.argv = [sys.executable, "-m", "cpoplib", "fetch",
                      "--host", self.server.host,
                      "--port", str(self.server.pop3_port),
                      "--user", BENCH_USER, "--password-env",
                      "CPOPLIB_BENCH_PASSWORD", "--allow-plaintext",
-                     "--state", self.state, "--quiet"]
-        self.argv += ["--maildir", self.dest] if self.group == "maildir" \
-            else ["--dry-run", "--all"]
-        if sync:
-            self.argv += ["--sync", sync]
-        self.env = dict(os.environ, CPOPLIB_BENCH_PASSWORD=BENCH_PASSWORD)
-
-    def prepare(self):
-        super().prepare()
-        if os.path.exists(self.state):
-            os.unlink(self.state)
+                     "--state", os.path.join(self.run_dir, "state.json")]
+        if self.group == "maildir":
+            self.argv += ["--quiet", "--maildir", self.dest]
+        else:
+            self.argv += ["--dry-run", "--all"]   # summary line checked
+        if self.sync:
+            self.argv += ["--sync", self.sync]
 
 
 class CpoplibDryRun(CpoplibFetch):
     group = "discard"
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.argv.remove("--quiet")         # the summary line is checked
 
     def messages(self):
         return None
@@ -214,33 +214,28 @@ class Getmail(Tool):
 
     def __init__(self, label, work, server, count, script, on_cpoplib):
         super().__init__(label, work, server, count)
-        self.owner = None
-        user_line = ""
-        if os.geteuid() == 0:
-            self.owner = pwd.getpwnam("nobody")
-            user_line = "user = nobody\n"
-        self.rc = os.path.join(self.work, "getmailrc")
-        with open(self.rc, "w") as f:
+        self.owner = pwd.getpwnam("nobody") if os.geteuid() == 0 else None
+        self.prefix = ([sys.executable, "-m", "cpoplib", "run", "getmail"]
+                       if on_cpoplib else [sys.executable, script])
+        self.env = dict(os.environ, HOME=self.work)
+
+    def configure(self):
+        rc = os.path.join(self.run_dir, "getmailrc")
+        with open(rc, "w") as f:
             f.write("[retriever]\ntype = SimplePOP3Retriever\n"
                     "server = %s\nport = %d\nusername = %s\npassword = %s\n"
                     "\n[destination]\ntype = Maildir\npath = %s/\n%s"
                     "\n[options]\nverbose = 0\nread_all = true\n"
                     "delete = false\nmessage_log_syslog = false\n"
-                    % (server.host, server.pop3_port, BENCH_USER,
-                       BENCH_PASSWORD, self.dest, user_line))
-        os.chmod(self.rc, 0o600)
-        self.state = os.path.join(self.work, "getmail-state")
-        prefix = ([sys.executable, "-m", "cpoplib", "run", "getmail"]
-                  if on_cpoplib else [sys.executable, script])
-        self.argv = prefix + ["--getmaildir", self.state, "--rcfile",
-                              self.rc, "--quiet"]
-        self.env = dict(os.environ, HOME=self.work)
-
-    def prepare(self):
-        super().prepare()
-        shutil.rmtree(self.state, ignore_errors=True)
-        os.mkdir(self.state)
+                    % (self.server.host, self.server.pop3_port, BENCH_USER,
+                       BENCH_PASSWORD, self.dest,
+                       "user = nobody\n" if self.owner else ""))
+        os.chmod(rc, 0o600)
+        state = os.path.join(self.run_dir, "getmail-state")
+        os.mkdir(state)
         make_maildir(self.dest, self.owner)
+        self.argv = self.prefix + ["--getmaildir", state, "--rcfile", rc,
+                                   "--quiet"]
 
 
 def getmail_script():
