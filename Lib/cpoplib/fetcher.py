@@ -805,7 +805,7 @@ class Output:
     def _draw(self):
         # a line that wrapped would break the count: cut to the width
         for line in self.lines.values():
-            self.stream.write(line[:max(self.width - 1, 20)] + "\n")
+            self.stream.write(line[:max(self.width - 1, 1)] + "\n")
         self.shown = len(self.lines)
 
     def _write(self, text):
