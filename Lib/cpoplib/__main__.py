@@ -223,8 +223,9 @@ def bench_command(argv):
           file=sys.stderr)
     if sys.path[:1] != [root]:
         sys.path.insert(0, root)
-    from benchmarks import runner
+    import importlib
 
+    runner = importlib.import_module("benchmarks.runner")
     return runner.main(argv)
 
 
