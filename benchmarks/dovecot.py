@@ -36,7 +36,6 @@ import gc
 import hashlib
 import os
 import ssl
-import statistics
 import sys
 import time
 
@@ -299,18 +298,13 @@ def timed_rounds(clients, target, numbers, rounds, log):
             out[c.label]["times"].append(elapsed)
             out[c.label]["cpu"].append(cpu)
         log.write("  %s round %d/%d done\n" % (target.transport, r + 1, rounds))
-    for d in out.values():
-        d["median"] = statistics.median(d["times"])
-        d["min"], d["max"] = min(d["times"]), max(d["times"])
-        d["cpu_median"] = statistics.median(d["cpu"])
-    return out
+    return runner.summarize(out)
 
 
 # --------------------------------------------------------------------------
 # reporting
 
-def fmt_s(s):
-    return runner.fmt_time(s)
+fmt_s = runner.fmt_time
 
 
 def spread(d):

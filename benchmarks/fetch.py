@@ -28,7 +28,6 @@ import argparse
 import gc
 import hashlib
 import json
-import statistics
 import subprocess
 import sys
 import threading
@@ -243,14 +242,7 @@ def rounds_single(port, clients, rounds, log, name):
             conn.quit()
             out[label]["times"].append(elapsed)
         log.write("  %s round %d/%d\n" % (name, r + 1, rounds))
-    return summarize(out)
-
-
-def summarize(out):
-    for d in out.values():
-        d["median"] = statistics.median(d["times"])
-        d["min"], d["max"] = min(d["times"]), max(d["times"])
-    return out
+    return runner.summarize(out)
 
 
 # ---- threads ----
@@ -332,7 +324,7 @@ def rounds_threads(port, count, rounds, log):
                                          nt)
                 out.setdefault(key, {"times": []})["times"].append(elapsed)
         log.write("  threads round %d/%d\n" % (r + 1, rounds))
-    return summarize(out), ref
+    return runner.summarize(out), ref
 
 
 # ---- peak RSS ----
@@ -351,8 +343,7 @@ def probe(port, what, log):
 # --------------------------------------------------------------------------
 # report
 
-def fmt_s(s):
-    return runner.fmt_time(s)
+fmt_s = runner.fmt_time
 
 
 def row(label, d, nbytes, ref=None):

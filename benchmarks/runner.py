@@ -430,6 +430,17 @@ def parse_args(argv):
 
 
 
+def summarize(out):
+    """For every {"times": [...], "cpu": [...]} of `out` (a dict of them;
+    "cpu" optional): median, min and max of the times, median CPU."""
+    for d in out.values():
+        d["median"] = statistics.median(d["times"])
+        d["min"], d["max"] = min(d["times"]), max(d["times"])
+        if "cpu" in d:
+            d["cpu_median"] = statistics.median(d["cpu"])
+    return out
+
+
 def emit_report(report, text, args, log):
     """Print a run's Markdown `text`; write it and the JSON `report` where
     --markdown/--json ask; log the run's total time."""

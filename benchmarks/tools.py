@@ -59,7 +59,6 @@ import hashlib
 import os
 import pwd
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -319,18 +318,13 @@ def timed_rounds(tools, rounds, expected, nbytes, log):
         log.write("  round %d/%d: %s\n" % (r + 1, rounds, ", ".join(
             "%s %.2f s" % (t.label, out[t.label]["times"][-1])
             for t in tools)))
-    for d in out.values():
-        d["median"] = statistics.median(d["times"])
-        d["min"], d["max"] = min(d["times"]), max(d["times"])
-        d["cpu_median"] = statistics.median(d["cpu"])
-    return out
+    return runner.summarize(out)
 
 
 # --------------------------------------------------------------------------
 # reporting
 
-def fmt_s(s):
-    return runner.fmt_time(s)
+fmt_s = runner.fmt_time
 
 
 def table(results, base, nbytes):
