@@ -4,8 +4,11 @@ The interpreter's own test_poplib (tests/test_stdlib_suite.py) is the
 specification cpoplib is held to, so none of its tests may be skipped:
 a skip there (no ssl module, no MD5 in OpenSSL, a test resource missing)
 is reported as a failure naming the reason.
+
+The putlines fixture records what a connection put on the wire.
 """
 import os
+import sys
 
 import pytest
 
@@ -24,3 +27,28 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         report.longrepr = ("the interpreter's test_poplib must run in full, "
                            "but %s was skipped: %s" % (item.nodeid, reason))
+
+
+_PUTLINES = []          # (id(conn), line) while recording, see putlines()
+_RECORDING = []
+_HOOKED = []
+
+
+def _audit(event, args):
+    if _RECORDING and event == "poplib.putline":
+        _PUTLINES.append((id(args[0]), args[1]))
+
+
+@pytest.fixture
+def putlines():
+    """A function giving the lines (bytes, without CRLF) a connection put
+    on the wire since set-up, from the poplib.putline audit events
+    cpoplib raises as poplib does."""
+    if not _HOOKED:
+        sys.addaudithook(_audit)        # cannot be removed: one per process
+        _HOOKED.append(True)
+    start = len(_PUTLINES)
+    _RECORDING.append(True)
+    yield lambda conn: [line for ident, line in _PUTLINES[start:]
+                        if ident == id(conn)]
+    _RECORDING.pop()

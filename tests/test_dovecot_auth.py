@@ -325,30 +325,6 @@ class Transcript(Recording):
         return resp
 
 
-_PUTLINES = []          # (id(conn), line) while recording, see putlines()
-_RECORDING = []
-_HOOKED = []
-
-
-def _audit(event, args):
-    if _RECORDING and event == "poplib.putline":
-        _PUTLINES.append((id(args[0]), args[1]))
-
-
-@pytest.fixture
-def putlines():
-    """A function giving the lines (bytes, without CRLF) a connection put
-    on the wire since set-up, from cpoplib's poplib.putline audit events."""
-    if not _HOOKED:
-        sys.addaudithook(_audit)        # cannot be removed: one per process
-        _HOOKED.append(True)
-    start = len(_PUTLINES)
-    _RECORDING.append(True)
-    yield lambda conn: [line for ident, line in _PUTLINES[start:]
-                        if ident == id(conn)]
-    _RECORDING.pop()
-
-
 class Introspection:
     """The tokens the introspection endpoint was asked about from now on."""
 

@@ -92,30 +92,6 @@ def expected(server, corpus):
     return result
 
 
-_PUTLINES = []          # (id(conn), line) while recording, see putlines()
-_RECORDING = []
-_HOOKED = []
-
-
-def _audit(event, args):
-    if _RECORDING and event == "poplib.putline":
-        _PUTLINES.append((id(args[0]), args[1]))
-
-
-@pytest.fixture
-def putlines():
-    """A function giving the lines a connection sent since set-up (from
-    the poplib.putline audit events cpoplib raises as poplib does)."""
-    if not _HOOKED:
-        sys.addaudithook(_audit)        # cannot be removed: one per process
-        _HOOKED.append(True)
-    start = len(_PUTLINES)
-    _RECORDING.append(True)
-    yield lambda conn: [line for ident, line in _PUTLINES[start:]
-                        if ident == id(conn)]
-    _RECORDING.pop()
-
-
 @contextlib.contextmanager
 def carol_messages(server, prefix, count):
     """Adds `count` messages to carol's (empty) mailbox; yields their keys.
