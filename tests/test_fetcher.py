@@ -646,6 +646,27 @@ def mbox_contents(box):
     return dict(msgs), len(msgs)
 
 
+def check_mbox_after_crash(server, box, added):
+    """A killed run may leave an uncommitted (possibly cut) tail; what the
+    server no longer has must be in the mbox, whole."""
+    in_box, _ = mbox_contents(box)
+    for key in set(added) - set(carol_numbers(server)):
+        assert key in in_box and in_box[key] in added[key], key
+
+
+def check_mbox_clean_rerun(server, box, added):
+    """A clean run after the crashes: every message in the mbox exactly
+    once and complete, none left on the server."""
+    proc = fetch_process(server, box, dest="--mbox")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    in_box, count = mbox_contents(box)
+    assert count == len(added) and set(in_box) == set(added)
+    for key, payload in in_box.items():
+        assert payload in added[key], key
+    assert carol_numbers(server) == {}
+
+
 @pytest.mark.parametrize("after_bytes", [1, 150_000, 600_000])
 def test_sigkill_and_rerun_mbox(server, carol, carol_pw, tmp_path,
                                 after_bytes):
@@ -668,20 +689,8 @@ def test_sigkill_and_rerun_mbox(server, carol, carol_pw, tmp_path,
         proc.send_signal(signal.SIGKILL)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == -signal.SIGKILL, (proc.returncode, err)
-        # a killed run may leave an uncommitted (possibly cut) tail; what
-        # the server no longer has must be in the mbox, whole
-        in_box, _ = mbox_contents(box)
-        gone = set(added) - set(carol_numbers(server))
-        for key in gone:
-            assert key in in_box and in_box[key] in added[key], key
-    proc = fetch_process(server, box, dest="--mbox")
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    in_box, count = mbox_contents(box)
-    assert count == len(added) and set(in_box) == set(added)
-    for key, payload in in_box.items():
-        assert payload in added[key], key
-    assert carol_numbers(server) == {}
+        check_mbox_after_crash(server, box, added)
+    check_mbox_clean_rerun(server, box, added)
     assert not os.path.exists(str(box) + ".lock")
 
 
@@ -699,15 +708,8 @@ def test_crash_and_rerun_mbox(server, carol, carol_pw, tmp_path, faults):
         proc = fetch_process(server, box, fault=fault, dest="--mbox")
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 97, err
-        in_box, _ = mbox_contents(box)
-        for key in set(added) - set(carol_numbers(server)):
-            assert key in in_box and in_box[key] in added[key], key
-    proc = fetch_process(server, box, dest="--mbox")
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    in_box, count = mbox_contents(box)
-    assert count == len(added) and set(in_box) == set(added)
-    assert carol_numbers(server) == {}
+        check_mbox_after_crash(server, box, added)
+    check_mbox_clean_rerun(server, box, added)
 
 
 @pytest.mark.skipif(not hasattr(cpoplib._cpoplib, "_syncfs"),
