@@ -11,6 +11,9 @@
  * exception classes' constructors.
  */
 #include "cpoplib.h"
+#include "sasl.h"
+
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -187,6 +190,15 @@ cpoplib_replace_error(cpoplib_state *st, const char *msg)
     cpoplib_chain_context(cause);
 }
 
+double
+cpoplib_monotonic(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 int
 cpoplib_md5_hex(const char *data, size_t len, char out[33])
 {
@@ -306,6 +318,10 @@ intern_names(cpoplib_state *st)
     INTERN(str_fileno, "fileno");
     INTERN(str_keyfile, "keyfile");
     INTERN(str_certfile, "certfile");
+    INTERN(str_write, "write");
+    INTERN(str_settimeout, "settimeout");
+    INTERN(str_gettimeout, "gettimeout");
+    INTERN(str_scram_max, "SCRAM_MAX_ITERATIONS");
     INTERN(str_rb, "rb");
     INTERN(str_ascii, "ascii");
     INTERN(str_stls_cap, "STLS");
@@ -474,6 +490,8 @@ module_exec(PyObject *module)
         || PyModule_AddIntConstant(module, "POP3_SSL_PORT", 995) < 0
         || PyModule_AddIntConstant(module, "_MAXLINE", 2048) < 0
         || PyModule_AddObjectRef(module, "MAX_RESPONSE_SIZE", Py_None) < 0
+        || PyModule_AddIntConstant(module, "SCRAM_MAX_ITERATIONS",
+                                   (long)SASL_SCRAM_MAX_ITERATIONS) < 0
         || PyModule_AddObjectRef(module, "HAVE_SSL",
                                  have_ssl ? Py_True : Py_False) < 0
         || PyModule_AddObjectRef(module, "CRLF", st->bytes_crlf) < 0) {
@@ -521,7 +539,8 @@ error:
     X(str_sendall) X(str_recv_into) X(str_readline) X(str_close)            \
     X(str_shutdown) X(str_match) X(str_group) X(str_split) X(str_decode)    \
     X(str_startswith) X(str_errno) X(str_fileno) X(str_keyfile)             \
-    X(str_certfile) X(bytes_crlf) X(bytes_plus) X(bytes_dot)                \
+    X(str_certfile) X(str_write) X(str_settimeout) X(str_gettimeout)   \
+    X(str_scram_max) X(bytes_crlf) X(bytes_plus) X(bytes_dot)                \
     X(bytes_dotdot) X(str_rb) X(str_ascii) X(str_stls_cap)
 
 static int

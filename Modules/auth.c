@@ -145,6 +145,150 @@ get_encoding(POP3Object *self, cpoplib_state *st)
     return PyObject_GetAttr((PyObject *)self, st->str_encoding);
 }
 
+/* ---- the connection's timeout as a deadline for an exchange ---- */
+
+/* A server that answers each line just before the socket's timeout, or
+ * asks for millions of PBKDF2 iterations, must not stretch auth() or
+ * login() past the connection's timeout: the whole exchange gets that
+ * timeout as a deadline.  Before each read the socket's timeout is set
+ * to what is left (and the reader checks the deadline before each of its
+ * recv_into() calls); the socket's own timeout is restored at the end.
+ * Time spent in an authobject (the caller's code) is not counted. */
+typedef struct {
+    PyObject *sock;          /* strong; NULL: no deadline */
+    PyObject *timeout;       /* strong: sock.gettimeout() at the start */
+    ReaderObject *reader;    /* strong, or NULL if self.file is not ours */
+    double deadline;         /* cpoplib_monotonic() seconds */
+} exchange_clock;
+
+/* Start the clock: 0 (no deadline when the socket has none, or is not a
+ * socket with gettimeout()), or -1 with an exception set. */
+static int
+clock_start(POP3Object *self, cpoplib_state *st, exchange_clock *clk)
+{
+    PyObject *sock, *timeout, *file;
+    double seconds;
+
+    memset(clk, 0, sizeof(*clk));
+    sock = PyObject_GetAttr((PyObject *)self, st->str_sock);
+    if (sock == NULL) {
+        return -1;
+    }
+    timeout = PyObject_CallMethodNoArgs(sock, st->str_gettimeout);
+    if (timeout == NULL || timeout == Py_None || !PyFloat_Check(timeout)) {
+        Py_DECREF(sock);
+        if (timeout == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                return -1;
+            }
+            PyErr_Clear();          /* not a socket: its reads, its rules */
+        }
+        Py_XDECREF(timeout);
+        return 0;
+    }
+    seconds = PyFloat_AS_DOUBLE(timeout);
+    file = PyObject_GetAttr((PyObject *)self, st->str_file);
+    if (file == NULL) {
+        Py_DECREF(sock);
+        Py_DECREF(timeout);
+        return -1;
+    }
+    if (cpoplib_is_reader(st, file)) {
+        clk->reader = (ReaderObject *)file;
+    }
+    else {
+        Py_DECREF(file);
+    }
+    clk->sock = sock;
+    clk->timeout = timeout;
+    clk->deadline = cpoplib_monotonic() + seconds;
+    return 0;
+}
+
+/* Before reading the server's next line: TimeoutError if the deadline
+ * has passed, else the socket's timeout set to what is left. */
+static int
+clock_arm(cpoplib_state *st, exchange_clock *clk)
+{
+    PyObject *left, *res;
+    double seconds;
+
+    if (clk->sock == NULL) {
+        return 0;
+    }
+    seconds = clk->deadline - cpoplib_monotonic();
+    if (seconds <= 0.0) {
+        PyErr_SetString(PyExc_TimeoutError,
+                        "timed out: the authentication exchange took "
+                        "longer than the connection's timeout");
+        return -1;
+    }
+    left = PyFloat_FromDouble(seconds);
+    if (left == NULL) {
+        return -1;
+    }
+    res = PyObject_CallMethodOneArg(clk->sock, st->str_settimeout, left);
+    Py_DECREF(left);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    if (clk->reader != NULL) {
+        clk->reader->deadline = clk->deadline;
+    }
+    return 0;
+}
+
+/* The caller's authobject runs: its time does not count. */
+static double
+clock_pause(exchange_clock *clk)
+{
+    return clk->sock != NULL ? cpoplib_monotonic() : 0.0;
+}
+
+static void
+clock_resume(exchange_clock *clk, double paused_at)
+{
+    if (clk->sock != NULL) {
+        clk->deadline += cpoplib_monotonic() - paused_at;
+    }
+}
+
+/* Stop the clock and restore the socket's timeout, keeping a pending
+ * exception (a failing settimeout() is then its __context__). */
+static int
+clock_stop(cpoplib_state *st, exchange_clock *clk)
+{
+    PyObject *pending, *res;
+    int rc = 0;
+
+    if (clk->sock == NULL) {
+        return 0;
+    }
+    pending = cpoplib_fetch_exception();
+    if (clk->reader != NULL) {
+        clk->reader->deadline = 0.0;
+    }
+    res = PyObject_CallMethodOneArg(clk->sock, st->str_settimeout,
+                                    clk->timeout);
+    if (res == NULL) {
+        rc = -1;
+        if (pending != NULL) {
+            PyObject *late = cpoplib_fetch_exception();
+            PyException_SetContext(pending, late);
+        }
+    }
+    Py_XDECREF(res);
+    if (pending != NULL) {
+        cpoplib_restore_exception(pending);
+        rc = -1;
+    }
+    Py_CLEAR(clk->sock);
+    Py_CLEAR(clk->timeout);
+    Py_CLEAR(clk->reader);
+    return rc;
+}
+
 /* ---- auth(): CPython main's POP3.auth() ---- */
 
 /* base64.b64decode(text), and on any Exception the same padded to a
@@ -217,14 +361,19 @@ auth_with_object(POP3Object *self, cpoplib_state *st, PyObject *mechanism,
 {
     PyObject *resp = NULL, *raw = NULL, *text = NULL, *challenge = NULL;
     PyObject *response = NULL, *star = NULL, *encoding;
+    exchange_clock clk;
+    double paused;
     int eq;
 
-    if (putcmd_steal(self, st, PyUnicode_FromFormat("AUTH %U", mechanism),
-                     0) < 0) {
+    if (clock_start(self, st, &clk) < 0) {
         return NULL;
     }
+    if (putcmd_steal(self, st, PyUnicode_FromFormat("AUTH %U", mechanism),
+                     0) < 0) {
+        goto error;
+    }
     for (;;) {
-        resp = cpoplib_getresp(self, st);
+        resp = clock_arm(st, &clk) < 0 ? NULL : cpoplib_getresp(self, st);
         if (resp == NULL) {
             goto error;
         }
@@ -234,7 +383,7 @@ auth_with_object(POP3Object *self, cpoplib_state *st, PyObject *mechanism,
         }
         if (is_ok(raw)) {
             Py_DECREF(raw);
-            return resp;
+            goto done;
         }
         Py_CLEAR(resp);
         text = challenge_text(raw);
@@ -252,7 +401,9 @@ auth_with_object(POP3Object *self, cpoplib_state *st, PyObject *mechanism,
         if (challenge == NULL) {
             goto error;
         }
+        paused = clock_pause(&clk);
         response = PyObject_CallOneArg(authobject, challenge);
+        clock_resume(&clk, paused);
         Py_CLEAR(challenge);
         if (response == NULL) {
             goto error;
@@ -282,10 +433,12 @@ auth_with_object(POP3Object *self, cpoplib_state *st, PyObject *mechanism,
         }
         if (eq) {
             Py_CLEAR(response);
-            if (putcmd_steal(self, st, PyUnicode_FromString("*"), 0) < 0) {
+            if (putcmd_steal(self, st, PyUnicode_FromString("*"), 0) < 0
+                || clock_arm(st, &clk) < 0) {
                 goto error;
             }
-            return cpoplib_getresp(self, st);
+            resp = cpoplib_getresp(self, st);
+            goto done;
         }
         if (putcmd_steal(self, st, b64encode_object(response), 1) < 0) {
             goto error;
@@ -295,12 +448,18 @@ auth_with_object(POP3Object *self, cpoplib_state *st, PyObject *mechanism,
 
 error:
     Py_XDECREF(resp);
+    resp = NULL;
     Py_XDECREF(raw);
     Py_XDECREF(text);
     Py_XDECREF(challenge);
     Py_XDECREF(response);
     Py_XDECREF(star);
-    return NULL;
+
+done:
+    if (clock_stop(st, &clk) < 0) {
+        Py_CLEAR(resp);
+    }
+    return resp;
 }
 
 /* poplib's auth(mechanism, authobject=None, initial_response=None) */
@@ -443,20 +602,83 @@ is_err_line(cpoplib_state *st, PyObject *exc)
            && memcmp(PyBytes_AS_STRING(line), "-ERR", 4) == 0;
 }
 
+/* ---- running a step of sasl.c without the GIL ---- */
+
+typedef struct {
+    PyThreadState *tstate;
+    double deadline;         /* 0: none */
+    unsigned calls;
+    int expired;
+} step_progress;
+
+/* sasl.c's progress callback, called without the GIL every few thousand
+ * PBKDF2 iterations: stop at the deadline; every fifth call take the GIL
+ * back for a moment so that signal handlers (Ctrl-C) run. */
+static int
+step_progress_cb(void *arg)
+{
+    step_progress *p = arg;
+    int rc = 0;
+
+    if (p->deadline > 0.0 && cpoplib_monotonic() > p->deadline) {
+        p->expired = 1;
+        return 1;
+    }
+    if (++p->calls % 5 == 0) {
+        PyEval_RestoreThread(p->tstate);
+        rc = PyErr_CheckSignals();
+        p->tstate = PyEval_SaveThread();
+    }
+    return rc < 0;
+}
+
+/* sasl_client_step() with the GIL released: SCRAM's key derivation may
+ * take seconds.  The claim keeps every other caller off the connection;
+ * `c` and `challenge` are C memory owned by the exchange.  On
+ * SASL_ERR_INTERRUPTED an exception is set (TimeoutError at the
+ * deadline, or what a signal handler raised). */
+static sasl_status
+step_without_gil(sasl_client *c, const exchange_clock *clk,
+                 const unsigned char *challenge, size_t len,
+                 const unsigned char **out, size_t *out_len)
+{
+    step_progress p = {NULL, clk->sock != NULL ? clk->deadline : 0.0, 0, 0};
+    sasl_status status;
+
+    sasl_client_set_progress(c, step_progress_cb, &p);
+    p.tstate = PyEval_SaveThread();
+    status = sasl_client_step(c, challenge, len, out, out_len);
+    PyEval_RestoreThread(p.tstate);
+    sasl_client_set_progress(c, NULL, NULL);
+    if (status == SASL_ERR_INTERRUPTED && p.expired) {
+        PyErr_SetString(PyExc_TimeoutError,
+                        "timed out: the SCRAM key derivation the server "
+                        "asked for took longer than the connection's "
+                        "timeout");
+    }
+    else if (status == SASL_ERR_INTERRUPTED && !PyErr_Occurred()) {
+        PyErr_SetString(PyExc_SystemError, "SASL step interrupted");
+    }
+    return status;
+}
+
+/* ---- the exchange of a built-in mechanism ---- */
+
 /* Cancel a built-in exchange with "*", keeping the error the caller set.
  * RFC 5034 4: the server answers "*" with -ERR, and the session goes on.
  * Any other outcome -- +OK (let in after all), another challenge, a line
  * that is no POP3 answer, a failure to send or to read -- leaves the
  * session in a state the client does not know: the connection is
- * closed.  What went wrong with the answer (or with close()) becomes the
- * error's __context__. */
+ * closed.  What went wrong with the answer becomes the error's
+ * __context__. */
 static void
-cancel_exchange(POP3Object *self, cpoplib_state *st)
+cancel_exchange(POP3Object *self, cpoplib_state *st, exchange_clock *clk)
 {
     PyObject *failure = cpoplib_fetch_exception(), *answer = NULL, *resp;
     int keep = 0;
 
-    if (putcmd_steal(self, st, PyUnicode_FromString("*"), 0) == 0) {
+    if (putcmd_steal(self, st, PyUnicode_FromString("*"), 0) == 0
+        && clock_arm(st, clk) == 0) {
         resp = cpoplib_getresp(self, st);
         if (resp != NULL) {
             Py_DECREF(resp);                    /* "+OK" or "+ ..." */
@@ -469,38 +691,26 @@ cancel_exchange(POP3Object *self, cpoplib_state *st)
     else {
         answer = cpoplib_fetch_exception();
     }
-    if (keep) {
-        Py_CLEAR(answer);                       /* the expected -ERR */
-    }
-    else {
-        PyObject *res = cpoplib_close(self, st);
-
-        if (res == NULL) {
-            Py_XSETREF(answer, cpoplib_fetch_exception());
-        }
-        Py_XDECREF(res);
-    }
     cpoplib_restore_exception(failure);
-    cpoplib_chain_context(answer);
-}
-
-/* Close the connection after the server failed to authenticate itself,
- * keeping the error the caller set (a failing close() is its context). */
-static void
-close_untrusted(POP3Object *self, cpoplib_state *st)
-{
-    PyObject *failure = cpoplib_fetch_exception(), *res;
-
-    res = cpoplib_close(self, st);
-    Py_XDECREF(res);
-    {
-        PyObject *context = cpoplib_fetch_exception();
-        cpoplib_restore_exception(failure);
-        cpoplib_chain_context(context);
+    if (keep) {
+        Py_DECREF(answer);                      /* the expected -ERR */
+        return;
     }
+    cpoplib_chain_context(answer);
+    cpoplib_close_keeping_error(self, st);
 }
 
-/* Run the exchange of sasl client `c` for `mech`. */
+
+/* What a failed exchange leaves for the caller to do. */
+enum {
+    EXCHANGE_IN_STEP,        /* the server ended it with -ERR */
+    EXCHANGE_CANCEL,         /* send "*" and read the server's -ERR */
+    EXCHANGE_CLOSE           /* the server's state is unknown: close */
+};
+
+/* Run the exchange of sasl client `c` for `mech`: the response, or NULL
+ * with an exception set and the connection either in step (a -ERR from
+ * the server, or a cancelled exchange) or closed. */
 static PyObject *
 auth_builtin(POP3Object *self, cpoplib_state *st, sasl_mech mech,
              sasl_client *c)
@@ -510,7 +720,9 @@ auth_builtin(POP3Object *self, cpoplib_state *st, sasl_mech mech,
     char prefix[64];
     PyObject *line, *resp = NULL, *raw = NULL, *text = NULL;
     int has_initial, initial_pending = 0, failed = 0;
+    int after = EXCHANGE_CLOSE;
     unsigned char *challenge = NULL;
+    exchange_clock clk;
 
     has_initial = sasl_client_initial(c, &out, &out_len);
     if (has_initial < 0) {
@@ -533,16 +745,29 @@ auth_builtin(POP3Object *self, cpoplib_state *st, sasl_mech mech,
     else {
         line = PyUnicode_FromFormat("AUTH %s", sasl_mech_name(mech));
     }
-    if (putcmd_steal(self, st, line, 1) < 0) {
+    if (line == NULL) {
         return NULL;
+    }
+    if (clock_start(self, st, &clk) < 0) {
+        wipe_line(line);
+        return NULL;
+    }
+    if (putcmd_steal(self, st, line, 1) < 0) {
+        goto error;
     }
     for (;;) {
         size_t challenge_len = 0;
         sasl_status status;
 
-        resp = cpoplib_getresp(self, st);
+        after = EXCHANGE_CLOSE;
+        resp = clock_arm(st, &clk) < 0 ? NULL : cpoplib_getresp(self, st);
         if (resp == NULL) {
-            if (failed && PyErr_ExceptionMatches(st->error_proto)) {
+            PyObject *exc = cpoplib_fetch_exception();
+            if (is_err_line(st, exc)) {
+                after = EXCHANGE_IN_STEP;
+            }
+            cpoplib_restore_exception(exc);
+            if (failed && after == EXCHANGE_IN_STEP) {
                 /* the -ERR that follows a reported failure: raise the
                    server's reason instead, with the -ERR as context */
                 PyObject *context = cpoplib_fetch_exception();
@@ -558,6 +783,10 @@ auth_builtin(POP3Object *self, cpoplib_state *st, sasl_mech mech,
         if (is_ok(raw)) {
             if (!failed && sasl_client_complete(c)) {
                 Py_DECREF(raw);
+                if (clock_stop(st, &clk) < 0) {
+                    Py_DECREF(resp);
+                    return NULL;
+                }
                 return resp;
             }
             sasl_failure(st, mech, failed
@@ -565,13 +794,12 @@ auth_builtin(POP3Object *self, cpoplib_state *st, sasl_mech mech,
                   "connection closed"
                 : "the server accepted the login without proving it "
                   "knows the password; connection closed");
-            close_untrusted(self, st);
             goto error;
         }
         Py_CLEAR(resp);
         if (failed) {
             sasl_failure(st, mech, sasl_client_error(c));
-            cancel_exchange(self, st);
+            after = EXCHANGE_CANCEL;
             goto error;
         }
         text = challenge_text(raw);
@@ -588,7 +816,7 @@ auth_builtin(POP3Object *self, cpoplib_state *st, sasl_mech mech,
                             (size_t)PyBytes_GET_SIZE(text), challenge,
                             &challenge_len, 1) < 0) {
             sasl_failure(st, mech, "the server's challenge is not base64");
-            cancel_exchange(self, st);
+            after = EXCHANGE_CANCEL;
             goto error;
         }
         Py_CLEAR(text);
@@ -597,7 +825,7 @@ auth_builtin(POP3Object *self, cpoplib_state *st, sasl_mech mech,
             if (challenge_len != 0) {
                 sasl_failure(st, mech, "expected an empty challenge before "
                              "the initial response");
-                cancel_exchange(self, st);
+                after = EXCHANGE_CANCEL;
                 goto error;
             }
             PyMem_Free(challenge);
@@ -606,7 +834,7 @@ auth_builtin(POP3Object *self, cpoplib_state *st, sasl_mech mech,
             if (sasl_client_initial(c, &out, &out_len) < 0) {
                 sasl_local_error(st, SASL_ERR_NOMEM, mech,
                                  sasl_client_error(c));
-                cancel_exchange(self, st);
+                after = EXCHANGE_CANCEL;
                 goto error;
             }
             if (putcmd_steal(self, st, b64_line("", out, out_len), 1) < 0) {
@@ -614,7 +842,7 @@ auth_builtin(POP3Object *self, cpoplib_state *st, sasl_mech mech,
             }
             continue;
         }
-        status = sasl_client_step(c, challenge, challenge_len, &out,
+        status = step_without_gil(c, &clk, challenge, challenge_len, &out,
                                   &out_len);
         OPENSSL_cleanse(challenge, challenge_len);
         PyMem_Free(challenge);
@@ -629,15 +857,16 @@ auth_builtin(POP3Object *self, cpoplib_state *st, sasl_mech mech,
             break;
         case SASL_FAILED_CANCEL:
             sasl_failure(st, mech, sasl_client_error(c));
-            cancel_exchange(self, st);
+            after = EXCHANGE_CANCEL;
             goto error;
         case SASL_FAILED_UNTRUSTED:
             sasl_failure(st, mech, sasl_client_error(c));
-            close_untrusted(self, st);
+            goto error;
+        case SASL_ERR_INTERRUPTED:     /* deadline or signal: set */
             goto error;
         default:
             sasl_local_error(st, status, mech, sasl_client_error(c));
-            cancel_exchange(self, st);
+            after = EXCHANGE_CANCEL;
             goto error;
         }
     }
@@ -647,6 +876,13 @@ error:
     Py_XDECREF(raw);
     Py_XDECREF(text);
     PyMem_Free(challenge);
+    if (after == EXCHANGE_CANCEL) {
+        cancel_exchange(self, st, &clk);
+    }
+    (void)clock_stop(st, &clk);
+    if (after == EXCHANGE_CLOSE) {
+        cpoplib_close_keeping_error(self, st);
+    }
     return NULL;
 }
 
@@ -702,6 +938,41 @@ utf8_of(PyObject *text, const char *what)
     return PyUnicode_AsUTF8String(text);
 }
 
+/* The package's SCRAM_MAX_ITERATIONS, validated: an int from 1 to
+ * 999,999,999 (the counts sasl.c parses). */
+static int
+scram_iteration_cap(cpoplib_state *st, unsigned long *cap)
+{
+    PyObject *value = PyDict_GetItemWithError(st->namespace,
+                                              st->str_scram_max);
+    long n;
+
+    if (value == NULL) {
+        return PyErr_Occurred() ? -1 : 0;      /* unset: the default */
+    }
+    if (!PyLong_Check(value) || PyBool_Check(value)) {
+        PyErr_Format(PyExc_TypeError,
+                     "SCRAM_MAX_ITERATIONS must be an int, not %.200s",
+                     Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    n = PyLong_AsLong(value);
+    if (n == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        n = -1;
+    }
+    if (n < 1 || n > 999999999L) {
+        PyErr_SetString(PyExc_ValueError,
+                        "SCRAM_MAX_ITERATIONS must be from 1 to 999999999");
+        return -1;
+    }
+    *cap = (unsigned long)n;
+    return 0;
+}
+
 /* Run built-in mechanism `mech` with user and secret (str). */
 static PyObject *
 login_sasl(POP3Object *self, cpoplib_state *st, sasl_mech mech,
@@ -713,6 +984,7 @@ login_sasl(POP3Object *self, cpoplib_state *st, sasl_mech mech,
     sasl_credentials cred;
     sasl_client *c;
     sasl_status status;
+    unsigned long max_iterations = SASL_SCRAM_MAX_ITERATIONS;
     char error[512];
 
     user8 = scram ? saslprep_utf8(user, "user") : utf8_of(user, "user");
@@ -722,6 +994,9 @@ login_sasl(POP3Object *self, cpoplib_state *st, sasl_mech mech,
     secret8 = scram ? saslprep_utf8(secret, "password")
                     : utf8_of(secret, oauth ? "token" : "password");
     if (secret8 == NULL) {
+        goto done;
+    }
+    if (scram && scram_iteration_cap(st, &max_iterations) < 0) {
         goto done;
     }
     cred.user = PyBytes_AS_STRING(user8);
@@ -734,6 +1009,9 @@ login_sasl(POP3Object *self, cpoplib_state *st, sasl_mech mech,
     if (c == NULL) {
         sasl_local_error(st, status, mech, error);
         goto done;
+    }
+    if (scram) {
+        sasl_client_set_max_iterations(c, max_iterations);
     }
     res = auth_builtin(self, st, mech, c);
     sasl_client_free(c);

@@ -103,7 +103,14 @@ int cpoplib_hook_is_default(POP3Object *self, cpoplib_state *st,
 /* the package's _MAXLINE and MAX_RESPONSE_SIZE (-1: none), validated */
 int cpoplib_current_maxline(cpoplib_state *st, Py_ssize_t *maxline);
 int cpoplib_current_response_cap(cpoplib_state *st, Py_ssize_t *cap);
-/* raise error_proto('response too long') and close the connection */
+/* Close the connection through self.close(), keeping the pending
+ * exception as the one raised: after it, the stream is somewhere no
+ * command can go on from (the rest of a response on the wire, an
+ * exchange the server still waits in).  An error in close() is raised
+ * with the pending one as its __context__. */
+void cpoplib_close_keeping_error(POP3Object *self, cpoplib_state *st);
+/* A response passed MAX_RESPONSE_SIZE: raise error_proto('response too
+ * long') and close the connection (the rest is still on the wire). */
 void cpoplib_fail_too_long(POP3Object *self, cpoplib_state *st);
 
 PyObject *cpoplib_putline_impl(POP3Object *self, cpoplib_state *st,
@@ -157,8 +164,9 @@ PyObject *cpoplib_fetch_many(POP3Object *self, PyObject *which,
 PyObject *cpoplib_fetch(POP3Object *self, PyObject *which);
 PyObject *cpoplib_fetch_into(POP3Object *self, PyObject *which,
                              PyObject *file);
-/* The response to a RETR already sent, as fetch() returns it. */
-PyObject *cpoplib_read_message(POP3Object *self);
+/* The response to a RETR already sent, as fetch() returns it; `cap` is
+ * MAX_RESPONSE_SIZE as read (and validated) by the caller, -1 for none. */
+PyObject *cpoplib_read_message(POP3Object *self, Py_ssize_t cap);
 PyObject *cpoplib_listing_map(POP3Object *self, const char *command,
                               int numeric);
 

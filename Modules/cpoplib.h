@@ -125,7 +125,8 @@ typedef struct {
     PyObject *str_recv_into, *str_readline, *str_close, *str_shutdown;
     PyObject *str_match, *str_group, *str_split, *str_decode;
     PyObject *str_startswith, *str_errno, *str_fileno;
-    PyObject *str_keyfile, *str_certfile;
+    PyObject *str_keyfile, *str_certfile, *str_write;
+    PyObject *str_settimeout, *str_gettimeout, *str_scram_max;
 
     PyObject *bytes_crlf;            /* b'\r\n' */
     PyObject *bytes_plus;            /* b'+' */
@@ -166,6 +167,9 @@ void cpoplib_chain_context(PyObject *context);
 
 /* Replace the pending exception by error_proto(msg), chained to it. */
 void cpoplib_replace_error(cpoplib_state *st, const char *msg);
+
+/* Seconds of the monotonic clock (CLOCK_MONOTONIC); no Python. */
+double cpoplib_monotonic(void);
 
 /* MD5 of data as 32 lowercase hex digits plus NUL, with OpenSSL's EVP
  * API.  Returns 0, or -1 with an exception set. */
@@ -209,6 +213,10 @@ typedef struct {
        generation it was made in lasts. */
     unsigned long long generation;
     int busy;                /* recv_into() is running (Python code) */
+    int held;                /* CPOPLIB_HOLD_* bits: the C core is in the
+                                middle of a response on this stream */
+    double deadline;         /* cpoplib_monotonic() time after which a
+                                fill times out; 0: none (login()) */
     int timed_out;           /* a read timed out: refuse all reads, as
                                 socket.SocketIO does */
     PyObject *weakreflist;
@@ -222,6 +230,15 @@ typedef struct {
 } cpoplib_span;
 
 extern PyType_Spec cpoplib_reader_spec;
+
+/* While a reader is held, its file methods (read, readline, peek, ...)
+ * raise RuntimeError instead of taking bytes out of the middle of a
+ * response the C core is reading: fetch()/fetch_into() hold it while they
+ * copy a body (a destination's write() runs meanwhile), a fetch_many()
+ * iterator between two of its steps (responses are in flight).  close()
+ * is never refused. */
+#define CPOPLIB_HOLD_BODY 1
+#define CPOPLIB_HOLD_ITERATION 2
 
 /* A new reader over `sock`: what sock.makefile('rb') is for poplib. */
 PyObject *cpoplib_reader_new(cpoplib_state *st, PyObject *sock);
@@ -242,11 +259,12 @@ const char *cpoplib_reader_span_data(ReaderObject *r,
 
 /* Copy the buffered lines of a multi-line body into out[0..room) with
  * pop3_copy_body() (see pop3_parser.h; *res carries `scanned` from one
- * call to the next), reading from the socket once first when `fill` is
- * set (after POP3_NEED_MORE).  Large copies run with the GIL released.
- * Returns a pop3_status, or -1 with an exception set.  Runs Python code
- * when it fills (recv_into, signal handlers). */
-int cpoplib_reader_copy_body(ReaderObject *r, Py_ssize_t limit, int fill,
+ * call to the next, and must be reset to 0 after any call that can run
+ * Python code), reading from the socket once when what is buffered holds
+ * no complete line.  Large copies run with the GIL released.  Returns a
+ * pop3_status, or -1 with an exception set.  Runs Python code when it
+ * fills (recv_into, signal handlers). */
+int cpoplib_reader_copy_body(ReaderObject *r, Py_ssize_t limit,
                              char *out, size_t room, pop3_copy *res);
 
 /* Drop whatever is buffered and close the reader. */

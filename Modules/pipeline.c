@@ -48,6 +48,9 @@ typedef struct {
     int started;
     int finished;
     int broken;                 /* a read failed inside a response */
+    Py_ssize_t cap;             /* MAX_RESPONSE_SIZE when it was called */
+    ReaderObject *held;         /* strong: the connection's reader, held
+                                   (CPOPLIB_HOLD_ITERATION) between steps */
     Py_ssize_t next_send;       /* next RETR to send */
     Py_ssize_t retr_in_flight;
     Py_ssize_t to_delete;       /* handed over, DELE not sent yet; -1 */
@@ -146,7 +149,7 @@ read_front(FetchIterObject *it, entry *e, PyObject **message)
     *message = NULL;
     if (e->kind == ENTRY_RETR) {
         it->retr_in_flight--;
-        *message = cpoplib_read_message(it->conn);
+        *message = cpoplib_read_message(it->conn, it->cap);
         res = *message;
     }
     else {
@@ -209,6 +212,36 @@ drain(FetchIterObject *it)
     return 0;
 }
 
+/* Between two steps responses are in flight: hold the connection's reader
+ * (if it is ours) so that nobody reads from the middle of them. */
+static int
+hold_reader(FetchIterObject *it)
+{
+    cpoplib_state *st = cpoplib_pop3_state(it->conn);
+    PyObject *file = PyObject_GetAttr((PyObject *)it->conn, st->str_file);
+
+    if (file == NULL) {
+        return -1;
+    }
+    if (cpoplib_is_reader(st, file)) {
+        it->held = (ReaderObject *)file;
+        it->held->held |= CPOPLIB_HOLD_ITERATION;
+    }
+    else {
+        Py_DECREF(file);
+    }
+    return 0;
+}
+
+static void
+release_reader(FetchIterObject *it)
+{
+    if (it->held != NULL) {
+        it->held->held &= ~CPOPLIB_HOLD_ITERATION;
+        Py_CLEAR(it->held);
+    }
+}
+
 /* End the iteration: drain, give the connection back. */
 static void
 finish(FetchIterObject *it)
@@ -217,6 +250,7 @@ finish(FetchIterObject *it)
         return;
     }
     it->finished = 1;
+    release_reader(it);
     (void)drain(it);
     if (it->conn->reserved == (void *)it) {
         it->conn->reserved = NULL;
@@ -350,7 +384,12 @@ fetch_iter_next(FetchIterObject *it)
     if (cpoplib_claim_as(it->conn, (void *)it) < 0) {
         return NULL;
     }
+    release_reader(it);
     result = fetch_iter_step(it);
+    if (result != NULL && !it->finished && hold_reader(it) < 0) {
+        Py_CLEAR(result);
+        finish(it);
+    }
     cpoplib_release(it->conn);
     return result;
 }
@@ -408,12 +447,14 @@ fetch_iter_traverse(FetchIterObject *it, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(it));
     Py_VISIT(it->conn);
     Py_VISIT(it->which);
+    Py_VISIT(it->held);
     return 0;
 }
 
 static int
 fetch_iter_clear(FetchIterObject *it)
 {
+    release_reader(it);
     if (it->conn != NULL && it->conn->reserved == (void *)it) {
         it->conn->reserved = NULL;
     }
@@ -483,7 +524,7 @@ cpoplib_fetch_many(POP3Object *self, PyObject *which, PyObject *delete_,
 {
     cpoplib_state *st = cpoplib_pop3_state(self);
     FetchIterObject *it;
-    Py_ssize_t w = DEFAULT_WINDOW;
+    Py_ssize_t w = DEFAULT_WINDOW, cap;
     int del = 0, pipe = tristate(pipeline);
 
     if (pipeline != NULL && pipeline != Py_None && pipe < 0) {
@@ -506,24 +547,26 @@ cpoplib_fetch_many(POP3Object *self, PyObject *which, PyObject *delete_,
             return NULL;
         }
     }
-    it = PyObject_GC_New(FetchIterObject, st->FetchIter_Type);
+    /* before anything is sent, and once: a bad value must not cost the
+       connection in the middle of a batch */
+    if (cpoplib_current_response_cap(st, &cap) < 0) {
+        return NULL;
+    }
+    it = (FetchIterObject *)st->FetchIter_Type->tp_alloc(st->FetchIter_Type,
+                                                        0);
     if (it == NULL) {
         return NULL;
     }
     it->conn = (POP3Object *)Py_NewRef(self);
-    it->which = NULL;
     it->window = w;
     it->delete_ = del;
     it->pipeline = pipe;
-    it->started = it->finished = it->broken = 0;
-    it->next_send = it->retr_in_flight = 0;
+    it->cap = cap;
     it->to_delete = -1;
-    it->head = it->count = 0;
     /* at most w RETRs in flight, and a DELE is read at most w RETRs
        after it was sent */
     it->queue_cap = 2 * w + 2;
     it->queue = PyMem_New(entry, it->queue_cap);
-    PyObject_GC_Track(it);
     if (it->queue == NULL) {
         Py_DECREF(it);
         return PyErr_NoMemory();

@@ -892,17 +892,11 @@ done:
     return rc;
 }
 
-/* A response passed MAX_RESPONSE_SIZE: the rest of it is still on the
- * wire, so the connection cannot go on in step.  Close it (through
- * self.close()) and raise error_proto('response too long'); an error in
- * close() is raised with that one as its context. */
 void
-cpoplib_fail_too_long(POP3Object *self, cpoplib_state *st)
+cpoplib_close_keeping_error(POP3Object *self, cpoplib_state *st)
 {
-    PyObject *exc, *res;
+    PyObject *exc = cpoplib_fetch_exception(), *res;
 
-    cpoplib_error(st, "response too long");
-    exc = cpoplib_fetch_exception();
     res = cpoplib_close(self, st);
     if (res == NULL) {
         cpoplib_chain_context(exc);
@@ -910,6 +904,13 @@ cpoplib_fail_too_long(POP3Object *self, cpoplib_state *st)
     }
     Py_DECREF(res);
     cpoplib_restore_exception(exc);
+}
+
+void
+cpoplib_fail_too_long(POP3Object *self, cpoplib_state *st)
+{
+    cpoplib_error(st, "response too long");
+    cpoplib_close_keeping_error(self, st);
 }
 
 /* poplib's _getlongresp(): (resp, lines, octets).  The body is read by

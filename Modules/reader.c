@@ -57,10 +57,56 @@ reader_check_open(ReaderObject *r)
     return 0;
 }
 
-/* Make room for `need` bytes from r->pos (need > end - pos) and read once
- * into the free space.  Returns the number of bytes read (0 at end of
- * stream) or -1 with an exception set.  Runs Python code (recv_into,
- * signal handlers); whatever it returns, pos/end describe the buffer. */
+/* The reader's one structural invariant: 0 <= pos <= end <= the
+ * buffer's size.  Checked after every resize; a violation is a bug in
+ * this file, so it aborts in debug and sanitizer builds. */
+static int
+reader_check_capacity(ReaderObject *r)
+{
+    if (r->pos < 0 || r->pos > r->end
+        || r->end > PyByteArray_GET_SIZE(r->buffer)) {
+        if (SPAN_CHECK_ABORTS) {
+            Py_FatalError("cpoplib: the read buffer is smaller than what "
+                          "it holds");
+        }
+        PyErr_SetString(PyExc_SystemError,
+                        "cpoplib: the read buffer is smaller than what it "
+                        "holds");
+        return -1;
+    }
+    return 0;
+}
+
+/* What a file method (read, readline, ...) checks first: the reader is
+ * open and not held by the C core (cpoplib.h, CPOPLIB_HOLD_*). */
+static int
+reader_check_readable(ReaderObject *r)
+{
+    if (reader_check_open(r) < 0) {
+        return -1;
+    }
+    if (r->held & CPOPLIB_HOLD_ITERATION) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "reentrant call: a fetch_many() iteration is in "
+                        "progress on this POP3 connection; finish it or "
+                        "close() the iterator first");
+        return -1;
+    }
+    if (r->held) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "reentrant call inside %R: the connection is in the "
+                     "middle of a message", (PyObject *)r);
+        return -1;
+    }
+    return 0;
+}
+
+/* Make room for `need` bytes from r->pos and read once into the free
+ * space.  `need` must exceed what is buffered (end - pos): a caller that
+ * asks for less has not looked at what it has.  Returns the number of
+ * bytes read (0 at end of stream) or -1 with an exception set.  Runs
+ * Python code (recv_into, signal handlers); whatever it returns, pos/end
+ * describe the buffer. */
 static Py_ssize_t
 reader_fill(ReaderObject *r, Py_ssize_t need)
 {
@@ -72,6 +118,12 @@ reader_fill(ReaderObject *r, Py_ssize_t need)
     Py_ssize_t cap = PyByteArray_GET_SIZE(buffer);
     Py_ssize_t got = -1;
 
+    if (need <= avail) {
+        PyErr_Format(PyExc_SystemError,
+                     "cpoplib: a fill for %zd bytes with %zd buffered",
+                     need, avail);
+        return -1;
+    }
     r->generation++;
     /* Move the unread tail to the front when it is in the way. */
     if (r->pos > 0 && (avail == 0 || cap - r->pos < need
@@ -88,17 +140,44 @@ reader_fill(ReaderObject *r, Py_ssize_t need)
         }
         cap = PyByteArray_GET_SIZE(buffer);
     }
-    else if (cap > READER_CHUNK && r->pos == 0 && need <= READER_CHUNK) {
-        /* a long line is gone: give its memory back */
+    else if (cap > READER_CHUNK && r->pos == 0 && r->end <= READER_CHUNK
+             && need <= READER_CHUNK) {
+        /* a long line is gone: give its memory back, never below what
+           is still buffered */
         if (PyByteArray_Resize(buffer, READER_CHUNK) < 0) {
             return -1;
         }
         cap = READER_CHUNK;
     }
+    if (reader_check_capacity(r) < 0) {
+        return -1;
+    }
 
     Py_INCREF(buffer);
     Py_INCREF(sock);
     r->busy = 1;
+    if (r->deadline > 0.0) {
+        /* login()'s deadline: the socket waits no longer than what is
+           left of it */
+        double left = r->deadline - cpoplib_monotonic();
+        PyObject *seconds, *res;
+
+        if (left <= 0.0) {
+            PyErr_SetString(PyExc_TimeoutError, "timed out");
+            r->timed_out = 1;
+            goto done;
+        }
+        seconds = PyFloat_FromDouble(left);
+        if (seconds == NULL) {
+            goto done;
+        }
+        res = PyObject_CallMethodOneArg(sock, st->str_settimeout, seconds);
+        Py_DECREF(seconds);
+        if (res == NULL) {
+            goto done;
+        }
+        Py_DECREF(res);
+    }
     view = PyMemoryView_FromObject(buffer);
     if (view == NULL) {
         goto done;
@@ -211,27 +290,16 @@ cpoplib_reader_next_line(ReaderObject *r, Py_ssize_t limit,
 /* Bodies at least this large are copied with the GIL released. */
 #define COPY_NOGIL_MIN ((Py_ssize_t)32 * 1024)
 
-int
-cpoplib_reader_copy_body(ReaderObject *r, Py_ssize_t limit, int fill,
-                         char *out, size_t room, pop3_copy *res)
+/* pop3_copy_body() over what is buffered; large copies with the GIL
+ * released.  The caller checked that the reader is open. */
+static int
+reader_copy_buffered(ReaderObject *r, Py_ssize_t limit, int at_eof,
+                     char *out, size_t room, pop3_copy *res)
 {
-    PyObject *buffer;
-    Py_ssize_t avail;
+    PyObject *buffer = Py_NewRef(r->buffer);
+    Py_ssize_t avail = r->end - r->pos;
     pop3_status st;
-    int at_eof = 0;
 
-    if (reader_check_open(r) < 0) {
-        return -1;
-    }
-    if (fill) {
-        Py_ssize_t got = reader_fill(r, reader_need(r->end - r->pos, limit));
-        if (got < 0) {
-            return -1;
-        }
-        at_eof = (got == 0);
-    }
-    buffer = Py_NewRef(r->buffer);
-    avail = r->end - r->pos;
     if (avail >= COPY_NOGIL_MIN) {
         /* The reader is busy, so no method of ours touches pos/end; the
            buffer export makes any resize of the bytearray fail (even by
@@ -266,6 +334,29 @@ cpoplib_reader_copy_body(ReaderObject *r, Py_ssize_t limit, int fill,
     r->pos += (Py_ssize_t)res->consumed;
     r->generation++;
     return (int)st;
+}
+
+int
+cpoplib_reader_copy_body(ReaderObject *r, Py_ssize_t limit,
+                         char *out, size_t room, pop3_copy *res)
+{
+    Py_ssize_t got;
+    int st;
+
+    if (reader_check_open(r) < 0) {
+        return -1;
+    }
+    st = reader_copy_buffered(r, limit, 0, out, room, res);
+    if (st != POP3_NEED_MORE || res->consumed > 0) {
+        return st;
+    }
+    /* Nothing buffered ends a line, so fewer than `limit` bytes are
+       buffered: a fill for more is always a fill for more than that. */
+    got = reader_fill(r, reader_need(r->end - r->pos, limit));
+    if (got < 0) {
+        return -1;
+    }
+    return reader_copy_buffered(r, limit, got == 0, out, room, res);
 }
 
 const char *
@@ -379,7 +470,7 @@ reader_readline_impl(ReaderObject *r, Py_ssize_t size)
     size_t scanned = 0;
     int at_eof = 0;
 
-    if (reader_check_open(r) < 0) {
+    if (reader_check_readable(r) < 0) {
         return NULL;
     }
     if (limit == 0) {
@@ -486,7 +577,7 @@ reader_read_impl(ReaderObject *r, Py_ssize_t size)
     Py_ssize_t want = size < 0 ? PY_SSIZE_T_MAX : size;
     Py_ssize_t avail;
 
-    if (reader_check_open(r) < 0) {
+    if (reader_check_readable(r) < 0) {
         return NULL;
     }
     while (r->end - r->pos < want) {
@@ -520,7 +611,7 @@ reader_read1_impl(ReaderObject *r, Py_ssize_t size)
 {
     Py_ssize_t avail;
 
-    if (reader_check_open(r) < 0) {
+    if (reader_check_readable(r) < 0) {
         return NULL;
     }
     if (size == 0) {
@@ -560,7 +651,7 @@ reader_peek(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs,
     Py_ssize_t size;
 
     if (reader_parse_size("peek", args, nargs, kwnames, &size) < 0
-        || reader_check_open(r) < 0) {
+        || reader_check_readable(r) < 0) {
         return NULL;
     }
     if (r->end == r->pos && reader_fill(r, READER_CHUNK) < 0) {

@@ -29,7 +29,8 @@
 typedef struct {
     PyObject *bytes;            /* private (refcount 1) until returned */
     Py_ssize_t used;
-    PyObject *file;             /* NULL: keep everything */
+    PyObject *write;            /* file.write, looked up before RETR is
+                                   sent; NULL: keep everything */
     unsigned long long written;
 } body_sink;
 
@@ -54,18 +55,17 @@ sink_grow(body_sink *sink, Py_ssize_t need)
     return _PyBytes_Resize(&sink->bytes, want);
 }
 
-/* file.write(data) until all of `data` is taken: a raw file may take
- * part of it; None counts as all (a hashing wrapper's write()).  `data`
- * is a bytes object of our own that write() may keep.  Runs Python
- * code. */
+/* write(data) until all of `data` is taken: a raw file may take part
+ * of it; None counts as all (a hashing wrapper's write()).  `data` is a
+ * bytes object of our own that write() may keep.  Runs Python code. */
 static int
-write_all(PyObject *file, PyObject *data)
+write_all(PyObject *write, PyObject *data)
 {
     Py_ssize_t size = PyBytes_GET_SIZE(data), done = 0;
     PyObject *part = Py_NewRef(data);
 
     while (done < size) {
-        PyObject *res = PyObject_CallMethod(file, "write", "O", part);
+        PyObject *res = PyObject_CallOneArg(write, part);
         Py_ssize_t n;
 
         if (res == NULL) {
@@ -109,7 +109,7 @@ sink_flush(body_sink *sink)
     PyObject *chunk;
     int rc;
 
-    if (sink->file == NULL || sink->used == 0) {
+    if (sink->write == NULL || sink->used == 0) {
         return 0;
     }
     chunk = PyBytes_FromStringAndSize(PyBytes_AS_STRING(sink->bytes),
@@ -117,7 +117,7 @@ sink_flush(body_sink *sink)
     if (chunk == NULL) {
         return -1;
     }
-    rc = write_all(sink->file, chunk);
+    rc = write_all(sink->write, chunk);
     Py_DECREF(chunk);
     if (rc == 0) {
         sink->written += (unsigned long long)sink->used;
@@ -142,7 +142,7 @@ sink_append_line(body_sink *sink, const char *data, Py_ssize_t len)
     memcpy(PyBytes_AS_STRING(sink->bytes) + sink->used, data, (size_t)len);
     memcpy(PyBytes_AS_STRING(sink->bytes) + sink->used + len, "\r\n", 2);
     sink->used += len + 2;
-    if (sink->file != NULL && sink->used >= FETCH_INTO_CHUNK
+    if (sink->write != NULL && sink->used >= FETCH_INTO_CHUNK
         && sink_flush(sink) < 0) {
         return BODY_WRITE_FAILED;
     }
@@ -150,28 +150,33 @@ sink_append_line(body_sink *sink, const char *data, Py_ssize_t len)
 }
 
 /* The body of a multi-line response, from our reader into the sink.
- * Runs Python code between chunks (recv_into, write()). */
+ * The reader is held meanwhile (CPOPLIB_HOLD_BODY): a write() of the
+ * sink's file, a signal handler or another thread cannot read from the
+ * middle of the body.  Runs Python code between chunks (recv_into,
+ * write()). */
 static int
 read_body(cpoplib_state *st, ReaderObject *reader, Py_ssize_t cap,
           body_sink *sink)
 {
     Py_ssize_t maxline, total = 0;
     pop3_copy res;
-    int fill = 0;
+    int rc;
 
     memset(&res, 0, sizeof(res));
     if (cpoplib_current_maxline(st, &maxline) < 0) {
         return BODY_ERROR;
     }
+    reader->held |= CPOPLIB_HOLD_BODY;
     for (;;) {
         Py_ssize_t room = PyBytes_GET_SIZE(sink->bytes) - sink->used;
-        int rc = cpoplib_reader_copy_body(
-            reader, maxline + 1, fill,
+        int st_copy = cpoplib_reader_copy_body(
+            reader, maxline + 1,
             PyBytes_AS_STRING(sink->bytes) + sink->used, (size_t)room,
             &res);
 
-        if (rc < 0) {
-            return BODY_ERROR;
+        if (st_copy < 0) {
+            rc = BODY_ERROR;
+            break;
         }
         sink->used += (Py_ssize_t)res.produced;
         if ((Py_ssize_t)res.consumed > PY_SSIZE_T_MAX - total) {
@@ -181,45 +186,52 @@ read_body(cpoplib_state *st, ReaderObject *reader, Py_ssize_t cap,
             total += (Py_ssize_t)res.consumed;
         }
         if (cap >= 0 && total > cap) {
-            return BODY_TOO_LONG;
+            rc = BODY_TOO_LONG;
+            break;
         }
-        fill = 0;
-        switch (rc) {
-        case POP3_LINE:
-            return 0;
-        case POP3_NEED_MORE:
-            fill = 1;
+        if (st_copy == POP3_LINE) {
+            rc = 0;
             break;
-        case POP3_NEED_ROOM:
-            if (sink->file != NULL && sink->used > 0) {
-                if (sink_flush(sink) < 0) {
-                    return BODY_WRITE_FAILED;
-                }
-                res.scanned = 0;
-                if (PyBytes_GET_SIZE(sink->bytes) >= (Py_ssize_t)res.need) {
-                    break;
-                }
-            }
-            if (sink_grow(sink, (Py_ssize_t)res.need) < 0) {
-                return BODY_ERROR;
-            }
-            break;
-        case POP3_TOO_LONG:
+        }
+        if (st_copy == POP3_TOO_LONG) {
             cpoplib_error(st, "line too long");
-            return BODY_ERROR;
-        default:
-            cpoplib_error(st, "-ERR EOF");
-            return BODY_ERROR;
+            rc = BODY_ERROR;
+            break;
         }
-        if (sink->file != NULL && sink->used >= FETCH_INTO_CHUNK) {
-            if (sink_flush(sink) < 0) {
-                return BODY_WRITE_FAILED;
+        if (st_copy == POP3_EOF) {
+            cpoplib_error(st, "-ERR EOF");
+            rc = BODY_ERROR;
+            break;
+        }
+        if (st_copy == POP3_NEED_ROOM && (sink->write == NULL
+                                          || sink->used == 0)) {
+            if (sink_grow(sink, (Py_ssize_t)res.need) < 0) {
+                rc = BODY_ERROR;
+                break;
             }
-            /* write() ran Python code, which may have read from the
-               reader: what was known of the line ahead is stale */
+            continue;
+        }
+        /* POP3_NEED_ROOM with a file, or POP3_NEED_MORE: hand a full
+           chunk (or whatever blocks the next line) to write() */
+        if (sink->write != NULL
+            && (st_copy == POP3_NEED_ROOM
+                || sink->used >= FETCH_INTO_CHUNK)) {
+            if (sink_flush(sink) < 0) {
+                rc = BODY_WRITE_FAILED;
+                break;
+            }
+            /* write() ran Python code: what was known of the line ahead
+               is stale */
             res.scanned = 0;
+            if (PyBytes_GET_SIZE(sink->bytes) < (Py_ssize_t)res.need
+                && sink_grow(sink, (Py_ssize_t)res.need) < 0) {
+                rc = BODY_ERROR;
+                break;
+            }
         }
     }
+    reader->held &= ~CPOPLIB_HOLD_BODY;
+    return rc;
 }
 
 /* 1 when the body can be read by read_body(): _getlongresp and
@@ -337,23 +349,11 @@ read_response(POP3Object *self, cpoplib_state *st, Py_ssize_t cap,
 static void
 cleanup_failed_read(POP3Object *self, cpoplib_state *st, int rc)
 {
-    PyObject *exc, *closed;
-
     if (rc == BODY_TOO_LONG) {
         cpoplib_fail_too_long(self, st);
-        return;
     }
-    if (rc != BODY_WRITE_FAILED) {
-        return;
-    }
-    exc = cpoplib_fetch_exception();
-    closed = cpoplib_close(self, st);
-    if (closed == NULL) {
-        cpoplib_chain_context(exc);
-    }
-    else {
-        Py_DECREF(closed);
-        cpoplib_restore_exception(exc);
+    else if (rc == BODY_WRITE_FAILED) {
+        cpoplib_close_keeping_error(self, st);
     }
 }
 
@@ -417,16 +417,12 @@ sink_result(body_sink *sink, int rc)
 }
 
 PyObject *
-cpoplib_read_message(POP3Object *self)
+cpoplib_read_message(POP3Object *self, Py_ssize_t cap)
 {
     cpoplib_state *st = cpoplib_pop3_state(self);
     body_sink sink = {NULL, 0, NULL, 0};
-    Py_ssize_t cap;
     int rc;
 
-    if (cpoplib_current_response_cap(st, &cap) < 0) {
-        return NULL;
-    }
     sink.bytes = PyBytes_FromStringAndSize(NULL, FETCH_INITIAL);
     if (sink.bytes == NULL) {
         return NULL;
@@ -453,15 +449,33 @@ cpoplib_fetch(POP3Object *self, PyObject *which)
 PyObject *
 cpoplib_fetch_into(POP3Object *self, PyObject *which, PyObject *file)
 {
-    body_sink sink = {NULL, 0, file, 0};
+    cpoplib_state *st = cpoplib_pop3_state(self);
+    body_sink sink = {NULL, 0, NULL, 0};
     int rc;
 
+    /* before anything is sent: a destination that cannot take the
+       message must not cost the connection */
+    sink.write = PyObject_GetAttr(file, st->str_write);
+    if (sink.write == NULL || !PyCallable_Check(sink.write)) {
+        if (sink.write == NULL
+            && !PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+        Py_XDECREF(sink.write);
+        PyErr_Format(PyExc_TypeError,
+                     "fetch_into() needs a file with a write() method, "
+                     "not %.200s", Py_TYPE(file)->tp_name);
+        return NULL;
+    }
     sink.bytes = PyBytes_FromStringAndSize(NULL, FETCH_INTO_CHUNK);
     if (sink.bytes == NULL) {
+        Py_DECREF(sink.write);
         return NULL;
     }
     rc = fetch_to_sink(self, which, &sink);
     Py_XDECREF(sink.bytes);
+    Py_DECREF(sink.write);
     if (rc < 0) {
         return NULL;
     }

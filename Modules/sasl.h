@@ -16,7 +16,8 @@
  *
  * A mechanism is a state machine:
  *
- *   c = sasl_client_new(mech, &credentials, NULL, 0, &status);
+ *   c = sasl_client_new(mech, &credentials, NULL, 0, &status, error,
+ *                       sizeof(error));
  *   if sasl_client_initial(c, &out, &len): out is the initial response
  *       (sent on the AUTH line, or after the server's first, empty,
  *       challenge);
@@ -69,8 +70,15 @@ typedef enum {
     /* sasl_client_new(): the credentials cannot be sent with this
        mechanism (a NUL byte in a PLAIN or SCRAM credential, a NUL or
        \x01 in an OAuth user or token, an empty SCRAM user name). */
-    SASL_ERR_INPUT
+    SASL_ERR_INPUT,
+    /* The progress callback asked to stop the SCRAM key derivation. */
+    SASL_ERR_INTERRUPTED
 } sasl_status;
+
+/* The default and largest SCRAM iteration count a client accepts: a
+ * hostile server could otherwise keep the client busy for as long as it
+ * likes (10,000,000 iterations of SHA-256 take about 5 s). */
+#define SASL_SCRAM_MAX_ITERATIONS 10000000UL
 
 typedef struct {
     const char *user;        /* authentication identity, UTF-8 */
@@ -98,6 +106,18 @@ sasl_client *sasl_client_new(sasl_mech mech, const sasl_credentials *cred,
 
 /* Wipe and free; NULL is allowed. */
 void sasl_client_free(sasl_client *c);
+
+/* Refuse SCRAM iteration counts above n (1 <= n; the default is
+ * SASL_SCRAM_MAX_ITERATIONS). */
+void sasl_client_set_max_iterations(sasl_client *c, unsigned long n);
+
+/* Call progress(arg) every few thousand iterations of the SCRAM key
+ * derivation (and once after it where libcrypto has no MAC API); when it
+ * returns non-zero the step stops with SASL_ERR_INTERRUPTED.  This is how
+ * a caller that runs a step without the GIL lets signals and a deadline
+ * in. */
+void sasl_client_set_progress(sasl_client *c, int (*progress)(void *arg),
+                              void *arg);
 
 /* 1 and the initial response in *out and *len if the mechanism has one
  * (PLAIN, SCRAM, XOAUTH2, OAUTHBEARER), 0 if it has none (LOGIN,

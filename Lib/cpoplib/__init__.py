@@ -44,6 +44,7 @@ from ._cpoplib import (  # noqa: E402
     POP3,
     POP3_PORT,
     POP3_SSL_PORT,
+    SCRAM_MAX_ITERATIONS,
     _MAXLINE,
     error_proto,
 )
@@ -60,7 +61,9 @@ if HAVE_SSL:
 # `poplib._MAXLINE = N` does.  MAX_RESPONSE_SIZE (cpoplib only; None, no
 # limit, by default as in poplib) caps the bytes of one multi-line
 # response: past it, error_proto('response too long') and the connection
-# is closed.
+# is closed.  SCRAM_MAX_ITERATIONS (cpoplib only) is the largest SCRAM
+# iteration count login() accepts from a server (default 10,000,000,
+# about 5 s of SHA-256); lower it to refuse costlier derivations.
 _cpoplib._bind_namespace(globals())
 
 # self.file is a SocketReader: let it pass isinstance(f, io.BufferedIOBase).

@@ -8,6 +8,7 @@ from ._cpoplib import (
     HAVE_SSL as HAVE_SSL,
     LF as LF,
     MAX_RESPONSE_SIZE as MAX_RESPONSE_SIZE,
+    SCRAM_MAX_ITERATIONS as SCRAM_MAX_ITERATIONS,
     POP3 as POP3,
     POP3_PORT as POP3_PORT,
     POP3_SSL as POP3_SSL,

@@ -28,6 +28,7 @@ CRLF: Final = b"\r\n"
 HAVE_SSL: Final[bool]
 _MAXLINE: int
 MAX_RESPONSE_SIZE: int | None
+SCRAM_MAX_ITERATIONS: int
 
 @disjoint_base
 class POP3:
