@@ -322,6 +322,8 @@ intern_names(cpoplib_state *st)
     INTERN(str_settimeout, "settimeout");
     INTERN(str_gettimeout, "gettimeout");
     INTERN(str_scram_max, "SCRAM_MAX_ITERATIONS");
+    INTERN(str_io_refs, "_io_refs");
+    INTERN(str_decref_socketios, "_decref_socketios");
     INTERN(str_rb, "rb");
     INTERN(str_ascii, "ascii");
     INTERN(str_stls_cap, "STLS");
@@ -336,10 +338,13 @@ intern_names(cpoplib_state *st)
     INTERN(hook_names[HOOK_CLOSE], "close");
 #undef INTERN
     st->bytes_crlf = PyBytes_FromStringAndSize("\r\n", 2);
+    st->bytes_cr = PyBytes_FromStringAndSize("\r", 1);
+    st->int_one = PyLong_FromLong(1);
     st->bytes_plus = PyBytes_FromStringAndSize("+", 1);
     st->bytes_dot = PyBytes_FromStringAndSize(".", 1);
     st->bytes_dotdot = PyBytes_FromStringAndSize("..", 2);
-    if (st->bytes_crlf == NULL || st->bytes_plus == NULL
+    if (st->bytes_crlf == NULL || st->bytes_cr == NULL || st->int_one == NULL
+        || st->bytes_plus == NULL
         || st->bytes_dot == NULL || st->bytes_dotdot == NULL) {
         return -1;
     }
@@ -497,9 +502,7 @@ module_exec(PyObject *module)
         || PyModule_AddObjectRef(module, "CRLF", st->bytes_crlf) < 0) {
         goto error;
     }
-    PyObject *cr = PyBytes_FromStringAndSize("\r", 1);
-    if (cr == NULL || PyModule_AddObject(module, "CR", cr) < 0) {
-        Py_XDECREF(cr);
+    if (PyModule_AddObjectRef(module, "CR", st->bytes_cr) < 0) {
         goto error;
     }
     PyObject *lf = PyBytes_FromStringAndSize("\n", 1);
@@ -540,7 +543,7 @@ error:
     X(str_shutdown) X(str_match) X(str_group) X(str_split) X(str_decode)    \
     X(str_startswith) X(str_errno) X(str_fileno) X(str_keyfile)             \
     X(str_certfile) X(str_write) X(str_settimeout) X(str_gettimeout)   \
-    X(str_scram_max) X(bytes_crlf) X(bytes_plus) X(bytes_dot)                \
+    X(str_scram_max) X(str_io_refs) X(str_decref_socketios) X(bytes_crlf) X(bytes_cr) X(int_one) X(bytes_plus) X(bytes_dot)                \
     X(bytes_dotdot) X(str_rb) X(str_ascii) X(str_stls_cap)
 
 static int

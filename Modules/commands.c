@@ -282,6 +282,7 @@ static int
 discard_cleartext(POP3Object *self, cpoplib_state *st)
 {
     PyObject *file = PyObject_GetAttr((PyObject *)self, st->str_file);
+    int rc;
 
     if (file == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
@@ -290,11 +291,10 @@ discard_cleartext(POP3Object *self, cpoplib_state *st)
         PyErr_Clear();
         return 0;
     }
-    if (cpoplib_is_reader(st, file)) {
-        cpoplib_reader_discard((ReaderObject *)file);
-    }
+    rc = cpoplib_is_reader(st, file)
+         ? cpoplib_reader_discard((ReaderObject *)file) : 0;
     Py_DECREF(file);
-    return 0;
+    return rc;
 }
 
 /* poplib's stls(context=None) */

@@ -88,6 +88,21 @@ PyObject *cpoplib_getstate(POP3Object *self);
 
 /* ---- protocol.c ---- */
 
+/* What reading a multi-line body can end in besides success (0). */
+typedef enum {
+    CPOPLIB_BODY_ERROR = -1,         /* an exception is set */
+    CPOPLIB_BODY_TOO_LONG = -2,      /* past MAX_RESPONSE_SIZE; none set */
+    CPOPLIB_BODY_WRITE_FAILED = -3,  /* a destination's write() failed */
+    CPOPLIB_BODY_SWITCH = -4         /* the bulk path stops: go on line by
+                                        line through the hooks */
+} cpoplib_body_status;
+
+/* 1 if _getlongresp() may take its bulk path now: _getline() is ours, no
+ * wire debugging, and self.file is our reader (then a new reference in
+ * *reader); 0 if not; -1 on error.  Runs Python code (the attributes). */
+int cpoplib_body_reader(POP3Object *self, cpoplib_state *st,
+                        PyObject **reader);
+
 int cpoplib_debugging(POP3Object *self, cpoplib_state *st, int wire);
 int cpoplib_debug_print(const char *tag, PyObject *obj);
 PyObject *cpoplib_encode_text(PyObject *text, PyObject *encoding);
@@ -102,6 +117,12 @@ int cpoplib_hook_is_default(POP3Object *self, cpoplib_state *st,
                             cpoplib_hook hook);
 /* the package's _MAXLINE and MAX_RESPONSE_SIZE (-1: none), validated */
 int cpoplib_current_maxline(cpoplib_state *st, Py_ssize_t *maxline);
+/* The next line from our reader under _MAXLINE = maxline, as poplib's
+ * readline(_MAXLINE + 1) and `len(line) > _MAXLINE` treat it: a pop3
+ * status (POP3_LINE or POP3_EOF), or -1 with error_proto('line too long')
+ * or another exception set. */
+int cpoplib_reader_line(cpoplib_state *st, ReaderObject *reader,
+                        Py_ssize_t maxline, cpoplib_span *span);
 int cpoplib_current_response_cap(cpoplib_state *st, Py_ssize_t *cap);
 /* Close the connection through self.close(), keeping the pending
  * exception as the one raised: after it, the stream is somewhere no

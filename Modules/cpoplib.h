@@ -127,8 +127,11 @@ typedef struct {
     PyObject *str_startswith, *str_errno, *str_fileno;
     PyObject *str_keyfile, *str_certfile, *str_write;
     PyObject *str_settimeout, *str_gettimeout, *str_scram_max;
+    PyObject *str_io_refs, *str_decref_socketios;
 
     PyObject *bytes_crlf;            /* b'\r\n' */
+    PyObject *bytes_cr;              /* b'\r' */
+    PyObject *int_one;               /* 1 */
     PyObject *bytes_plus;            /* b'+' */
     PyObject *bytes_dot;             /* b'.' */
     PyObject *bytes_dotdot;          /* b'..' */
@@ -213,6 +216,7 @@ typedef struct {
        generation it was made in lasts. */
     unsigned long long generation;
     int busy;                /* recv_into() is running (Python code) */
+    int io_ref;              /* counted in sock._io_refs (as a makefile) */
     int held;                /* CPOPLIB_HOLD_* bits: the C core is in the
                                 middle of a response on this stream */
     double deadline;         /* cpoplib_monotonic() time after which a
@@ -267,8 +271,10 @@ const char *cpoplib_reader_span_data(ReaderObject *r,
 int cpoplib_reader_copy_body(ReaderObject *r, Py_ssize_t limit,
                              char *out, size_t room, pop3_copy *res);
 
-/* Drop whatever is buffered and close the reader. */
-void cpoplib_reader_discard(ReaderObject *r);
+/* Drop whatever is buffered and close the reader, giving its socket's
+ * file count back (sock._decref_socketios(), which closes a socket that
+ * was closed meanwhile).  0, or -1 with an exception set. */
+int cpoplib_reader_discard(ReaderObject *r);
 
 /* ---- connection.c ---- */
 

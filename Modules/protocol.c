@@ -487,11 +487,18 @@ cpoplib_putcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
 
 /* ---- receiving ---- */
 
-/* The current value of the package's _MAXLINE. */
+/* The package's _MAXLINE as poplib's `self.file.readline(_MAXLINE + 1)`
+ * and `len(line) > _MAXLINE` use it: `_MAXLINE + 1` is computed, then
+ * converted as io.BufferedReader.readline() converts its size, so that a
+ * value poplib refuses is refused with the same exception.  *maxline may
+ * be negative: -1 makes every line too long before anything is read,
+ * less than -1 after a line was read without limit (readline(-n)). */
 int
 cpoplib_current_maxline(cpoplib_state *st, Py_ssize_t *maxline)
 {
     PyObject *value = PyDict_GetItemWithError(st->namespace, st->str_maxline);
+    PyObject *limit;
+    Py_ssize_t n;
 
     if (value == NULL) {
         if (!PyErr_Occurred()) {
@@ -500,17 +507,64 @@ cpoplib_current_maxline(cpoplib_state *st, Py_ssize_t *maxline)
         }
         return -1;
     }
+    if (PyLong_CheckExact(value)) {
+        n = PyNumber_AsSsize_t(value, PyExc_OverflowError);
+        if (n == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (n == PY_SSIZE_T_MAX) {          /* _MAXLINE + 1 overflows */
+            PyErr_SetString(PyExc_OverflowError,
+                            "cannot fit 'int' into an index-sized integer");
+            return -1;
+        }
+        *maxline = n;
+        return 0;
+    }
     Py_INCREF(value);
-    *maxline = PyNumber_AsSsize_t(value, PyExc_OverflowError);
+    limit = PyNumber_Add(value, st->int_one);
     Py_DECREF(value);
-    if (*maxline == -1 && PyErr_Occurred()) {
+    if (limit == NULL) {
         return -1;
     }
-    if (*maxline < 0 || *maxline == PY_SSIZE_T_MAX) {
+    if (limit == Py_None) {
+        n = PY_SSIZE_T_MAX;                 /* readline(None): no limit */
+    }
+    else if (!PyIndex_Check(limit)) {
+        PyErr_Format(PyExc_TypeError,
+                     "argument should be integer or None, not '%.200s'",
+                     Py_TYPE(limit)->tp_name);
+        Py_DECREF(limit);
+        return -1;
+    }
+    else {
+        n = PyNumber_AsSsize_t(limit, PyExc_OverflowError);
+    }
+    Py_DECREF(limit);
+    if (n == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *maxline = n == PY_SSIZE_T_MIN ? n : n - 1;
+    return 0;
+}
+
+int
+cpoplib_reader_line(cpoplib_state *st, ReaderObject *reader,
+                    Py_ssize_t maxline, cpoplib_span *span)
+{
+    int rc;
+
+    if (maxline == -1) {
+        cpoplib_error(st, "line too long");     /* readline(0) is b'' */
+        return -1;
+    }
+    rc = cpoplib_reader_next_line(
+        reader, maxline < 0 || maxline == PY_SSIZE_T_MAX - 1
+                ? PY_SSIZE_T_MAX : maxline + 1, span);
+    if (rc == POP3_TOO_LONG || (rc >= 0 && maxline < 0)) {
         cpoplib_error(st, "line too long");
         return -1;
     }
-    return 0;
+    return rc;
 }
 
 /* The package's MAX_RESPONSE_SIZE: bytes a multi-line response body may
@@ -583,13 +637,9 @@ read_raw_line(cpoplib_state *st, PyObject *file, Py_ssize_t maxline)
         ReaderObject *reader = (ReaderObject *)file;
         const char *data;
         cpoplib_span span;
-        int rc = cpoplib_reader_next_line(reader, maxline + 1, &span);
+        int rc = cpoplib_reader_line(st, reader, maxline, &span);
 
         if (rc < 0) {
-            return NULL;
-        }
-        if (rc == POP3_TOO_LONG) {
-            cpoplib_error(st, "line too long");
             return NULL;
         }
         if (rc == POP3_EOF) {
@@ -602,7 +652,8 @@ read_raw_line(cpoplib_state *st, PyObject *file, Py_ssize_t maxline)
         return PyBytes_FromStringAndSize(data,
                                          (Py_ssize_t)span.line.raw_len);
     }
-    limit = PyLong_FromSsize_t(maxline + 1);
+    limit = PyLong_FromSsize_t(maxline == PY_SSIZE_T_MAX - 1 ? -1
+                               : maxline + 1);
     if (limit == NULL) {
         return NULL;
     }
@@ -624,6 +675,92 @@ read_raw_line(cpoplib_state *st, PyObject *file, Py_ssize_t maxline)
     return raw;
 }
 
+/* obj[start:stop], None where an end is NULL, as Python slices it */
+static PyObject *
+slice_of(PyObject *obj, PyObject *start, PyObject *stop)
+{
+    PyObject *slice = PySlice_New(start, stop, NULL), *res;
+
+    if (slice == NULL) {
+        return NULL;
+    }
+    res = PyObject_GetItem(obj, slice);
+    Py_DECREF(slice);
+    return res;
+}
+
+/* The end of poplib's _getline() on a line that is not bytes:
+ *
+ *     if not line: raise error_proto('-ERR EOF')
+ *     octets = len(line)
+ *     if line[-2:] == CRLF: return line[:-2], octets
+ *     if line[:1] == CR: return line[1:-1], octets
+ *     return line[:-1], octets
+ *
+ * with Python's operations, so a bytearray passes through as a bytearray
+ * and a str or list fails where and as it fails there. */
+static int
+strip_generic(cpoplib_state *st, PyObject *raw, PyObject **line,
+              PyObject **octets)
+{
+    PyObject *minus1 = NULL, *minus2 = NULL, *one = NULL, *part = NULL;
+    Py_ssize_t n;
+    int truth, rc = -1;
+
+    truth = PyObject_IsTrue(raw);
+    if (truth <= 0) {
+        if (truth == 0) {
+            cpoplib_error(st, "-ERR EOF");
+        }
+        return -1;
+    }
+    n = PyObject_Length(raw);
+    if (n < 0) {
+        return -1;
+    }
+    minus1 = PyLong_FromLong(-1);
+    minus2 = PyLong_FromLong(-2);
+    one = PyLong_FromLong(1);
+    if (minus1 == NULL || minus2 == NULL || one == NULL) {
+        goto done;
+    }
+    part = slice_of(raw, minus2, NULL);              /* line[-2:] */
+    truth = part == NULL ? -1
+            : PyObject_RichCompareBool(part, st->bytes_crlf, Py_EQ);
+    if (truth < 0) {
+        goto done;
+    }
+    if (truth) {
+        *line = slice_of(raw, NULL, minus2);         /* line[:-2] */
+    }
+    else {
+        Py_SETREF(part, slice_of(raw, NULL, one));   /* line[:1] */
+        truth = part == NULL ? -1
+                : PyObject_RichCompareBool(part, st->bytes_cr, Py_EQ);
+        if (truth < 0) {
+            goto done;
+        }
+        *line = truth ? slice_of(raw, one, minus1)   /* line[1:-1] */
+                      : slice_of(raw, NULL, minus1); /* line[:-1] */
+    }
+    if (*line == NULL) {
+        goto done;
+    }
+    *octets = PyLong_FromSsize_t(n);
+    if (*octets == NULL) {
+        Py_CLEAR(*line);
+        goto done;
+    }
+    rc = 0;
+
+done:
+    Py_XDECREF(part);
+    Py_XDECREF(minus1);
+    Py_XDECREF(minus2);
+    Py_XDECREF(one);
+    return rc;
+}
+
 /* poplib's _getline(): one line, stripped, and its octet count.  Runs
  * Python code. */
 int
@@ -632,7 +769,6 @@ cpoplib_getline_impl(POP3Object *self, cpoplib_state *st,
 {
     PyObject *file = NULL, *raw = NULL, *line = NULL;
     Py_ssize_t maxline;
-    Py_buffer view;
     pop3_line ln;
     int wire;
 
@@ -656,18 +792,23 @@ cpoplib_getline_impl(POP3Object *self, cpoplib_state *st,
     if (wire && cpoplib_debug_print("*get*", raw) < 0) {
         goto error;
     }
-    if (PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE) < 0) {
-        goto error;
+    if (!PyBytes_CheckExact(raw)) {
+        /* what file.readline() gave is not bytes: poplib's own steps on
+           whatever it is, so that it passes through or fails as there */
+        if (strip_generic(st, raw, out_line, out_octets) < 0) {
+            goto error;
+        }
+        Py_DECREF(raw);
+        return 0;
     }
-    if (view.len == 0) {
-        PyBuffer_Release(&view);
+    if (PyBytes_GET_SIZE(raw) == 0) {
         cpoplib_error(st, "-ERR EOF");
         goto error;
     }
-    pop3_strip_line(view.buf, (size_t)view.len, &ln);
-    line = PyBytes_FromStringAndSize((const char *)view.buf + ln.start,
+    pop3_strip_line(PyBytes_AS_STRING(raw), (size_t)PyBytes_GET_SIZE(raw),
+                    &ln);
+    line = PyBytes_FromStringAndSize(PyBytes_AS_STRING(raw) + ln.start,
                                      (Py_ssize_t)ln.len);
-    PyBuffer_Release(&view);
     if (line == NULL) {
         goto error;
     }
@@ -742,9 +883,6 @@ error:
     return NULL;
 }
 
-/* What reading a multi-line body can end in besides success (0). */
-#define BODY_ERROR (-1)      /* an exception is set */
-#define BODY_TOO_LONG (-2)   /* past MAX_RESPONSE_SIZE; nothing set */
 
 /* Add `n` octets to *total, unless that would pass `cap` (-1: none). */
 static int
@@ -760,42 +898,70 @@ within_cap(Py_ssize_t cap, Py_ssize_t *total, Py_ssize_t n)
     return 1;
 }
 
+int
+cpoplib_body_reader(POP3Object *self, cpoplib_state *st, PyObject **reader)
+{
+    PyObject *file;
+    int ok = cpoplib_hook_is_default(self, st, HOOK_GETLINE), wire;
+
+    *reader = NULL;
+    if (ok <= 0) {
+        return ok;
+    }
+    wire = cpoplib_debugging(self, st, 1);
+    if (wire != 0) {
+        return wire < 0 ? -1 : 0;
+    }
+    file = PyObject_GetAttr((PyObject *)self, st->str_file);
+    if (file == NULL) {
+        return -1;
+    }
+    if (!cpoplib_is_reader(st, file)) {
+        Py_DECREF(file);
+        return 0;
+    }
+    *reader = file;
+    return 1;
+}
+
 /* The bulk path of _getlongresp(): every line of the body straight from
  * the reader's buffer into `lines`, no Python call per line (the reader
  * runs recv_into and signal handlers between lines, never while a line
- * is being copied out). */
+ * is being copied out).  After a fill, which may have run Python code, it
+ * checks that the bulk path still applies (a signal handler may have set
+ * self.file = None or turned debugging on): if not, CPOPLIB_BODY_SWITCH, and the
+ * rest is read line by line as poplib reads it.  *total counts the bytes
+ * of the lines taken. */
 static int
-read_body_fast(cpoplib_state *st, ReaderObject *reader, PyObject *lines,
-               Py_ssize_t cap, unsigned long long *octets)
+read_body_fast(POP3Object *self, cpoplib_state *st, ReaderObject *reader,
+               PyObject *lines, Py_ssize_t cap, unsigned long long *octets,
+               Py_ssize_t *total)
 {
-    Py_ssize_t maxline, total = 0;
+    Py_ssize_t maxline;
 
     if (cpoplib_current_maxline(st, &maxline) < 0) {
-        return BODY_ERROR;
+        return CPOPLIB_BODY_ERROR;
     }
     for (;;) {
-        PyObject *line;
+        PyObject *line, *now;
         const char *data;
         cpoplib_span span;
-        int rc = cpoplib_reader_next_line(reader, maxline + 1, &span);
+        unsigned long long generation = reader->generation;
+        int rc = cpoplib_reader_line(st, reader, maxline, &span);
 
         if (rc < 0) {
-            return BODY_ERROR;
-        }
-        if (rc == POP3_TOO_LONG) {
-            cpoplib_error(st, "line too long");
-            return BODY_ERROR;
+            return CPOPLIB_BODY_ERROR;
         }
         if (rc == POP3_EOF) {
             cpoplib_error(st, "-ERR EOF");
-            return BODY_ERROR;
+            return CPOPLIB_BODY_ERROR;
         }
-        if (!within_cap(cap, &total, (Py_ssize_t)span.line.raw_len)) {
-            return BODY_TOO_LONG;
+        if (!within_cap(cap, total, (Py_ssize_t)span.line.raw_len)) {
+            return CPOPLIB_BODY_TOO_LONG;
         }
         data = cpoplib_reader_span_data(reader, &span);
         if (data == NULL) {
-            return BODY_ERROR;
+            return CPOPLIB_BODY_ERROR;
         }
         pop3_unstuff(data, &span.line);
         if (span.line.is_terminator) {
@@ -804,14 +970,24 @@ read_body_fast(cpoplib_state *st, ReaderObject *reader, PyObject *lines,
         line = PyBytes_FromStringAndSize(data + span.line.start,
                                          (Py_ssize_t)span.line.len);
         if (line == NULL) {
-            return BODY_ERROR;
+            return CPOPLIB_BODY_ERROR;
         }
         rc = PyList_Append(lines, line);
         Py_DECREF(line);
         if (rc < 0) {
-            return BODY_ERROR;
+            return CPOPLIB_BODY_ERROR;
         }
         *octets += span.line.octets;
+        if (reader->generation != generation) {
+            rc = cpoplib_body_reader(self, st, &now);
+            Py_XDECREF(now);
+            if (rc < 0) {
+                return CPOPLIB_BODY_ERROR;
+            }
+            if (!rc || now != (PyObject *)reader) {
+                return CPOPLIB_BODY_SWITCH;
+            }
+        }
     }
 }
 
@@ -824,10 +1000,10 @@ read_body_generic(POP3Object *self, cpoplib_state *st, PyObject *lines,
     PyObject *line = NULL, *o = NULL, *tmp;
     PyObject *one = PyLong_FromLong(1);
     Py_ssize_t total = 0;
-    int rc = BODY_ERROR;
+    int rc = CPOPLIB_BODY_ERROR;
 
     if (one == NULL) {
-        return BODY_ERROR;
+        return CPOPLIB_BODY_ERROR;
     }
     for (;;) {
         int truth;
@@ -845,7 +1021,7 @@ read_body_generic(POP3Object *self, cpoplib_state *st, PyObject *lines,
                 n = PY_SSIZE_T_MAX;
             }
             if (!within_cap(cap, &total, (Py_ssize_t)n)) {
-                rc = BODY_TOO_LONG;
+                rc = CPOPLIB_BODY_TOO_LONG;
                 goto done;
             }
         }
@@ -923,7 +1099,7 @@ cpoplib_getlongresp_impl(POP3Object *self, cpoplib_state *st)
     PyObject *resp = NULL, *lines = NULL, *octets = NULL, *file = NULL;
     PyObject *result = NULL;
     unsigned long long count = 0;
-    Py_ssize_t cap;
+    Py_ssize_t cap, total = 0;
     int fast, rc;
 
     resp = cpoplib_getresp(self, st);
@@ -939,38 +1115,26 @@ cpoplib_getlongresp_impl(POP3Object *self, cpoplib_state *st)
     }
     /* Bulk path: _getline() is ours, the file is our reader and nothing
        is printed per line. */
-    fast = cpoplib_hook_is_default(self, st, HOOK_GETLINE);
+    fast = cpoplib_body_reader(self, st, &file);
     if (fast < 0) {
         goto done;
     }
+    rc = CPOPLIB_BODY_SWITCH;
     if (fast) {
-        int wire = cpoplib_debugging(self, st, 1);
-        if (wire < 0) {
-            goto done;
-        }
-        file = PyObject_GetAttr((PyObject *)self, st->str_file);
-        if (file == NULL) {
-            goto done;
-        }
-        fast = !wire && cpoplib_is_reader(st, file);
+        rc = read_body_fast(self, st, (ReaderObject *)file, lines, cap,
+                            &count, &total);
     }
-    if (fast) {
-        rc = read_body_fast(st, (ReaderObject *)file, lines, cap, &count);
-        if (rc == 0) {
-            octets = PyLong_FromUnsignedLongLong(count);
-            if (octets == NULL) {
-                goto done;
-            }
-        }
-    }
-    else {
-        octets = PyLong_FromLong(0);
+    if (rc == 0 || rc == CPOPLIB_BODY_SWITCH) {
+        octets = PyLong_FromUnsignedLongLong(count);
         if (octets == NULL) {
             goto done;
         }
-        rc = read_body_generic(self, st, lines, cap, &octets);
     }
-    if (rc == BODY_TOO_LONG) {
+    if (rc == CPOPLIB_BODY_SWITCH) {
+        rc = read_body_generic(self, st, lines,
+                               cap < 0 ? cap : cap - total, &octets);
+    }
+    if (rc == CPOPLIB_BODY_TOO_LONG) {
         cpoplib_fail_too_long(self, st);
         goto done;
     }

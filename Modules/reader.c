@@ -193,19 +193,37 @@ reader_fill(ReaderObject *r, Py_ssize_t need)
         }
         goto done;
     }
+    /* What socket.SocketIO and io.BufferedReader make of the result, as
+     * poplib's sock.makefile('rb') would: None (a non-blocking socket
+     * with nothing to read) ends this read like the end of the stream;
+     * anything that is not a length in range is an OSError. */
+    if (result == Py_None) {
+        got = 0;
+    }
+    else {
+        got = PyNumber_AsSsize_t(result, PyExc_ValueError);
+        if (got == -1 && PyErr_Occurred()) {
+            PyObject *cause = cpoplib_fetch_exception(), *exc;
+
+            PyErr_SetString(PyExc_OSError, "raw readinto() failed");
+            exc = cpoplib_fetch_exception();
+            PyException_SetCause(exc, Py_NewRef(cause));
+            PyException_SetContext(exc, cause);
+            cpoplib_restore_exception(exc);
+            goto done;
+        }
+        if (got < 0 || got > cap - r->end) {
+            PyErr_Format(PyExc_OSError,
+                         "raw readinto() returned invalid length %zd "
+                         "(should have been between 0 and %zd)",
+                         got, cap - r->end);
+            got = -1;
+            goto done;
+        }
+    }
     if (r->buffer != buffer) {
-        PyErr_SetString(PyExc_ValueError,
-                        "I/O operation on closed file.");
-        goto done;
-    }
-    got = PyLong_AsSsize_t(result);
-    if (got == -1 && PyErr_Occurred()) {
-        goto done;
-    }
-    if (got < 0 || got > cap - r->end) {
-        PyErr_Format(PyExc_OSError,
-                     "recv_into() returned %zd, outside 0..%zd",
-                     got, cap - r->end);
+        /* recv_into() or the result's __index__ closed the file */
+        PyErr_SetString(PyExc_ValueError, "I/O operation on closed file.");
         got = -1;
         goto done;
     }
@@ -374,32 +392,78 @@ cpoplib_reader_span_data(ReaderObject *r, const cpoplib_span *span)
     return PyByteArray_AS_STRING(r->buffer) + span->offset;
 }
 
-void
+int
 cpoplib_reader_discard(ReaderObject *r)
 {
+    cpoplib_state *st = PyModule_GetState(r->module);
+    PyObject *sock = r->sock, *res;
+    int io_ref = r->io_ref;
+
     r->generation++;
     r->pos = r->end = 0;
+    r->io_ref = 0;
+    r->sock = NULL;
     Py_CLEAR(r->buffer);
-    Py_CLEAR(r->sock);
+    if (sock == NULL) {
+        return 0;
+    }
+    res = io_ref ? PyObject_CallMethodNoArgs(sock, st->str_decref_socketios)
+                 : Py_NewRef(Py_None);
+    Py_DECREF(sock);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
 }
 
 PyObject *
 cpoplib_reader_new(cpoplib_state *st, PyObject *sock)
 {
     PyTypeObject *type = st->Reader_Type;
-    ReaderObject *r = (ReaderObject *)type->tp_alloc(type, 0);
+    ReaderObject *r;
+    PyObject *refs, *more, *exc;
+    int rc;
 
-    if (r == NULL) {
+    /* sock._io_refs += 1, as socket.makefile() counts the file it makes:
+       sock.close() then leaves the descriptor open until the file is
+       closed too, so that poplib's connection still works after
+       conn.sock.close() */
+    refs = PyObject_GetAttr(sock, st->str_io_refs);
+    if (refs == NULL) {
         return NULL;
+    }
+    more = PyNumber_Add(refs, st->int_one);
+    Py_DECREF(refs);
+    if (more == NULL) {
+        return NULL;
+    }
+    rc = PyObject_SetAttr(sock, st->str_io_refs, more);
+    Py_DECREF(more);
+    if (rc < 0) {
+        return NULL;
+    }
+    r = (ReaderObject *)type->tp_alloc(type, 0);
+    if (r == NULL) {
+        goto error;
     }
     r->module = Py_NewRef(PyType_GetModule(type));
     r->sock = Py_NewRef(sock);
+    r->io_ref = 1;
     r->buffer = PyByteArray_FromStringAndSize(NULL, READER_CHUNK);
     if (r->buffer == NULL) {
-        Py_DECREF(r);
+        Py_DECREF(r);            /* its finalizer gives the count back */
         return NULL;
     }
     return (PyObject *)r;
+
+error:
+    /* give the count back, keeping the error */
+    exc = cpoplib_fetch_exception();
+    more = PyObject_CallMethodNoArgs(sock, st->str_decref_socketios);
+    Py_XDECREF(more);
+    cpoplib_chain_context(exc);
+    return NULL;
 }
 
 /* ---- the file view ---- */
@@ -417,13 +481,20 @@ reader_take(ReaderObject *r, Py_ssize_t n)
     return out;
 }
 
-/* An optional size argument: None or an int; -1 when omitted or None. */
+/* An optional size argument, converted as io.BufferedReader converts
+ * it: None or an integer; -1 when omitted or None. */
 static int
 reader_size_arg(PyObject *arg, Py_ssize_t *size)
 {
     *size = -1;
     if (arg == NULL || arg == Py_None) {
         return 0;
+    }
+    if (!PyIndex_Check(arg)) {
+        PyErr_Format(PyExc_TypeError,
+                     "argument should be integer or None, not '%.200s'",
+                     Py_TYPE(arg)->tp_name);
+        return -1;
     }
     *size = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
     if (*size == -1 && PyErr_Occurred()) {
@@ -432,10 +503,12 @@ reader_size_arg(PyObject *arg, Py_ssize_t *size)
     return 0;
 }
 
-/* Parse `name($self, size=-1, /)`. */
+/* Parse `name($self, size=-1, /)`: None or an integer with
+ * allow_none (read, readline), only an integer otherwise (read1, peek),
+ * as io.BufferedReader has them. */
 static int
 reader_parse_size(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-                  PyObject *kwnames, Py_ssize_t *size)
+                  PyObject *kwnames, int allow_none, Py_ssize_t *size)
 {
     static const char *const names[] = {"size", NULL};
     const cpoplib_argspec spec = {fname, names, 1, 0, 1};
@@ -444,7 +517,11 @@ reader_parse_size(const char *fname, PyObject *const *args, Py_ssize_t nargs,
     if (cpoplib_parse_args(&spec, args, nargs, kwnames, &arg) < 0) {
         return -1;
     }
-    return reader_size_arg(arg, size);
+    if (allow_none || arg == NULL) {
+        return reader_size_arg(arg, size);
+    }
+    *size = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+    return *size == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
 static PyObject *
@@ -513,7 +590,7 @@ reader_readline(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs,
 {
     Py_ssize_t size;
 
-    if (reader_parse_size("readline", args, nargs, kwnames, &size) < 0) {
+    if (reader_parse_size("readline", args, nargs, kwnames, 1, &size) < 0) {
         return NULL;
     }
     return reader_readline_impl(r, size);
@@ -599,7 +676,7 @@ reader_read(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs,
 {
     Py_ssize_t size;
 
-    if (reader_parse_size("read", args, nargs, kwnames, &size) < 0) {
+    if (reader_parse_size("read", args, nargs, kwnames, 1, &size) < 0) {
         return NULL;
     }
     return reader_read_impl(r, size);
@@ -634,7 +711,7 @@ reader_read1(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs,
 {
     Py_ssize_t size;
 
-    if (reader_parse_size("read1", args, nargs, kwnames, &size) < 0) {
+    if (reader_parse_size("read1", args, nargs, kwnames, 0, &size) < 0) {
         return NULL;
     }
     return reader_read1_impl(r, size);
@@ -650,7 +727,7 @@ reader_peek(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs,
 {
     Py_ssize_t size;
 
-    if (reader_parse_size("peek", args, nargs, kwnames, &size) < 0
+    if (reader_parse_size("peek", args, nargs, kwnames, 0, &size) < 0
         || reader_check_readable(r) < 0) {
         return NULL;
     }
@@ -721,7 +798,9 @@ PyDoc_STRVAR(reader_close_doc,
 static PyObject *
 reader_close(ReaderObject *r, PyObject *Py_UNUSED(ignored))
 {
-    cpoplib_reader_discard(r);
+    if (cpoplib_reader_discard(r) < 0) {
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -817,8 +896,7 @@ reader_enter(ReaderObject *r, PyObject *Py_UNUSED(ignored))
 static PyObject *
 reader_exit(ReaderObject *r, PyObject *const *args, Py_ssize_t nargs)
 {
-    cpoplib_reader_discard(r);
-    Py_RETURN_NONE;
+    return reader_close(r, NULL);
 }
 
 static PyObject *
@@ -891,11 +969,31 @@ reader_clear(ReaderObject *r)
     return 0;
 }
 
+/* A reader dropped without close() gives its socket's file count back,
+ * as an unclosed socket.SocketIO does when it is collected. */
+static void
+reader_finalize(ReaderObject *r)
+{
+    PyObject *exc;
+
+    if (!r->io_ref || r->sock == NULL) {
+        return;
+    }
+    exc = cpoplib_fetch_exception();
+    if (cpoplib_reader_discard(r) < 0) {
+        PyErr_WriteUnraisable((PyObject *)r);
+    }
+    cpoplib_restore_exception(exc);
+}
+
 static void
 reader_dealloc(ReaderObject *r)
 {
     PyTypeObject *tp = Py_TYPE(r);
 
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)r) < 0) {
+        return;                  /* resurrected */
+    }
     PyObject_GC_UnTrack(r);
     if (r->weakreflist != NULL) {
         PyObject_ClearWeakRefs((PyObject *)r);
@@ -970,6 +1068,7 @@ PyDoc_STRVAR(reader_doc,
 static PyType_Slot reader_slots[] = {
     {Py_tp_doc, (void *)reader_doc},
     {Py_tp_dealloc, reader_dealloc},
+    {Py_tp_finalize, reader_finalize},
     {Py_tp_traverse, reader_traverse},
     {Py_tp_clear, reader_clear},
     {Py_tp_repr, reader_repr},

@@ -126,25 +126,21 @@ sink_flush(body_sink *sink)
     return rc;
 }
 
-/* Results of reading a body into a sink, besides 0 (done) */
-#define BODY_ERROR (-1)
-#define BODY_TOO_LONG (-2)
-#define BODY_WRITE_FAILED (-3)
 
-/* Append `data` (a line, CRLF added) to the sink: 0, BODY_ERROR or
- * BODY_WRITE_FAILED. */
+/* Append `data` (a line, CRLF added) to the sink: 0, CPOPLIB_BODY_ERROR or
+ * CPOPLIB_BODY_WRITE_FAILED. */
 static int
 sink_append_line(body_sink *sink, const char *data, Py_ssize_t len)
 {
     if (len > PY_SSIZE_T_MAX - 2 || sink_grow(sink, len + 2) < 0) {
-        return BODY_ERROR;
+        return CPOPLIB_BODY_ERROR;
     }
     memcpy(PyBytes_AS_STRING(sink->bytes) + sink->used, data, (size_t)len);
     memcpy(PyBytes_AS_STRING(sink->bytes) + sink->used + len, "\r\n", 2);
     sink->used += len + 2;
     if (sink->write != NULL && sink->used >= FETCH_INTO_CHUNK
         && sink_flush(sink) < 0) {
-        return BODY_WRITE_FAILED;
+        return CPOPLIB_BODY_WRITE_FAILED;
     }
     return 0;
 }
@@ -164,18 +160,22 @@ read_body(cpoplib_state *st, ReaderObject *reader, Py_ssize_t cap,
 
     memset(&res, 0, sizeof(res));
     if (cpoplib_current_maxline(st, &maxline) < 0) {
-        return BODY_ERROR;
+        return CPOPLIB_BODY_ERROR;
+    }
+    if (maxline < 0) {
+        cpoplib_error(st, "line too long");
+        return CPOPLIB_BODY_ERROR;
     }
     reader->held |= CPOPLIB_HOLD_BODY;
     for (;;) {
         Py_ssize_t room = PyBytes_GET_SIZE(sink->bytes) - sink->used;
         int st_copy = cpoplib_reader_copy_body(
-            reader, maxline + 1,
+            reader, maxline == PY_SSIZE_T_MAX - 1 ? maxline : maxline + 1,
             PyBytes_AS_STRING(sink->bytes) + sink->used, (size_t)room,
             &res);
 
         if (st_copy < 0) {
-            rc = BODY_ERROR;
+            rc = CPOPLIB_BODY_ERROR;
             break;
         }
         sink->used += (Py_ssize_t)res.produced;
@@ -186,7 +186,7 @@ read_body(cpoplib_state *st, ReaderObject *reader, Py_ssize_t cap,
             total += (Py_ssize_t)res.consumed;
         }
         if (cap >= 0 && total > cap) {
-            rc = BODY_TOO_LONG;
+            rc = CPOPLIB_BODY_TOO_LONG;
             break;
         }
         if (st_copy == POP3_LINE) {
@@ -195,18 +195,18 @@ read_body(cpoplib_state *st, ReaderObject *reader, Py_ssize_t cap,
         }
         if (st_copy == POP3_TOO_LONG) {
             cpoplib_error(st, "line too long");
-            rc = BODY_ERROR;
+            rc = CPOPLIB_BODY_ERROR;
             break;
         }
         if (st_copy == POP3_EOF) {
             cpoplib_error(st, "-ERR EOF");
-            rc = BODY_ERROR;
+            rc = CPOPLIB_BODY_ERROR;
             break;
         }
         if (st_copy == POP3_NEED_ROOM && (sink->write == NULL
                                           || sink->used == 0)) {
             if (sink_grow(sink, (Py_ssize_t)res.need) < 0) {
-                rc = BODY_ERROR;
+                rc = CPOPLIB_BODY_ERROR;
                 break;
             }
             continue;
@@ -217,7 +217,7 @@ read_body(cpoplib_state *st, ReaderObject *reader, Py_ssize_t cap,
             && (st_copy == POP3_NEED_ROOM
                 || sink->used >= FETCH_INTO_CHUNK)) {
             if (sink_flush(sink) < 0) {
-                rc = BODY_WRITE_FAILED;
+                rc = CPOPLIB_BODY_WRITE_FAILED;
                 break;
             }
             /* write() ran Python code: what was known of the line ahead
@@ -225,7 +225,7 @@ read_body(cpoplib_state *st, ReaderObject *reader, Py_ssize_t cap,
             res.scanned = 0;
             if (PyBytes_GET_SIZE(sink->bytes) < (Py_ssize_t)res.need
                 && sink_grow(sink, (Py_ssize_t)res.need) < 0) {
-                rc = BODY_ERROR;
+                rc = CPOPLIB_BODY_ERROR;
                 break;
             }
         }
@@ -234,38 +234,19 @@ read_body(cpoplib_state *st, ReaderObject *reader, Py_ssize_t cap,
     return rc;
 }
 
-/* 1 when the body can be read by read_body(): _getlongresp and
- * _getline are ours, no wire debugging, self.file is our reader (a new
- * reference in *reader); 0 otherwise; -1 on error. */
+/* 1 when the body can be read by read_body(): _getlongresp is ours and
+ * _getlongresp()'s own bulk path applies (a new reference to the reader
+ * in *reader); 0 otherwise; -1 on error. */
 static int
 can_read_directly(POP3Object *self, cpoplib_state *st, PyObject **reader)
 {
-    PyObject *file;
-    int is_default, wire;
+    int is_default = cpoplib_hook_is_default(self, st, HOOK_GETLONGRESP);
 
     *reader = NULL;
-    is_default = cpoplib_hook_is_default(self, st, HOOK_GETLONGRESP);
     if (is_default <= 0) {
         return is_default;
     }
-    is_default = cpoplib_hook_is_default(self, st, HOOK_GETLINE);
-    if (is_default <= 0) {
-        return is_default;
-    }
-    wire = cpoplib_debugging(self, st, 1);
-    if (wire != 0) {
-        return wire < 0 ? -1 : 0;
-    }
-    file = PyObject_GetAttr((PyObject *)self, st->str_file);
-    if (file == NULL) {
-        return -1;
-    }
-    if (!cpoplib_is_reader(st, file)) {
-        Py_DECREF(file);
-        return 0;
-    }
-    *reader = file;
-    return 1;
+    return cpoplib_body_reader(self, st, reader);
 }
 
 /* The lines of a (resp, lines, octets) result appended to the sink. */
@@ -273,11 +254,11 @@ static int
 append_lines(PyObject *result, body_sink *sink)
 {
     PyObject *lines, *it = NULL, *line;
-    int rc = BODY_ERROR;
+    int rc = CPOPLIB_BODY_ERROR;
 
     lines = PySequence_GetItem(result, 1);
     if (lines == NULL) {
-        return BODY_ERROR;
+        return CPOPLIB_BODY_ERROR;
     }
     it = PyObject_GetIter(lines);
     if (it == NULL) {
@@ -300,7 +281,7 @@ append_lines(PyObject *result, body_sink *sink)
         }
     }
     if (!PyErr_Occurred()) {
-        rc = sink_flush(sink) < 0 ? BODY_WRITE_FAILED : 0;
+        rc = sink_flush(sink) < 0 ? CPOPLIB_BODY_WRITE_FAILED : 0;
     }
 
 done:
@@ -316,16 +297,16 @@ read_response(POP3Object *self, cpoplib_state *st, Py_ssize_t cap,
               body_sink *sink)
 {
     PyObject *reader = NULL, *res;
-    int direct, rc = BODY_ERROR;
+    int direct, rc = CPOPLIB_BODY_ERROR;
 
     direct = can_read_directly(self, st, &reader);
     if (direct < 0) {
-        return BODY_ERROR;
+        return CPOPLIB_BODY_ERROR;
     }
     if (!direct) {
         res = cpoplib_getlongresp(self, st);
         if (res == NULL) {
-            return BODY_ERROR;
+            return CPOPLIB_BODY_ERROR;
         }
         rc = append_lines(res, sink);
         Py_DECREF(res);
@@ -336,7 +317,7 @@ read_response(POP3Object *self, cpoplib_state *st, Py_ssize_t cap,
         Py_DECREF(res);
         rc = read_body(st, (ReaderObject *)reader, cap, sink);
         if (rc == 0) {
-            rc = sink_flush(sink) < 0 ? BODY_WRITE_FAILED : 0;
+            rc = sink_flush(sink) < 0 ? CPOPLIB_BODY_WRITE_FAILED : 0;
         }
     }
     Py_DECREF(reader);
@@ -349,10 +330,10 @@ read_response(POP3Object *self, cpoplib_state *st, Py_ssize_t cap,
 static void
 cleanup_failed_read(POP3Object *self, cpoplib_state *st, int rc)
 {
-    if (rc == BODY_TOO_LONG) {
+    if (rc == CPOPLIB_BODY_TOO_LONG) {
         cpoplib_fail_too_long(self, st);
     }
-    else if (rc == BODY_WRITE_FAILED) {
+    else if (rc == CPOPLIB_BODY_WRITE_FAILED) {
         cpoplib_close_keeping_error(self, st);
     }
 }
@@ -370,12 +351,12 @@ fetch_to_sink(POP3Object *self, PyObject *which, body_sink *sink)
 
     is_default = cpoplib_hook_is_default(self, st, HOOK_LONGCMD);
     if (is_default < 0) {
-        return BODY_ERROR;
+        return CPOPLIB_BODY_ERROR;
     }
     if (!is_default) {
         res = cpoplib_command1(self, "RETR %s", which, 1);
         if (res == NULL) {
-            return BODY_ERROR;
+            return CPOPLIB_BODY_ERROR;
         }
         rc = append_lines(res, sink);
         Py_DECREF(res);
@@ -383,16 +364,16 @@ fetch_to_sink(POP3Object *self, PyObject *which, body_sink *sink)
         return rc;
     }
     if (cpoplib_current_response_cap(st, &cap) < 0) {
-        return BODY_ERROR;
+        return CPOPLIB_BODY_ERROR;
     }
     line = cpoplib_format_command("RETR %s", which);
     if (line == NULL) {
-        return BODY_ERROR;
+        return CPOPLIB_BODY_ERROR;
     }
     res = cpoplib_putcmd(self, st, line);
     Py_DECREF(line);
     if (res == NULL) {
-        return BODY_ERROR;
+        return CPOPLIB_BODY_ERROR;
     }
     Py_DECREF(res);
     rc = read_response(self, st, cap, sink);

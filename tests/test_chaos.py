@@ -16,7 +16,10 @@ nothing, ``file.read(k)``, ``file.readline()``, ``file.peek()``,
 A mixed command sequence (stat, list, uidl, retr, top, noop, dele, rset,
 capa, apop, getwelcome, quit) runs against a fake server (one end of a
 socketpair, fed by a thread) whose replies are computed from a known
-mailbox.  Each outcome must be
+mailbox.  The retrieval variants add cpoplib's fetch(), and one entry
+point with chaos of its own: fetch_into() into a destination whose
+write() is a chaos point, or fetch_many() whose consumer is one between
+two steps.  Each outcome must be
 
 * an exception that is an instance of error_proto, OSError, ValueError,
   RuntimeError, AttributeError or TypeError (IndexError too for capa(),
@@ -66,6 +69,10 @@ KNOWN_MESSAGES = {
     "-ERR CAPA not supported by server", "Invalid STAT response format",
     "Invalid STAT response data: non-numeric values",
     "-ERR APOP not supported by server",
+    # after a fetch_many() batch whose responses could not all be read,
+    # every command is refused with this (cpoplib only)
+    "connection out of step: responses of a fetch_many() batch could not "
+    "be read; close() it and reconnect",
 }
 
 
@@ -93,10 +100,15 @@ def _build_mailbox():
                 lines.append(b"m%d body line %04d %s"
                              % (i, j, b"t" * rng.randint(0, 60)))
         messages.append(lines)
+    # message 7, about 600 KiB: more than fetch_into() hands to one
+    # write(), so a destination runs in the middle of its body
+    messages.append([b"Subject: chaos message 7", b""]
+                    + [b"m7 line %05d %s" % (j, b"z" * (j % 200))
+                       for j in range(6000)])
     return messages
 
 
-MAILBOX = _build_mailbox()       # message 4 is about 120 KiB
+MAILBOX = _build_mailbox()       # message 4 ~120 KiB, message 7 ~640 KiB
 GREETING = b"+OK chaos POP3 server ready <1.2@chaos>"
 CAPA_LINES = [b"USER", b"UIDL", b"TOP", b"PIPELINING",
               b"IMPLEMENTATION chaos server"]
@@ -109,6 +121,11 @@ def _size(lines):
 def _wire(lines):
     return b"".join((b"." + ln if ln.startswith(b".") else ln) + b"\r\n"
                     for ln in lines) + b".\r\n"
+
+
+def _joined(lines):
+    """A message as fetch() returns it."""
+    return b"".join(ln + b"\r\n" for ln in lines)
 
 
 def _uid(n):
@@ -170,6 +187,25 @@ class _Mailbox:
                 return bad(n)
             lines = MAILBOX[n - 1]
             return long(b"+OK %d octets" % _size(lines), lines)
+        if cmd in ("fetch", "fetch_into"):
+            n = args[0]
+            if bad(n):
+                return bad(n)
+            lines = MAILBOX[n - 1]
+            return (b"+OK %d octets\r\n" % _size(lines) + _wire(lines),
+                    ("ok", _joined(lines)))
+        if cmd == "fetch_many":
+            wire, out, failed = b"", [], None
+            for n in args:
+                if failed is None and bad(n):
+                    failed = bad(n)[1]
+                if bad(n):
+                    wire += bad(n)[0]
+                    continue
+                lines = MAILBOX[n - 1]
+                wire += b"+OK %d octets\r\n" % _size(lines) + _wire(lines)
+                out.append((n, _joined(lines)))
+            return wire, failed or ("ok", out)
         if cmd == "top":
             n, k = args
             if bad(n):
@@ -208,11 +244,21 @@ COMMAND_WEIGHTS = {"stat": 2, "list": 2, "list1": 1, "uidl": 2, "uidl1": 1,
                    "capa": 2, "apop": 1, "getwelcome": 1}
 
 
-def make_session(rng):
+# cpoplib's retrieval methods: fetch() in every retrieval variant, the
+# variant's own entry point weighted up
+RETRIEVAL_ENTRIES = ("fetch_into", "fetch_many")
+
+
+def make_session(rng, entry=None):
     """A command sequence and, for each command, the expected outcome and
-    the end offset of its reply in the stream; plus the whole stream."""
-    names = list(COMMAND_WEIGHTS)
-    weights = [COMMAND_WEIGHTS[n] for n in names]
+    the end offset of its reply in the stream; plus the whole stream.
+    With `entry` (one of RETRIEVAL_ENTRIES), fetch() and `entry` are among
+    the commands."""
+    weights_of = dict(COMMAND_WEIGHTS)
+    if entry is not None:
+        weights_of.update({"fetch": 2, entry: 5})
+    names = list(weights_of)
+    weights = [weights_of[n] for n in names]
     commands = []
     for _ in range(rng.randint(3, 12)):
         name = rng.choices(names, weights)[0]
@@ -220,8 +266,13 @@ def make_session(rng):
             else rng.randint(1, len(MAILBOX))
         if name in ("list1", "uidl1"):
             commands.append((name[:-1], (n,)))
-        elif name in ("retr", "dele"):
+        elif name in ("retr", "dele", "fetch", "fetch_into"):
             commands.append((name, (n,)))
+        elif name == "fetch_many":
+            # at most 3: all of them in flight at once (the window is 8),
+            # so a -ERR among them drains the rest and stays in step
+            commands.append((name, tuple(rng.randint(1, len(MAILBOX))
+                                         for _ in range(rng.randint(1, 3)))))
         elif name == "top":
             commands.append((name, (n, rng.randint(0, 5))))
         elif name == "apop":
@@ -494,6 +545,19 @@ def check_exception(module, exc, name, cursor):
 
 def check_plausible(name, got, cursor):
     """A result obtained after the stream got out of step."""
+    if name in ("fetch", "fetch_into"):
+        got = [(None, got)]
+    if name in ("fetch", "fetch_into", "fetch_many"):
+        if type(got) is not list:
+            raise Verdict("%s returned %r" % (name, got))
+        for n, message in got:
+            if type(message) is not bytes or (message
+                                              and not message.endswith(
+                                                  b"\r\n")):
+                raise Verdict("%s returned %r" % (name, message[:200]))
+            for i, line in enumerate(message.split(b"\r\n")[:-1]):
+                cursor.locate(line, "%s %s line %d" % (name, n, i))
+        return
     if name == "stat":
         if not (type(got) is tuple and len(got) == 2
                 and all(type(v) is int for v in got)):
@@ -520,10 +584,43 @@ def check_plausible(name, got, cursor):
         cursor.locate(line, "%s line %d" % (name, i))
 
 
-def run_seed(module, variant, seed):
+class ChaosSink:
+    """fetch_into()'s destination: every write() is a chaos point."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.data = bytearray()
+
+    def write(self, data):
+        chaos_point(self.conn, "write")
+        self.data += data
+        return len(data)
+
+
+def call(conn, name, args):
+    """conn.<name>(*args); fetch_into() into a ChaosSink, whose bytes it
+    returns; fetch_many() consumed to the end with a chaos point after
+    each message, as a list of its pairs."""
+    if name == "fetch_into":
+        sink = ChaosSink(conn)
+        written = conn.fetch_into(args[0], sink)
+        if written != len(sink.data):
+            raise Verdict("fetch_into() returned %r for %d bytes written"
+                          % (written, len(sink.data)))
+        return bytes(sink.data)
+    if name == "fetch_many":
+        pairs = []
+        for n, message in conn.fetch_many(list(args), pipeline=True):
+            pairs.append((n, message))
+            chaos_point(conn, "consumer")
+        return pairs
+    return getattr(conn, name)(*args)
+
+
+def run_seed(module, variant, seed, entry=None):
     """Run one seed; raises Verdict (with the story) on a wrong outcome."""
     rng = random.Random(seed)
-    plan, stream = make_session(rng)
+    plan, stream = make_session(rng, entry)
     hooks = tuple(h for h in HOOKS
                   if rng.random() < rng.choice((0.0, 0.0, 0.2, 0.5)))
     state = ChaosState(random.Random(rng.random()),
@@ -562,7 +659,9 @@ def run_seed(module, variant, seed):
             # command must raise AttributeError, as with poplib
             closed = expected == ("closed",) and quit_ok
             try:
-                got = ("ok", getattr(conn, name)(*args))
+                got = ("ok", call(conn, name, args))
+            except Verdict:
+                raise
             except BaseException as exc:
                 story.append((name, args, "raised %r" % (exc,)))
                 if closed and not isinstance(exc, AttributeError):
@@ -617,7 +716,7 @@ def run_seed(module, variant, seed):
         server.join(15)
 
 
-def _run_seeds(module, variant, seeds, limit=5):
+def _run_seeds(module, variant, seeds, limit=5, entry=None):
     failures = []
     log = open(CHAOS_LOG, "a") if CHAOS_LOG else None
     try:
@@ -627,7 +726,7 @@ def _run_seeds(module, variant, seeds, limit=5):
                           % (module.__name__, variant, seed))
                 log.flush()
             try:
-                run_seed(module, variant, seed)
+                run_seed(module, variant, seed, entry)
             except Verdict as verdict:
                 failures.append(str(verdict))
                 if len(failures) >= limit:
@@ -645,6 +744,47 @@ def _run_seeds(module, variant, seeds, limit=5):
 def test_chaos(variant):
     failures = _run_seeds(cpoplib, variant, SEEDS)
     assert not failures, "\n\n".join(failures)
+
+
+@pytest.mark.parametrize("entry", RETRIEVAL_ENTRIES)
+@pytest.mark.parametrize("variant", ["properties", "getattribute"])
+def test_chaos_retrieval(variant, entry):
+    """fetch() and the entry point among the commands; the destination's
+    write() (fetch_into) or the consumer between two steps (fetch_many)
+    reads, closes or leaves the connection's file at random."""
+    failures = _run_seeds(cpoplib, variant, SEEDS, entry=entry)
+    assert not failures, "\n\n".join(failures)
+
+
+@pytest.mark.parametrize("entry", RETRIEVAL_ENTRIES)
+def test_model_matches_retrieval_without_chaos(entry):
+    """With chaos off, the retrieval commands return what the model
+    predicts (every message as retr() joins it)."""
+    for seed in range(40):
+        rng = random.Random(seed)
+        plan, stream = make_session(rng, entry)
+        cls = make_class(cpoplib, "properties", HOOKS if seed % 2 else ())
+        state = ChaosState(random.Random(0), 0.0, ())
+        ours, theirs = socket.socketpair()
+        ours.settimeout(15)
+        server = threading.Thread(target=_serve,
+                                  args=(theirs, _pieces(rng, stream)),
+                                  daemon=True)
+        server.start()
+        try:
+            conn = cls(ours, state)
+            for name, args, expected, _ in plan:
+                try:
+                    got = ("ok", call(conn, name, args))
+                except cpoplib.error_proto as exc:
+                    got = ("error_proto", exc.args)
+                except AttributeError:
+                    got = ("closed",)
+                assert got == expected, (seed, name, args)
+            conn.close()
+        finally:
+            ours.close()
+            server.join(15)
 
 
 @pytest.mark.parametrize("variant", ["properties", "getattribute"])
