@@ -13,26 +13,60 @@ CRAM-MD5 alone), CAPA, UIDL, TOP; no STLS.  It stops on SIGTERM or when
 the test process dies (it starts the server with PR_SET_PDEATHSIG).
 """
 
+import hashlib
 import json
 import os
 import sys
 
+import twisted
 from twisted.cred import checkers, credentials, portal
 from twisted.internet import reactor
 from twisted.internet.protocol import ServerFactory
-from twisted.mail import maildir, pop3
+from twisted.mail import pop3
 from zope.interface import implementer
 
 
-class BinaryMaildirMailbox(maildir.MaildirMailbox):
-    """Twisted's Maildir mailbox, its messages opened in binary mode.
+class MaildirMailbox(pop3.Mailbox):
+    """The messages of a Maildir (new/ and cur/), numbered in the order
+    of their file names, as twisted.mail.maildir.MaildirMailbox numbers
+    them.  That class itself cannot serve on Python 3: its getMessage()
+    opens files in text mode (POP3's transformChunk() then fails on str
+    chunks) and its deleteMessage() joins a bytes path with str names.
+    Like it, LIST reports the files' sizes (LF line ends) and the UIDL is
+    the MD5 of the file name; unlike it, deletions happen at QUIT (sync),
+    as RFC 1939 says, not at DELE."""
 
-    MaildirMailbox.getMessage() opens the file in text mode, and POP3's
-    transformChunk() then fails on the str chunks (bytes.replace with a
-    str): every RETR and TOP would end in a dropped connection."""
+    def __init__(self, path):
+        self.files = sorted(
+            (name, os.path.join(path, sub, name))
+            for sub in ("cur", "new")
+            for name in os.listdir(os.path.join(path, sub)))
+        self.deleted = set()
+
+    def listMessages(self, i=None):
+        if i is None:
+            return [self.listMessages(n) for n in range(len(self.files))]
+        if i in self.deleted:
+            return 0
+        return os.path.getsize(self.files[i][1])     # IndexError if none
 
     def getMessage(self, i):
-        return open(self.list[i], "rb")
+        return open(self.files[i][1], "rb")
+
+    def getUidl(self, i):
+        return hashlib.md5(self.files[i][0].encode()).hexdigest().encode()
+
+    def deleteMessage(self, i):
+        self.files[i]                                   # IndexError if none
+        self.deleted.add(i)
+
+    def undeleteMessages(self):
+        self.deleted.clear()
+
+    def sync(self):
+        for i in sorted(self.deleted):
+            os.unlink(self.files[i][1])
+        self.deleted.clear()
 
 
 @implementer(portal.IRealm)
@@ -45,22 +79,43 @@ class MaildirRealm:
             raise NotImplementedError("only IMailbox avatars")
         user = avatar_id.decode() if isinstance(avatar_id, bytes) \
             else avatar_id
-        path = os.path.join(self.home, user, "Maildir").encode()
-        return pop3.IMailbox, BinaryMaildirMailbox(path), lambda: None
+        path = os.path.join(self.home, user, "Maildir")
+        return pop3.IMailbox, MaildirMailbox(path), lambda: None
 
 
 def main(workdir):
     with open(os.path.join(workdir, "users.json")) as f:
         users = json.load(f)
-    checker = checkers.InMemoryUsernamePasswordDatabaseDontUse(
-        **{name: password.encode() for name, password in users.items()})
+    checker = checkers.InMemoryUsernamePasswordDatabaseDontUse()
+    for name, password in users.items():
+        # USER/PASS and APOP look the name up as str, AUTH as bytes
+        checker.addUser(name, password.encode())
+        checker.addUser(name.encode(), password.encode())
     the_portal = portal.Portal(MaildirRealm(os.path.join(workdir, "home")),
                                [checker])
 
+    @implementer(pop3.IServerFactory)
     class POP3Factory(ServerFactory):
+        """Declares IServerFactory: only then does POP3's CAPA list SASL
+        (and IMPLEMENTATION)."""
         protocol = pop3.POP3
         challengers = {b"CRAM-MD5": credentials.CramMD5Credentials}
         noisy = False
+
+        def cap_IMPLEMENTATION(self):
+            return "Twisted " + twisted.__version__
+
+        def cap_EXPIRE(self):
+            raise NotImplementedError       # not listed
+
+        def cap_LOGIN_DELAY(self):
+            raise NotImplementedError
+
+        def perUserExpiration(self):
+            return False
+
+        def perUserLoginDelay(self):
+            return False
 
         def buildProtocol(self, addr):
             proto = ServerFactory.buildProtocol(self, addr)
