@@ -48,11 +48,9 @@ import atexit
 import glob
 import json
 import mailbox
-import poplib
 import os
-import re
+import poplib
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -69,7 +67,7 @@ from dovecot_server import (  # noqa: F401  (re-exported for the tests)
     HOST,
     TLS_HOSTNAME,
     build_corpus,
-    message_key,
+    message_key,  # noqa: F401
     small_corpus,
 )
 
@@ -297,37 +295,14 @@ class Server:
 
     # -- tear-down ---------------------------------------------------------
 
+    oauth2 = None           # for DovecotServer.stop()
+
     def stop(self):
-        """Stop the server and every process it started; remove the work
-        directory (CPOPLIB_SERVERS_KEEP=1 keeps it)."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            pids = dovecot_server._descendants(proc.pid)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-            deadline = time.monotonic() + 5
-            while any(dovecot_server._alive(p) for p in pids):
-                if time.monotonic() > deadline:
-                    for p in pids:
-                        if dovecot_server._alive(p):
-                            try:
-                                os.kill(p, signal.SIGKILL)
-                            except OSError:
-                                pass
-                    break
-                time.sleep(0.05)
-        workdir, self.workdir = self.workdir, None
-        if workdir and os.path.isdir(workdir):
-            if os.environ.get("CPOPLIB_SERVERS_KEEP", "") not in ("", "0"):
-                print("cpoplib: %s work directory kept in %s"
-                      % (self.name, workdir))
-            else:
-                shutil.rmtree(workdir, ignore_errors=True)
+        """Stop the server and every process it started (SIGTERM, then
+        SIGKILL for what is left); remove the work directory
+        (CPOPLIB_DOVECOT_KEEP=1 keeps it): DovecotServer's tear-down,
+        which needs only proc and workdir."""
+        dovecot_server.DovecotServer.stop(self)
 
 
 # --------------------------------------------------------------------------
@@ -340,7 +315,7 @@ class TwistedServer(Server):
 
     def check(self):
         try:
-            import twisted.mail.pop3  # noqa: F401
+            import twisted.mail.pop3  # noqa: F401  (only: is it there?)
         except ImportError:
             raise Unavailable("Twisted is not installed: pip install twisted "
                               "(it is in cpoplib's test extra)") from None

@@ -50,7 +50,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -60,7 +59,7 @@ except ImportError:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import other_servers
 
-from test_dovecot import outcome
+from test_dovecot import close, outcome
 
 import poplib as std_poplib
 
@@ -81,14 +80,14 @@ def server(request):
     try:
         srv = cls()
     except other_servers.Unavailable as exc:
-        if required:
-            pytest.fail("%s (CPOPLIB_REQUIRE_SERVERS=1)" % exc)
-        pytest.skip(str(exc))
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+        reason = str(exc)
+    else:
+        with srv:                       # start(), and stop() at the end
+            yield srv
+        return
+    if required:
+        pytest.fail(reason + " (CPOPLIB_REQUIRE_SERVERS=1)")
+    pytest.skip(reason)
 
 
 def only(server, *names):
@@ -109,15 +108,6 @@ def login(module, server, user="alice"):
         conn.close()
         raise
     return conn
-
-
-def close(conn):
-    """Tear-down: QUIT if possible, else just drop the connection."""
-    try:
-        conn.quit()
-    except Exception:
-        with contextlib.suppress(Exception):
-            conn.close()
 
 
 def side_by_side(scenario, server):
@@ -168,6 +158,15 @@ def carol_messages(server, prefix, count=3):
                 conn.dele(n)
         finally:
             conn.quit()
+
+
+def stat_of(module, server, user):
+    """STAT in a session of its own."""
+    conn = login(module, server, user)
+    try:
+        return conn.stat()
+    finally:
+        close(conn)
 
 
 def keys_in(conn):
@@ -319,13 +318,7 @@ def test_dele_rset(server):
         except BaseException:
             conn.close()
             raise
-        t.append(conn.quit())
-        conn = login(module, server, "bob")
-        try:
-            t.append(conn.stat())
-        finally:
-            conn.quit()
-        return t
+        return t + [conn.quit(), stat_of(module, server, "bob")]
     t = side_by_side(scenario, server)
     assert t[0][0] == 3 and t[-1] == t[0]
     if server.name == "twisted":
