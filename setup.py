@@ -14,19 +14,22 @@ import sysconfig
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-SOURCES = [
-    "Modules/_cpoplib.c",
-    "Modules/methods.c",
+SOURCES = [              # bottom to top: see the table in cpoplib.h
+    "Modules/pop3_parser.c",
+    "Modules/sasl.c",
+    "Modules/errors.c",
+    "Modules/args.c",
+    "Modules/durability.c",
+    "Modules/reader.c",
     "Modules/connection.c",
     "Modules/protocol.c",
     "Modules/commands.c",
+    "Modules/connect.c",
     "Modules/retrieval.c",
-    "Modules/pipeline.c",
-    "Modules/reader.c",
-    "Modules/pop3_parser.c",
     "Modules/auth.c",
-    "Modules/sasl.c",
-    "Modules/durability.c",
+    "Modules/pipeline.c",
+    "Modules/methods.c",
+    "Modules/_cpoplib.c",
 ]
 
 

@@ -1,228 +1,22 @@
-/* _cpoplib.c -- module definition and state of cpoplib._cpoplib, the
- * helpers that raise and chain exceptions, and the APOP digest.
+/* _cpoplib.c -- the module cpoplib._cpoplib: its definition and state,
+ * the interned names, the module functions that the package calls, and
+ * module exec, which creates every type from its spec.
  *
  * Multi-phase initialisation (PEP 489): every Python object the C code
- * needs (types, error_proto, interned names, the socket and ssl modules)
- * lives in the module state, never in C globals.  May call: the type
- * set-up of connection.c (cpoplib_connection_add_types) and reader.c
- * (cpoplib_reader_spec); nothing else.  Python code it calls: the
- * response-code classifier that the cpoplib package registers (which
- * picks error_proto's subclass for a "-ERR [CODE]" reply) and the
- * exception classes' constructors.
+ * needs (types, error_proto, interned names and command lines, the
+ * socket, ssl and base64 modules) lives in the module state, never in C
+ * globals, so that each (sub)interpreter has its own.  The state's
+ * fields are listed once, in cpoplib.h's X-macros, and exec, traverse and
+ * clear all follow those lists.
+ *
+ * May call: durability.c, methods.c, pipeline.c, reader.c.  Python code
+ * it runs: imports (socket, ssl, io, re, base64, builtins, poplib) at
+ * exec.
  */
-#include "cpoplib.h"
+#include "connection.h"
 #include "sasl.h"
 
-#include <time.h>
-
-#include <openssl/err.h>
-#include <openssl/evp.h>
-
-cpoplib_state *
-cpoplib_state_from_type(PyTypeObject *type)
-{
-#if PY_VERSION_HEX >= 0x030B0000
-    PyObject *module = PyType_GetModuleByDef(type, &cpoplib_module_def);
-    if (module == NULL) {
-        return NULL;
-    }
-    return PyModule_GetState(module);
-#else
-    /* PyType_GetModuleByDef() is new in 3.11: walk the MRO by hand. */
-    PyObject *mro = type->tp_mro;
-    for (Py_ssize_t i = 0; mro != NULL && i < PyTuple_GET_SIZE(mro); i++) {
-        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
-        if (!PyType_HasFeature(base, Py_TPFLAGS_HEAPTYPE)) {
-            continue;
-        }
-        PyObject *module = ((PyHeapTypeObject *)base)->ht_module;
-        if (module != NULL && PyModule_GetDef(module) == &cpoplib_module_def) {
-            return PyModule_GetState(module);
-        }
-    }
-    PyErr_Format(PyExc_TypeError,
-                 "PyType_GetModuleByDef: No superclass of '%s' has "
-                 "the given module", type->tp_name);
-    return NULL;
-#endif
-}
-
-void
-cpoplib_error(cpoplib_state *st, const char *msg)
-{
-    PyObject *text = PyUnicode_FromString(msg);
-
-    if (text != NULL) {
-        PyErr_SetObject(st->error_proto, text);
-        Py_DECREF(text);
-    }
-}
-
-/* The class to raise for the failure reply `obj`: error_proto, or the
- * subclass that the response-code classifier (registered by the cpoplib
- * package, see _set_response_classifier) picks for a bytes reply that
- * starts with "-ERR [" (RFC 2449 response codes).  The classifier returns
- * a subclass of error_proto or None (no class for this reply).  A new
- * reference, or NULL with an exception set. */
-static PyObject *
-error_class_for(cpoplib_state *st, PyObject *obj)
-{
-    static const char prefix[] = "-ERR [";
-    const Py_ssize_t plen = (Py_ssize_t)sizeof(prefix) - 1;
-    PyObject *classifier, *cls;
-
-    if (st->response_classifier == NULL || !PyBytes_Check(obj)
-        || PyBytes_GET_SIZE(obj) < plen
-        || memcmp(PyBytes_AS_STRING(obj), prefix, (size_t)plen) != 0) {
-        return Py_NewRef(st->error_proto);
-    }
-    /* a strong reference: the call may re-register the classifier */
-    classifier = Py_NewRef(st->response_classifier);
-    cls = PyObject_CallOneArg(classifier, obj);
-    Py_DECREF(classifier);
-    if (cls == NULL) {
-        goto error;
-    }
-    if (cls == Py_None) {
-        Py_SETREF(cls, Py_NewRef(st->error_proto));
-    }
-    else if (!PyType_Check(cls)
-             || !PyType_IsSubtype((PyTypeObject *)cls,
-                                  (PyTypeObject *)st->error_proto)) {
-        PyErr_Format(PyExc_TypeError,
-                     "the response classifier must return a subclass of "
-                     "error_proto or None, not %R", cls);
-        goto error;
-    }
-    return cls;
-
-error:
-    Py_XDECREF(cls);
-    return NULL;
-}
-
-void
-cpoplib_error_obj(cpoplib_state *st, PyObject *obj)
-{
-    PyObject *cls, *exc;
-
-    cls = error_class_for(st, obj);
-    if (cls == NULL) {
-        return;
-    }
-    exc = PyObject_CallOneArg(cls, obj);
-    Py_DECREF(cls);
-    if (exc != NULL) {
-        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-        Py_DECREF(exc);
-    }
-}
-
-#if PY_VERSION_HEX >= 0x030C0000
-PyObject *
-cpoplib_fetch_exception(void)
-{
-    return PyErr_GetRaisedException();
-}
-
-void
-cpoplib_restore_exception(PyObject *exc)
-{
-    PyErr_SetRaisedException(exc);
-}
-#else
-PyObject *
-cpoplib_fetch_exception(void)
-{
-    PyObject *type, *value, *tb;
-
-    PyErr_Fetch(&type, &value, &tb);
-    if (type == NULL) {
-        return NULL;
-    }
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
-    Py_DECREF(type);
-    Py_XDECREF(tb);
-    return value;
-}
-
-void
-cpoplib_restore_exception(PyObject *exc)
-{
-    if (exc == NULL) {
-        return;
-    }
-    PyErr_Restore(Py_NewRef(Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
-}
-#endif
-
-void
-cpoplib_chain_context(PyObject *context)
-{
-    PyObject *exc;
-
-    if (context == NULL) {
-        return;
-    }
-    exc = cpoplib_fetch_exception();
-    if (exc == NULL) {
-        cpoplib_restore_exception(context);   /* nothing newer: re-raise */
-        return;
-    }
-    if (exc != context) {
-        PyException_SetContext(exc, context);
-    }
-    else {
-        Py_DECREF(context);
-    }
-    cpoplib_restore_exception(exc);
-}
-
-void
-cpoplib_replace_error(cpoplib_state *st, const char *msg)
-{
-    PyObject *cause = cpoplib_fetch_exception();
-
-    cpoplib_error(st, msg);
-    cpoplib_chain_context(cause);
-}
-
-double
-cpoplib_monotonic(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-int
-cpoplib_md5_hex(const char *data, size_t len, char out[33])
-{
-    static const char hexdigits[] = "0123456789abcdef";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-
-    if (!EVP_Digest(data, len, md, &mdlen, EVP_md5(), NULL) || mdlen != 16) {
-        unsigned long code = ERR_get_error();
-        char reason[256] = "MD5 digest failed";
-        if (code != 0) {
-            ERR_error_string_n(code, reason, sizeof(reason));
-        }
-        ERR_clear_error();
-        PyErr_Format(PyExc_ValueError, "APOP needs MD5: %s", reason);
-        return -1;
-    }
-    for (unsigned int i = 0; i < mdlen; i++) {
-        out[2 * i] = hexdigits[md[i] >> 4];
-        out[2 * i + 1] = hexdigits[md[i] & 0xf];
-    }
-    out[32] = '\0';
-    return 0;
-}
+#include <openssl/crypto.h>
 
 PyDoc_STRVAR(bind_namespace_doc,
 "_bind_namespace($module, namespace, /)\n--\n\n"
@@ -277,78 +71,116 @@ static PyMethodDef module_methods[] = {
 };
 
 static int
-intern_names(cpoplib_state *st)
+intern_strings(cpoplib_state *st)
 {
 #define INTERN(field, text)                                   \
-    do {                                                      \
-        st->field = PyUnicode_InternFromString(text);         \
-        if (st->field == NULL) {                              \
-            return -1;                                        \
-        }                                                     \
-    } while (0)
-    INTERN(str_host, "host");
-    INTERN(str_port, "port");
-    INTERN(str_sock, "sock");
-    INTERN(str_file, "file");
-    INTERN(str_welcome, "welcome");
-    INTERN(str_debugging, "_debugging");
-    INTERN(str_tls_established, "_tls_established");
-    INTERN(str_context, "context");
-    INTERN(str_encoding, "encoding");
-    INTERN(str_timestamp, "timestamp");
-    INTERN(str_maxline, "_MAXLINE");
-    INTERN(str_max_response, "MAX_RESPONSE_SIZE");
-    INTERN(str_create_socket, "_create_socket");
-    INTERN(str_create_connection, "create_connection");
-    INTERN(str_create_stdlib_context, "_create_stdlib_context");
-    INTERN(str_wrap_socket, "wrap_socket");
-    INTERN(str_server_hostname, "server_hostname");
-    INTERN(str_makefile, "makefile");
-    INTERN(str_sendall, "sendall");
-    INTERN(str_recv_into, "recv_into");
-    INTERN(str_readline, "readline");
-    INTERN(str_close, "close");
-    INTERN(str_shutdown, "shutdown");
-    INTERN(str_match, "match");
-    INTERN(str_group, "group");
-    INTERN(str_split, "split");
-    INTERN(str_decode, "decode");
-    INTERN(str_startswith, "startswith");
-    INTERN(str_errno, "errno");
-    INTERN(str_fileno, "fileno");
-    INTERN(str_keyfile, "keyfile");
-    INTERN(str_certfile, "certfile");
-    INTERN(str_write, "write");
-    INTERN(str_settimeout, "settimeout");
-    INTERN(str_gettimeout, "gettimeout");
-    INTERN(str_scram_max, "SCRAM_MAX_ITERATIONS");
-    INTERN(str_io_refs, "_io_refs");
-    INTERN(str_decref_socketios, "_decref_socketios");
-    INTERN(str_rb, "rb");
-    INTERN(str_ascii, "ascii");
-    INTERN(str_stls_cap, "STLS");
-    INTERN(hook_names[HOOK_PUTLINE], "_putline");
-    INTERN(hook_names[HOOK_PUTCMD], "_putcmd");
-    INTERN(hook_names[HOOK_GETLINE], "_getline");
-    INTERN(hook_names[HOOK_GETRESP], "_getresp");
-    INTERN(hook_names[HOOK_GETLONGRESP], "_getlongresp");
-    INTERN(hook_names[HOOK_SHORTCMD], "_shortcmd");
-    INTERN(hook_names[HOOK_LONGCMD], "_longcmd");
-    INTERN(hook_names[HOOK_CAPA], "capa");
-    INTERN(hook_names[HOOK_CLOSE], "close");
+    st->field = PyUnicode_InternFromString(text);             \
+    if (st->field == NULL) {                                  \
+        return -1;                                            \
+    }
+    CPOPLIB_STRINGS(INTERN)
 #undef INTERN
+    static const char *const hooks[HOOK_COUNT] = {
+        [HOOK_PUTLINE] = "_putline", [HOOK_PUTCMD] = "_putcmd",
+        [HOOK_GETLINE] = "_getline", [HOOK_GETRESP] = "_getresp",
+        [HOOK_GETLONGRESP] = "_getlongresp", [HOOK_SHORTCMD] = "_shortcmd",
+        [HOOK_LONGCMD] = "_longcmd", [HOOK_CAPA] = "capa",
+        [HOOK_CLOSE] = "close",
+    };
+    for (int i = 0; i < HOOK_COUNT; i++) {
+        st->hook_names[i] = PyUnicode_InternFromString(hooks[i]);
+        if (st->hook_names[i] == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The constants of the state: bytes and ints the core compares with. */
+static int
+make_constants(cpoplib_state *st)
+{
     st->bytes_crlf = PyBytes_FromStringAndSize("\r\n", 2);
     st->bytes_cr = PyBytes_FromStringAndSize("\r", 1);
-    st->int_one = PyLong_FromLong(1);
     st->bytes_plus = PyBytes_FromStringAndSize("+", 1);
     st->bytes_dot = PyBytes_FromStringAndSize(".", 1);
     st->bytes_dotdot = PyBytes_FromStringAndSize("..", 2);
-    if (st->bytes_crlf == NULL || st->bytes_cr == NULL || st->int_one == NULL
-        || st->bytes_plus == NULL
-        || st->bytes_dot == NULL || st->bytes_dotdot == NULL) {
+    st->bytes_star = PyBytes_FromStringAndSize("*", 1);
+    st->int_one = PyLong_FromLong(1);
+    if (st->bytes_crlf == NULL || st->bytes_cr == NULL
+        || st->bytes_plus == NULL || st->bytes_dot == NULL
+        || st->bytes_dotdot == NULL || st->bytes_star == NULL
+        || st->int_one == NULL) {
         return -1;
     }
     return 0;
+}
+
+/* module.name, or NULL with the error set */
+static PyObject *
+import_attr(const char *module, const char *name)
+{
+    PyObject *mod = PyImport_ImportModule(module), *attr;
+
+    if (mod == NULL) {
+        return NULL;
+    }
+    attr = PyObject_GetAttrString(mod, name);
+    Py_DECREF(mod);
+    return attr;
+}
+
+/* The modules and objects of the standard library the core uses. */
+static int
+import_stdlib(cpoplib_state *st)
+{
+    PyObject *re, *pattern;
+
+    st->socket_module = PyImport_ImportModule("socket");
+    if (st->socket_module == NULL) {
+        return -1;
+    }
+    st->socket_type = PyObject_GetAttrString(st->socket_module, "socket");
+    if (st->socket_type == NULL) {
+        return -1;
+    }
+    st->socket_makefile = PyObject_GetAttr(st->socket_type,
+                                           st->str_makefile);
+    st->default_timeout = PyObject_GetAttrString(
+        st->socket_module, "_GLOBAL_DEFAULT_TIMEOUT");
+    st->shut_rdwr = PyObject_GetAttrString(st->socket_module, "SHUT_RDWR");
+    st->base64_module = PyImport_ImportModule("base64");
+    st->builtins_module = PyImport_ImportModule("builtins");
+    st->unsupported_operation = import_attr("io", "UnsupportedOperation");
+    if (st->socket_makefile == NULL || st->default_timeout == NULL
+        || st->shut_rdwr == NULL || st->base64_module == NULL
+        || st->builtins_module == NULL || st->unsupported_operation == NULL) {
+        return -1;
+    }
+    st->ssl_module = PyImport_ImportModule("ssl");
+    if (st->ssl_module == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_ImportError)) {
+            return -1;
+        }
+        PyErr_Clear();              /* as poplib: no ssl, no POP3_SSL */
+    }
+    else {
+        st->ssl_socket_type = PyObject_GetAttrString(st->ssl_module,
+                                                     "SSLSocket");
+        if (st->ssl_socket_type == NULL) {
+            return -1;
+        }
+    }
+    re = PyImport_ImportModule("re");
+    if (re == NULL) {
+        return -1;
+    }
+    pattern = PyBytes_FromString("\\+OK.[^<]*(<.*>)");
+    st->timestamp_re = pattern == NULL ? NULL
+        : PyObject_CallMethod(re, "compile", "O", pattern);
+    Py_XDECREF(pattern);
+    Py_DECREF(re);
+    return st->timestamp_re == NULL ? -1 : 0;
 }
 
 /* error_proto derives from the standard library's poplib.error_proto, so
@@ -404,92 +236,65 @@ make_error_proto(void)
     return error;
 }
 
-static int
-module_exec(PyObject *module)
+/* A type from its spec, added to the module under its name. */
+static PyTypeObject *
+add_type(PyObject *module, PyType_Spec *spec, PyObject *base)
 {
-    cpoplib_state *st = PyModule_GetState(module);
-    PyObject *re = NULL, *pattern = NULL;
-    int have_ssl = 0;
+    PyTypeObject *type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, spec, base);
 
-    if (intern_names(st) < 0) {
-        goto error;
+    if (type == NULL) {
+        return NULL;
     }
-    st->namespace = Py_NewRef(PyModule_GetDict(module));
+    if (PyModule_AddType(module, type) < 0) {
+        Py_DECREF(type);
+        return NULL;
+    }
+    return type;
+}
 
-    st->socket_module = PyImport_ImportModule("socket");
-    if (st->socket_module == NULL) {
-        goto error;
+/* POP3 (and POP3_SSL when ssl is there), the reader and the iterator. */
+static int
+create_types(PyObject *module, cpoplib_state *st)
+{
+    st->Reader_Type = add_type(module, &cpoplib_reader_spec, NULL);
+    st->POP3_Type = add_type(module, &cpoplib_pop3_spec, NULL);
+    if (st->Reader_Type == NULL || st->POP3_Type == NULL) {
+        return -1;
     }
-    st->socket_type = PyObject_GetAttrString(st->socket_module, "socket");
-    if (st->socket_type == NULL) {
-        goto error;
+    if (PyObject_SetAttr((PyObject *)st->POP3_Type, st->str_encoding,
+                         st->str_utf_8) < 0
+        || PyObject_SetAttr((PyObject *)st->POP3_Type, st->str_timestamp,
+                            st->timestamp_re) < 0) {
+        return -1;
     }
-    st->socket_makefile = PyObject_GetAttr(st->socket_type,
-                                           st->str_makefile);
-    if (st->socket_makefile == NULL) {
-        goto error;
-    }
-    st->default_timeout = PyObject_GetAttrString(
-        st->socket_module, "_GLOBAL_DEFAULT_TIMEOUT");
-    if (st->default_timeout == NULL) {
-        goto error;
-    }
-    st->shut_rdwr = PyObject_GetAttrString(st->socket_module, "SHUT_RDWR");
-    if (st->shut_rdwr == NULL) {
-        goto error;
-    }
-    st->ssl_module = PyImport_ImportModule("ssl");
-    if (st->ssl_module == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_ImportError)) {
-            goto error;
+    for (int i = 0; i < HOOK_COUNT; i++) {
+        st->hook_defaults[i] = PyObject_GetAttr((PyObject *)st->POP3_Type,
+                                                st->hook_names[i]);
+        if (st->hook_defaults[i] == NULL) {
+            return -1;
         }
-        PyErr_Clear();
     }
-    have_ssl = st->ssl_module != NULL;
+    /* not added to the module: made only by fetch_many() */
+    st->FetchIter_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &cpoplib_fetch_iter_spec, NULL);
+    if (st->FetchIter_Type == NULL) {
+        return -1;
+    }
+    if (st->ssl_module != NULL) {
+        st->POP3_SSL_Type = add_type(module, &cpoplib_pop3_ssl_spec,
+                                     (PyObject *)st->POP3_Type);
+        if (st->POP3_SSL_Type == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
 
-    PyObject *io = PyImport_ImportModule("io");
-    if (io == NULL) {
-        goto error;
-    }
-    st->unsupported_operation = PyObject_GetAttrString(io,
-                                                       "UnsupportedOperation");
-    Py_DECREF(io);
-    if (st->unsupported_operation == NULL) {
-        goto error;
-    }
-
-    re = PyImport_ImportModule("re");
-    if (re == NULL) {
-        goto error;
-    }
-    pattern = PyBytes_FromString("\\+OK.[^<]*(<.*>)");
-    if (pattern == NULL) {
-        goto error;
-    }
-    st->timestamp_re = PyObject_CallMethod(re, "compile", "O", pattern);
-    if (st->timestamp_re == NULL) {
-        goto error;
-    }
-
-    st->error_proto = make_error_proto();
-    if (st->error_proto == NULL) {
-        goto error;
-    }
-    if (PyModule_AddObjectRef(module, "error_proto", st->error_proto) < 0) {
-        goto error;
-    }
-
-    st->Reader_Type = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &cpoplib_reader_spec, NULL);
-    if (st->Reader_Type == NULL) {
-        goto error;
-    }
-    if (PyModule_AddType(module, st->Reader_Type) < 0) {
-        goto error;
-    }
-    if (cpoplib_connection_add_types(module, st) < 0) {
-        goto error;
-    }
+static int
+add_constants(PyObject *module, cpoplib_state *st)
+{
+    PyObject *lf, *version;
 
     if (PyModule_AddIntConstant(module, "POP3_PORT", 110) < 0
         || PyModule_AddIntConstant(module, "POP3_SSL_PORT", 995) < 0
@@ -498,53 +303,45 @@ module_exec(PyObject *module)
         || PyModule_AddIntConstant(module, "SCRAM_MAX_ITERATIONS",
                                    (long)SASL_SCRAM_MAX_ITERATIONS) < 0
         || PyModule_AddObjectRef(module, "HAVE_SSL",
-                                 have_ssl ? Py_True : Py_False) < 0
-        || PyModule_AddObjectRef(module, "CRLF", st->bytes_crlf) < 0) {
-        goto error;
+                                 st->ssl_module != NULL ? Py_True
+                                                        : Py_False) < 0
+        || PyModule_AddObjectRef(module, "CRLF", st->bytes_crlf) < 0
+        || PyModule_AddObjectRef(module, "CR", st->bytes_cr) < 0
+        || PyModule_AddObjectRef(module, "error_proto",
+                                 st->error_proto) < 0) {
+        return -1;
     }
-    if (PyModule_AddObjectRef(module, "CR", st->bytes_cr) < 0) {
-        goto error;
-    }
-    PyObject *lf = PyBytes_FromStringAndSize("\n", 1);
+    lf = PyBytes_FromStringAndSize("\n", 1);
     if (lf == NULL || PyModule_AddObject(module, "LF", lf) < 0) {
         Py_XDECREF(lf);
-        goto error;
+        return -1;
     }
-    PyObject *version = PyUnicode_FromString(OpenSSL_version(OPENSSL_VERSION));
+    version = PyUnicode_FromString(OpenSSL_version(OPENSSL_VERSION));
     if (version == NULL
         || PyModule_AddObject(module, "_OPENSSL_VERSION", version) < 0) {
         Py_XDECREF(version);
-        goto error;
+        return -1;
     }
-
-    Py_DECREF(re);
-    Py_DECREF(pattern);
     return 0;
-
-error:
-    Py_XDECREF(re);
-    Py_XDECREF(pattern);
-    return -1;
 }
 
-#define STATE_OBJECTS(X)                                                    \
-    X(POP3_Type) X(POP3_SSL_Type) X(Reader_Type) X(FetchIter_Type)          \
-    X(error_proto)                                                          \
-    X(namespace) X(socket_module) X(socket_type) X(socket_makefile)         \
-    X(default_timeout) X(shut_rdwr) X(ssl_module) X(timestamp_re)           \
-    X(unsupported_operation) X(response_classifier)                         \
-    X(str_host) X(str_port) X(str_sock) X(str_file) X(str_welcome)          \
-    X(str_debugging) X(str_tls_established) X(str_context)                  \
-    X(str_encoding) X(str_timestamp) X(str_maxline) X(str_max_response)     \
-    X(str_create_socket) X(str_create_connection)                           \
-    X(str_create_stdlib_context) X(str_wrap_socket)                         \
-    X(str_server_hostname) X(str_makefile)                                  \
-    X(str_sendall) X(str_recv_into) X(str_readline) X(str_close)            \
-    X(str_shutdown) X(str_match) X(str_group) X(str_split) X(str_decode)    \
-    X(str_startswith) X(str_errno) X(str_fileno) X(str_keyfile)             \
-    X(str_certfile) X(str_write) X(str_settimeout) X(str_gettimeout)   \
-    X(str_scram_max) X(str_io_refs) X(str_decref_socketios) X(bytes_crlf) X(bytes_cr) X(int_one) X(bytes_plus) X(bytes_dot)                \
-    X(bytes_dotdot) X(str_rb) X(str_ascii) X(str_stls_cap)
+static int
+module_exec(PyObject *module)
+{
+    cpoplib_state *st = PyModule_GetState(module);
+
+    st->namespace = Py_NewRef(PyModule_GetDict(module));
+    if (intern_strings(st) < 0 || make_constants(st) < 0
+        || import_stdlib(st) < 0) {
+        return -1;
+    }
+    st->error_proto = make_error_proto();
+    if (st->error_proto == NULL || create_types(module, st) < 0
+        || add_constants(module, st) < 0) {
+        return -1;
+    }
+    return 0;
+}
 
 static int
 module_traverse(PyObject *module, visitproc visit, void *arg)
@@ -552,8 +349,12 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     cpoplib_state *st = PyModule_GetState(module);
 
 #define VISIT(field) Py_VISIT(st->field);
-    STATE_OBJECTS(VISIT)
+#define VISIT_STRING(field, text) Py_VISIT(st->field);
+    CPOPLIB_TYPES(VISIT)
+    CPOPLIB_OBJECTS(VISIT)
+    CPOPLIB_STRINGS(VISIT_STRING)
 #undef VISIT
+#undef VISIT_STRING
     for (int i = 0; i < HOOK_COUNT; i++) {
         Py_VISIT(st->hook_names[i]);
         Py_VISIT(st->hook_defaults[i]);
@@ -567,8 +368,12 @@ module_clear(PyObject *module)
     cpoplib_state *st = PyModule_GetState(module);
 
 #define CLEAR(field) Py_CLEAR(st->field);
-    STATE_OBJECTS(CLEAR)
+#define CLEAR_STRING(field, text) Py_CLEAR(st->field);
+    CPOPLIB_TYPES(CLEAR)
+    CPOPLIB_OBJECTS(CLEAR)
+    CPOPLIB_STRINGS(CLEAR_STRING)
 #undef CLEAR
+#undef CLEAR_STRING
     for (int i = 0; i < HOOK_COUNT; i++) {
         Py_CLEAR(st->hook_names[i]);
         Py_CLEAR(st->hook_defaults[i]);
@@ -594,7 +399,7 @@ PyDoc_STRVAR(module_doc,
 "C core of cpoplib: POP3 and POP3_SSL, drop-in replacements for the\n"
 "classes of the standard library's poplib.");
 
-PyModuleDef cpoplib_module_def = {
+static PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "cpoplib._cpoplib",
     .m_doc = module_doc,
@@ -609,5 +414,5 @@ PyModuleDef cpoplib_module_def = {
 PyMODINIT_FUNC
 PyInit__cpoplib(void)
 {
-    return PyModuleDef_Init(&cpoplib_module_def);
+    return PyModuleDef_Init(&module_def);
 }

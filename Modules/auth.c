@@ -1,5 +1,6 @@
-/* auth.c -- SASL authentication of the POP3 type (RFC 5034): auth(),
- * login() and the test-only _cpoplib._sasl_exchange().
+/* auth.c -- SASL authentication of the POP3 type (RFC 5034): auth() and
+ * login() once methods.c has parsed their arguments and claimed the
+ * connection.
  *
  * auth(mechanism, authobject=None, initial_response=None) is CPython
  * main's POP3.auth(), written in C: the same lines go through the same
@@ -8,18 +9,20 @@
  *
  * login() picks a mechanism from CAPA's SASL list and runs the built-in
  * client mechanisms of sasl.c, which compute every response in plain C;
- * this file only frames them (base64, the AUTH line, "*" to cancel) and
- * turns their outcome into Python results and exceptions.  SASLprep of
- * SCRAM credentials that are not plain printable ASCII is done by
+ * this file frames them (base64, the AUTH line, "*" to cancel), runs each
+ * step without the GIL (SCRAM's key derivation may take seconds), bounds
+ * the exchange by the connection's timeout, and turns the outcome into
+ * Python results and exceptions.  A failure that leaves the exchange
+ * where neither side knows it closes the connection.  SASLprep of SCRAM
+ * credentials that are not plain printable ASCII is done by
  * cpoplib._saslprep (the stdlib's stringprep tables).
  *
  * Credentials copied into C memory are wiped with OPENSSL_cleanse, as are
  * the bytes objects this file makes from them; the str command lines
  * handed to the Python-visible hooks are ordinary Python objects.
  *
- * May call: protocol.c (hooks), commands.c (APOP, USER/PASS, capa),
- * connection.c (close), sasl.c.  Runs Python code throughout, except in
- * sasl.c.
+ * May call: commands.c, errors.c, protocol.c, reader.c, sasl.c.  Runs
+ * Python code throughout, except in sasl.c.
  */
 #include "connection.h"
 #include "sasl.h"
@@ -83,28 +86,32 @@ wipe_line(PyObject *line)
     Py_DECREF(line);
 }
 
-/* self._putcmd(line); steals `line` (NULL passes its error through). */
+/* self._putcmd(line): 0 or -1. */
 static int
-putcmd_steal(POP3Object *self, cpoplib_state *st, PyObject *line,
-             int secret)
+send_line(POP3Object *self, cpoplib_state *st, PyObject *line)
 {
-    PyObject *res;
+    PyObject *res = cpoplib_putcmd(self, st, line);
 
-    if (line == NULL) {
-        return -1;
-    }
-    res = cpoplib_putcmd(self, st, line);
-    if (secret) {
-        wipe_line(line);
-    }
-    else {
-        Py_DECREF(line);
-    }
     if (res == NULL) {
         return -1;
     }
     Py_DECREF(res);
     return 0;
+}
+
+/* Send a line this file made from a secret (a str it owns), then wipe
+ * and release it: 0 or -1.  `line` may be NULL (its making failed). */
+static int
+send_secret(POP3Object *self, cpoplib_state *st, PyObject *line)
+{
+    int rc;
+
+    if (line == NULL) {
+        return -1;
+    }
+    rc = send_line(self, st, line);
+    wipe_line(line);
+    return rc;
 }
 
 /* The bytes of a response, copied out: a new bytes object, or NULL with
@@ -294,17 +301,13 @@ clock_stop(cpoplib_state *st, exchange_clock *clk)
 /* base64.b64decode(text), and on any Exception the same padded to a
  * multiple of 4 with validate=False, as poplib does. */
 static PyObject *
-lenient_b64decode(PyObject *text)
+lenient_b64decode(cpoplib_state *st, PyObject *text)
 {
-    PyObject *base64, *decode, *res = NULL, *padded = NULL, *kwargs = NULL;
+    PyObject *decode, *res = NULL, *padded = NULL, *kwargs = NULL;
     Py_ssize_t n = PyBytes_GET_SIZE(text), pad = (4 - n % 4) % 4;
 
-    base64 = PyImport_ImportModule("base64");
-    if (base64 == NULL) {
-        return NULL;
-    }
-    decode = PyObject_GetAttrString(base64, "b64decode");
-    Py_DECREF(base64);
+    /* base64.b64decode looked up at each call, so that a patch applies */
+    decode = PyObject_GetAttr(st->base64_module, st->str_b64decode);
     if (decode == NULL) {
         return NULL;
     }
@@ -319,7 +322,7 @@ lenient_b64decode(PyObject *text)
     }
     memcpy(PyBytes_AS_STRING(padded), PyBytes_AS_STRING(text), (size_t)n);
     memset(PyBytes_AS_STRING(padded) + n, '=', (size_t)pad);
-    kwargs = Py_BuildValue("{s:O}", "validate", Py_False);
+    kwargs = Py_BuildValue("{O:O}", st->str_validate, Py_False);
     if (kwargs == NULL) {
         goto done;
     }
@@ -360,16 +363,21 @@ auth_with_object(POP3Object *self, cpoplib_state *st, PyObject *mechanism,
                  PyObject *authobject)
 {
     PyObject *resp = NULL, *raw = NULL, *text = NULL, *challenge = NULL;
-    PyObject *response = NULL, *star = NULL, *encoding;
+    PyObject *response = NULL, *encoding, *line;
     exchange_clock clk;
     double paused;
-    int eq;
+    int eq, rc;
 
     if (clock_start(self, st, &clk) < 0) {
         return NULL;
     }
-    if (putcmd_steal(self, st, PyUnicode_FromFormat("AUTH %U", mechanism),
-                     0) < 0) {
+    line = PyUnicode_FromFormat("AUTH %U", mechanism);
+    if (line == NULL) {
+        goto error;
+    }
+    rc = send_line(self, st, line);
+    Py_CLEAR(line);
+    if (rc < 0) {
         goto error;
     }
     for (;;) {
@@ -392,7 +400,7 @@ auth_with_object(POP3Object *self, cpoplib_state *st, PyObject *mechanism,
             goto error;
         }
         if (PyBytes_GET_SIZE(text) > 0) {
-            challenge = lenient_b64decode(text);
+            challenge = lenient_b64decode(st, text);
         }
         else {
             challenge = PyBytes_FromStringAndSize(NULL, 0);
@@ -422,25 +430,20 @@ auth_with_object(POP3Object *self, cpoplib_state *st, PyObject *mechanism,
         if (response == NULL) {
             goto error;
         }
-        star = PyBytes_FromStringAndSize("*", 1);
-        if (star == NULL) {
-            goto error;
-        }
-        eq = PyObject_RichCompareBool(response, star, Py_EQ);
-        Py_CLEAR(star);
+        eq = PyObject_RichCompareBool(response, st->bytes_star, Py_EQ);
         if (eq < 0) {
             goto error;
         }
         if (eq) {
             Py_CLEAR(response);
-            if (putcmd_steal(self, st, PyUnicode_FromString("*"), 0) < 0
+            if (send_line(self, st, st->cmd_cancel) < 0
                 || clock_arm(st, &clk) < 0) {
                 goto error;
             }
             resp = cpoplib_getresp(self, st);
             goto done;
         }
-        if (putcmd_steal(self, st, b64encode_object(response), 1) < 0) {
+        if (send_secret(self, st, b64encode_object(response)) < 0) {
             goto error;
         }
         Py_CLEAR(response);
@@ -453,7 +456,6 @@ error:
     Py_XDECREF(text);
     Py_XDECREF(challenge);
     Py_XDECREF(response);
-    Py_XDECREF(star);
 
 done:
     if (clock_stop(st, &clk) < 0) {
@@ -462,10 +464,10 @@ done:
     return resp;
 }
 
-/* poplib's auth(mechanism, authobject=None, initial_response=None) */
-static PyObject *
-auth_impl(POP3Object *self, PyObject *mechanism, PyObject *authobject,
-          PyObject *initial)
+/* CPython main's auth(mechanism, authobject=None, initial_response=None) */
+PyObject *
+cpoplib_auth_impl(POP3Object *self, PyObject *mechanism,
+                  PyObject *authobject, PyObject *initial)
 {
     cpoplib_state *st = cpoplib_pop3_state(self);
     PyObject *mech = NULL, *encoding, *line, *b64, *stripped, *res = NULL;
@@ -506,14 +508,22 @@ auth_impl(POP3Object *self, PyObject *mechanism, PyObject *authobject,
             goto done;
         }
         /* f'AUTH {mechanism} {b64}'.rstrip() */
-        stripped = PyObject_CallMethod(line, "rstrip", NULL);
+        stripped = PyObject_CallMethodNoArgs(line, st->str_rstrip);
         wipe_line(line);
+        if (stripped == NULL) {
+            goto done;
+        }
         res = cpoplib_run_command(self, stripped, 0);
+        wipe_line(stripped);
         goto done;
     }
     if (authobject == Py_None) {
-        res = cpoplib_run_command(self, PyUnicode_FromFormat("AUTH %U", mech),
-                                  0);
+        line = PyUnicode_FromFormat("AUTH %U", mech);
+        if (line == NULL) {
+            goto done;
+        }
+        res = cpoplib_run_command(self, line, 0);
+        Py_DECREF(line);
         goto done;
     }
     res = auth_with_object(self, st, mech, authobject);
@@ -526,36 +536,6 @@ done:
     else {
         Py_XDECREF(ir);
     }
-    return res;
-}
-
-const char cpoplib_pop3_auth_doc[] = PyDoc_STR(
-"auth($self, /, mechanism, authobject=None, initial_response=None)\n--\n\n"
-"Authenticate with AUTH (RFC 5034), as CPython main's poplib does.\n"
-"\n"
-"With initial_response (bytes, or str encoded with self.encoding) it is\n"
-"sent base64-encoded on the AUTH line.  With authobject, a callable\n"
-"taking each decoded server challenge (bytes) and returning the response\n"
-"(bytes, str or None for an empty one; b'*' cancels).  The two are\n"
-"mutually exclusive (ValueError).  Returns the final +OK response;\n"
-"raises error_proto on -ERR.  For the built-in mechanisms use login().");
-
-PyObject *
-cpoplib_pop3_auth(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
-                  PyObject *kwnames)
-{
-    static const char *const names[] = {"mechanism", "authobject",
-                                        "initial_response", NULL};
-    static const cpoplib_argspec spec = {"auth", names, 0, 1, 3};
-    PyObject *argv[3], *res;
-
-    if (cpoplib_parse_args(&spec, args, nargs, kwnames, argv) < 0
-        || cpoplib_claim(self) < 0) {
-        return NULL;
-    }
-    res = auth_impl(self, argv[0], argv[1] ? argv[1] : Py_None,
-                    argv[2] ? argv[2] : Py_None);
-    cpoplib_release(self);
     return res;
 }
 
@@ -677,7 +657,7 @@ cancel_exchange(POP3Object *self, cpoplib_state *st, exchange_clock *clk)
     PyObject *failure = cpoplib_fetch_exception(), *answer = NULL, *resp;
     int keep = 0;
 
-    if (putcmd_steal(self, st, PyUnicode_FromString("*"), 0) == 0
+    if (send_line(self, st, st->cmd_cancel) == 0
         && clock_arm(st, clk) == 0) {
         resp = cpoplib_getresp(self, st);
         if (resp != NULL) {
@@ -752,7 +732,7 @@ auth_builtin(POP3Object *self, cpoplib_state *st, sasl_mech mech,
         wipe_line(line);
         return NULL;
     }
-    if (putcmd_steal(self, st, line, 1) < 0) {
+    if (send_secret(self, st, line) < 0) {
         goto error;
     }
     for (;;) {
@@ -837,7 +817,7 @@ auth_builtin(POP3Object *self, cpoplib_state *st, sasl_mech mech,
                 after = EXCHANGE_CANCEL;
                 goto error;
             }
-            if (putcmd_steal(self, st, b64_line("", out, out_len), 1) < 0) {
+            if (send_secret(self, st, b64_line("", out, out_len)) < 0) {
                 goto error;
             }
             continue;
@@ -851,7 +831,7 @@ auth_builtin(POP3Object *self, cpoplib_state *st, sasl_mech mech,
         case SASL_FAILED_RESPOND:      /* send the response the RFC asks */
         case SASL_CONTINUE:
             failed = status == SASL_FAILED_RESPOND;
-            if (putcmd_steal(self, st, b64_line("", out, out_len), 1) < 0) {
+            if (send_secret(self, st, b64_line("", out, out_len)) < 0) {
                 goto error;
             }
             break;
@@ -890,9 +870,9 @@ error:
  * ASCII is left as it is; anything else goes through cpoplib._saslprep.
  * `what` names the argument in errors, which never quote a password. */
 static PyObject *
-saslprep_utf8(PyObject *text, const char *what)
+saslprep_utf8(cpoplib_state *st, PyObject *text, const char *what)
 {
-    PyObject *module, *prepared;
+    PyObject *module, *prepared, *whatobj;
     Py_ssize_t n;
     int ascii = 1;
 
@@ -909,11 +889,15 @@ saslprep_utf8(PyObject *text, const char *what)
     if (ascii) {
         return PyUnicode_AsUTF8String(text);
     }
-    module = PyImport_ImportModule("cpoplib._saslprep");
+    module = PyImport_Import(st->str_saslprep_module);
     if (module == NULL) {
         return NULL;
     }
-    prepared = PyObject_CallMethod(module, "saslprep", "Os", text, what);
+    whatobj = PyUnicode_FromString(what);
+    prepared = whatobj == NULL ? NULL
+               : PyObject_CallMethodObjArgs(module, st->str_saslprep, text,
+                                            whatobj, NULL);
+    Py_XDECREF(whatobj);
     Py_DECREF(module);
     if (prepared == NULL) {
         return NULL;
@@ -987,11 +971,11 @@ login_sasl(POP3Object *self, cpoplib_state *st, sasl_mech mech,
     unsigned long max_iterations = SASL_SCRAM_MAX_ITERATIONS;
     char error[512];
 
-    user8 = scram ? saslprep_utf8(user, "user") : utf8_of(user, "user");
+    user8 = scram ? saslprep_utf8(st, user, "user") : utf8_of(user, "user");
     if (user8 == NULL) {
         goto done;
     }
-    secret8 = scram ? saslprep_utf8(secret, "password")
+    secret8 = scram ? saslprep_utf8(st, secret, "password")
                     : utf8_of(secret, oauth ? "token" : "password");
     if (secret8 == NULL) {
         goto done;
@@ -1028,23 +1012,17 @@ done:
 static int
 is_encrypted(POP3Object *self, cpoplib_state *st)
 {
-    PyObject *sock, *cls;
+    PyObject *sock;
     int rc;
 
-    if (st->ssl_module == NULL) {
+    if (st->ssl_socket_type == NULL) {
         return 0;
     }
     sock = PyObject_GetAttr((PyObject *)self, st->str_sock);
     if (sock == NULL) {
         return -1;
     }
-    cls = PyObject_GetAttrString(st->ssl_module, "SSLSocket");
-    if (cls == NULL) {
-        Py_DECREF(sock);
-        return -1;
-    }
-    rc = PyObject_IsInstance(sock, cls);
-    Py_DECREF(cls);
+    rc = PyObject_IsInstance(sock, st->ssl_socket_type);
     Py_DECREF(sock);
     return rc;
 }
@@ -1054,7 +1032,7 @@ is_encrypted(POP3Object *self, cpoplib_state *st)
 static long
 offered_mechanisms(POP3Object *self, cpoplib_state *st)
 {
-    PyObject *caps, *list, *item, *key;
+    PyObject *caps, *list, *item;
     Py_ssize_t n;
     long mask = 0;
 
@@ -1066,13 +1044,7 @@ offered_mechanisms(POP3Object *self, cpoplib_state *st)
         PyErr_Clear();             /* no CAPA: no SASL either */
         return 0;
     }
-    key = PyUnicode_FromString("SASL");
-    if (key == NULL) {
-        Py_DECREF(caps);
-        return -1;
-    }
-    list = PyObject_GetItem(caps, key);
-    Py_DECREF(key);
+    list = PyObject_GetItem(caps, st->str_sasl_cap);
     Py_DECREF(caps);
     if (list == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_KeyError)) {
@@ -1176,9 +1148,10 @@ sends_cleartext(int mech)
            || mech == SASL_XOAUTH2 || mech == SASL_OAUTHBEARER;
 }
 
-static PyObject *
-login_impl(POP3Object *self, PyObject *user, PyObject *password,
-           PyObject *mechanism, PyObject *token, PyObject *allow_plaintext)
+PyObject *
+cpoplib_login_impl(POP3Object *self, PyObject *user, PyObject *password,
+                   PyObject *mechanism, PyObject *token,
+                   PyObject *allow_plaintext)
 {
     cpoplib_state *st = cpoplib_pop3_state(self);
     PyObject *secret = NULL, *res = NULL;
@@ -1282,12 +1255,12 @@ login_impl(POP3Object *self, PyObject *user, PyObject *password,
         secret = Py_NewRef(password);
     }
     if (mech == MECH_APOP) {
-        res = cpoplib_apop(self, user, secret);
+        res = cpoplib_apop_impl(self, user, secret);
     }
     else if (mech == MECH_USER) {
-        res = cpoplib_command1(self, "USER %s", user, 0);
+        res = cpoplib_command1(self, st->fmt_user, user, 0);
         if (res != NULL) {
-            Py_SETREF(res, cpoplib_command1(self, "PASS %s", secret, 0));
+            Py_SETREF(res, cpoplib_command1(self, st->fmt_pass, secret, 0));
         }
     }
     else {
@@ -1295,180 +1268,4 @@ login_impl(POP3Object *self, PyObject *user, PyObject *password,
     }
     Py_DECREF(secret);
     return res;
-}
-
-const char cpoplib_pop3_login_doc[] = PyDoc_STR(
-"login($self, /, user, password=None, *, mechanism=None, token=None,\n"
-"      allow_plaintext=False)\n--\n\n"
-"Log in with the strongest mechanism the server offers.\n"
-"\n"
-"With a password, from CAPA's SASL list: SCRAM-SHA-256, SCRAM-SHA-1,\n"
-"CRAM-MD5, then APOP (if the greeting has a timestamp), then PLAIN,\n"
-"LOGIN or USER/PASS.  With token= (an OAuth 2.0 access token, or a\n"
-"callable returning one): OAUTHBEARER if offered, else XOAUTH2.\n"
-"mechanism= names one of those instead.  A password or token is never\n"
-"sent in the clear over an unencrypted connection unless\n"
-"allow_plaintext=True.  Returns the final +OK response; error_proto on\n"
-"failure.  A SCRAM server that cannot prove it knows the password is\n"
-"refused and the connection closed.");
-
-PyObject *
-cpoplib_pop3_login(POP3Object *self, PyObject *const *args,
-                   Py_ssize_t nargs, PyObject *kwnames)
-{
-    static const char *const names[] = {"user", "password", "mechanism",
-                                        "token", "allow_plaintext", NULL};
-    static const cpoplib_argspec spec = {"login", names, 0, 1, 2};
-    PyObject *argv[5], *res;
-
-    if (cpoplib_parse_args(&spec, args, nargs, kwnames, argv) < 0
-        || cpoplib_claim(self) < 0) {
-        return NULL;
-    }
-    res = login_impl(self, argv[0], argv[1] ? argv[1] : Py_None,
-                     argv[2] ? argv[2] : Py_None,
-                     argv[3] ? argv[3] : Py_None,
-                     argv[4] ? argv[4] : Py_False);
-    cpoplib_release(self);
-    return res;
-}
-
-/* ---- _cpoplib._sasl_exchange(): the C core on its own, for tests ---- */
-
-static const char *
-status_name(sasl_status status)
-{
-    switch (status) {
-    case SASL_CONTINUE: return "continue";
-    case SASL_FAILED_RESPOND: return "failed-respond";
-    case SASL_FAILED_CANCEL: return "failed-cancel";
-    case SASL_FAILED_UNTRUSTED: return "failed-untrusted";
-    case SASL_ERR_NOMEM: return "nomem";
-    case SASL_ERR_CRYPTO: return "crypto";
-    default: return "input";
-    }
-}
-
-const char cpoplib_sasl_exchange_doc[] = PyDoc_STR(
-"_sasl_exchange($module, /, mechanism, user, secret, challenges,\n"
-"               nonce=None)\n--\n\n"
-"Test hook: run sasl.c's client for mechanism with user and secret\n"
-"(bytes, used as they are) against decoded server challenges (a list of\n"
-"bytes), with a fixed SCRAM client nonce if given.  Returns\n"
-"(initial response or None, [(status, response or None, error), ...],\n"
-"complete); stops at the first status other than 'continue'.");
-
-PyObject *
-cpoplib_sasl_exchange(PyObject *module, PyObject *const *args,
-                      Py_ssize_t nargs, PyObject *kwnames)
-{
-    static const char *const names[] = {"mechanism", "user", "secret",
-                                        "challenges", "nonce", NULL};
-    static const cpoplib_argspec spec = {"_sasl_exchange", names, 0, 4, 5};
-    PyObject *argv[5], *steps = NULL, *initial = NULL, *result = NULL;
-    PyObject *seq = NULL;
-    const char *name;
-    Py_ssize_t name_len;
-    sasl_client *c = NULL;
-    sasl_credentials cred;
-    sasl_status status;
-    const unsigned char *out;
-    size_t out_len;
-    char error[512];
-    int mech, has;
-
-    if (cpoplib_parse_args(&spec, args, nargs, kwnames, argv) < 0) {
-        return NULL;
-    }
-    if (!PyUnicode_Check(argv[0]) || !PyBytes_Check(argv[1])
-        || !PyBytes_Check(argv[2])
-        || (argv[4] != NULL && argv[4] != Py_None
-            && !PyBytes_Check(argv[4]))) {
-        PyErr_SetString(PyExc_TypeError, "_sasl_exchange(str, bytes, bytes, "
-                        "list of bytes, bytes or None)");
-        return NULL;
-    }
-    name = PyUnicode_AsUTF8AndSize(argv[0], &name_len);
-    if (name == NULL) {
-        return NULL;
-    }
-    mech = sasl_mech_from_name(name, (size_t)name_len);
-    if (mech < 0) {
-        PyErr_Format(PyExc_ValueError, "unknown mechanism %R", argv[0]);
-        return NULL;
-    }
-    seq = PySequence_Fast(argv[3], "challenges must be a sequence");
-    if (seq == NULL) {
-        return NULL;
-    }
-    cred.user = PyBytes_AS_STRING(argv[1]);
-    cred.user_len = (size_t)PyBytes_GET_SIZE(argv[1]);
-    cred.secret = PyBytes_AS_STRING(argv[2]);
-    cred.secret_len = (size_t)PyBytes_GET_SIZE(argv[2]);
-    if (argv[4] != NULL && argv[4] != Py_None) {
-        c = sasl_client_new((sasl_mech)mech, &cred,
-                            PyBytes_AS_STRING(argv[4]),
-                            (size_t)PyBytes_GET_SIZE(argv[4]), &status,
-                            error, sizeof(error));
-    }
-    else {
-        c = sasl_client_new((sasl_mech)mech, &cred, NULL, 0, &status, error,
-                            sizeof(error));
-    }
-    if (c == NULL) {
-        PyErr_Format(PyExc_ValueError, "%s: %s", status_name(status), error);
-        goto done;
-    }
-    has = sasl_client_initial(c, &out, &out_len);
-    if (has < 0) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    initial = has ? PyBytes_FromStringAndSize((const char *)out,
-                                              (Py_ssize_t)out_len)
-                  : Py_NewRef(Py_None);
-    steps = PyList_New(0);
-    if (initial == NULL || steps == NULL) {
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *ch = PySequence_Fast_GET_ITEM(seq, i), *resp, *item;
-        if (!PyBytes_Check(ch)) {
-            PyErr_SetString(PyExc_TypeError, "challenges must be bytes");
-            goto done;
-        }
-        status = sasl_client_step(c,
-                                  (const unsigned char *)PyBytes_AS_STRING(ch),
-                                  (size_t)PyBytes_GET_SIZE(ch), &out,
-                                  &out_len);
-        if (status == SASL_CONTINUE || status == SASL_FAILED_RESPOND) {
-            resp = PyBytes_FromStringAndSize((const char *)out,
-                                             (Py_ssize_t)out_len);
-        }
-        else {
-            resp = Py_NewRef(Py_None);
-        }
-        if (resp == NULL) {
-            goto done;
-        }
-        item = Py_BuildValue("(sNs)", status_name(status), resp,
-                             sasl_client_error(c));
-        if (item == NULL || PyList_Append(steps, item) < 0) {
-            Py_XDECREF(item);
-            goto done;
-        }
-        Py_DECREF(item);
-        if (status != SASL_CONTINUE) {
-            break;
-        }
-    }
-    result = Py_BuildValue("(OOO)", initial, steps,
-                           sasl_client_complete(c) ? Py_True : Py_False);
-
-done:
-    sasl_client_free(c);
-    Py_XDECREF(seq);
-    Py_XDECREF(initial);
-    Py_XDECREF(steps);
-    return result;
 }

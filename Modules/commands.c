@@ -1,18 +1,22 @@
-/* commands.c -- the POP3 commands of the POP3 type.
+/* commands.c -- the POP3 commands of the POP3 type and capa().
  *
  * What the methods a user calls do (user, pass_, stat, list, retr, top,
- * uidl, apop, capa, stls, quit, ...) once methods.c has parsed their
- * arguments and claimed the connection: each builds its command line as
- * poplib does and goes through the hooks (_shortcmd, _longcmd, capa,
- * close; protocol.c), so overrides in subclasses take effect.
+ * uidl, apop, capa, quit, ...) once methods.c has parsed their arguments
+ * and claimed the connection: each builds its command line as poplib does
+ * and goes through the hooks (_shortcmd, _longcmd, close; protocol.c), so
+ * overrides in subclasses take effect.  capa() is itself a hook (stls()
+ * and login() call it through self), so its dispatcher is here too.  The
+ * APOP digest is MD5 from OpenSSL's libcrypto.
  *
- * May call: protocol.c (hooks, cpoplib_run_command), connection.c (TLS
- * set-up, the file of a socket), the reader's discard, the APOP digest.
- * Runs Python code throughout.
+ * May call: errors.c, pop3_parser.c, protocol.c.  Runs Python code
+ * throughout.
  */
 #include "connection.h"
 
-/* ---- CAPA, STAT, APOP, STLS ---- */
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
+/* ---- CAPA, STAT, APOP ---- */
 
 /* One capability line into caps: caps[name] = [args...], as poplib's
  * `capa()` splits it.  Runs Python code (decode, split). */
@@ -48,6 +52,21 @@ done:
     return rc;
 }
 
+/* self.capa() */
+PyObject *
+cpoplib_capa(POP3Object *self, cpoplib_state *st)
+{
+    int is_default = cpoplib_hook_is_default(self, st, HOOK_CAPA);
+
+    if (is_default < 0) {
+        return NULL;
+    }
+    if (!is_default) {
+        return cpoplib_call_hook(self, st, HOOK_CAPA, NULL);
+    }
+    return cpoplib_capa_impl(self, st);
+}
+
 PyObject *
 cpoplib_capa_impl(POP3Object *self, cpoplib_state *st)
 {
@@ -58,7 +77,7 @@ cpoplib_capa_impl(POP3Object *self, cpoplib_state *st)
     if (caps == NULL) {
         return NULL;
     }
-    resp = cpoplib_run_command(self, PyUnicode_FromString("CAPA"), 1);
+    resp = cpoplib_run_command(self, st->cmd_capa, 1);
     if (resp == NULL) {
         goto error;
     }
@@ -97,7 +116,7 @@ error:
 }
 
 PyObject *
-cpoplib_stat(POP3Object *self)
+cpoplib_stat_impl(POP3Object *self)
 {
     cpoplib_state *st = cpoplib_pop3_state(self);
     PyObject *resp, *fields = NULL, *count = NULL, *size = NULL;
@@ -105,7 +124,7 @@ cpoplib_stat(POP3Object *self)
     Py_ssize_t n;
     int on;
 
-    resp = cpoplib_run_command(self, PyUnicode_FromString("STAT"), 0);
+    resp = cpoplib_run_command(self, st->cmd_stat, 0);
     if (resp == NULL) {
         return NULL;
     }
@@ -117,7 +136,7 @@ cpoplib_stat(POP3Object *self)
     if (on < 0) {
         goto done;
     }
-    if (on && cpoplib_debug_print("*stat*", fields) < 0) {
+    if (on && cpoplib_debug_print(st, "*stat*", fields) < 0) {
         goto done;
     }
     /* As CPython main validates it: error_proto, never IndexError or
@@ -156,6 +175,33 @@ done:
     Py_XDECREF(count);
     Py_XDECREF(size);
     return result;
+}
+
+/* MD5 of data as 32 lowercase hex digits plus NUL, with OpenSSL's EVP
+ * API.  Returns 0, or -1 with an exception set. */
+static int
+md5_hex(const char *data, size_t len, char out[33])
+{
+    static const char hexdigits[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    if (!EVP_Digest(data, len, md, &mdlen, EVP_md5(), NULL) || mdlen != 16) {
+        unsigned long code = ERR_get_error();
+        char reason[256] = "MD5 digest failed";
+        if (code != 0) {
+            ERR_error_string_n(code, reason, sizeof(reason));
+        }
+        ERR_clear_error();
+        PyErr_Format(PyExc_ValueError, "APOP needs MD5: %s", reason);
+        return -1;
+    }
+    for (unsigned int i = 0; i < mdlen; i++) {
+        out[2 * i] = hexdigits[md[i] >> 4];
+        out[2 * i + 1] = hexdigits[md[i] & 0xf];
+    }
+    out[32] = '\0';
+    return 0;
 }
 
 /* MD5 of timestamp + secret, as 32 hex digits (a str) */
@@ -230,7 +276,7 @@ apop_digest(POP3Object *self, cpoplib_state *st, PyObject *secret)
     if (PyObject_GetBuffer(joined, &view, PyBUF_SIMPLE) < 0) {
         goto done;
     }
-    int rc = cpoplib_md5_hex(view.buf, (size_t)view.len, hex);
+    int rc = md5_hex(view.buf, (size_t)view.len, hex);
     PyBuffer_Release(&view);
     if (rc == 0) {
         result = PyUnicode_FromStringAndSize(hex, 32);
@@ -245,10 +291,10 @@ done:
 
 /* poplib's apop(user, password) */
 PyObject *
-cpoplib_apop(POP3Object *self, PyObject *user, PyObject *password)
+cpoplib_apop_impl(POP3Object *self, PyObject *user, PyObject *password)
 {
     cpoplib_state *st = cpoplib_pop3_state(self);
-    PyObject *encoding, *secret, *digest, *args, *line;
+    PyObject *encoding, *secret, *digest, *args, *line, *res;
 
     encoding = PyObject_GetAttr((PyObject *)self, st->str_encoding);
     if (encoding == NULL) {
@@ -269,169 +315,63 @@ cpoplib_apop(POP3Object *self, PyObject *user, PyObject *password)
     if (args == NULL) {
         return NULL;
     }
-    line = cpoplib_format_command("APOP %s %s", args);
+    line = cpoplib_format_command(st->fmt_apop, args);
     Py_DECREF(args);
-    return cpoplib_run_command(self, line, 0);
-}
-
-/* The reader of self.file, if it is ours: its read-ahead came in the
- * clear and must never pass for TLS data (the CVE-2021-22947 class of
- * bugs), so it is dropped.  poplib never reads self.file here: only its
- * absence is fine. */
-static int
-discard_cleartext(POP3Object *self, cpoplib_state *st)
-{
-    PyObject *file = PyObject_GetAttr((PyObject *)self, st->str_file);
-    int rc;
-
-    if (file == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
-            return -1;
-        }
-        PyErr_Clear();
-        return 0;
-    }
-    rc = cpoplib_is_reader(st, file)
-         ? cpoplib_reader_discard((ReaderObject *)file) : 0;
-    Py_DECREF(file);
-    return rc;
-}
-
-/* poplib's stls(context=None) */
-PyObject *
-cpoplib_stls(POP3Object *self, PyObject *context_arg)
-{
-    cpoplib_state *st = cpoplib_pop3_state(self);
-    PyObject *flag, *caps = NULL, *context = NULL, *resp = NULL;
-    PyObject *sock = NULL, *host = NULL, *tls = NULL, *file = NULL;
-    PyObject *result = NULL;
-    int truth;
-
-    if (st->ssl_module == NULL) {
-        cpoplib_error(st, "-ERR TLS support missing");
+    if (line == NULL) {
         return NULL;
     }
-    flag = PyObject_GetAttr((PyObject *)self, st->str_tls_established);
-    if (flag == NULL) {
-        return NULL;
-    }
-    truth = PyObject_IsTrue(flag);
-    Py_DECREF(flag);
-    if (truth < 0) {
-        return NULL;
-    }
-    if (truth) {
-        cpoplib_error(st, "-ERR TLS session already established");
-        return NULL;
-    }
-    caps = cpoplib_capa(self, st);
-    if (caps == NULL) {
-        return NULL;
-    }
-    truth = PySequence_Contains(caps, st->str_stls_cap);
-    if (truth <= 0) {
-        if (truth == 0) {
-            cpoplib_error(st, "-ERR STLS not supported by server");
-        }
-        goto done;
-    }
-    if (context_arg == NULL || context_arg == Py_None) {
-        context = cpoplib_create_stdlib_context(st, NULL);
-    }
-    else {
-        context = Py_NewRef(context_arg);
-    }
-    if (context == NULL) {
-        goto done;
-    }
-    resp = cpoplib_run_command(self, PyUnicode_FromString("STLS"), 0);
-    if (resp == NULL) {
-        goto done;
-    }
-    if (discard_cleartext(self, st) < 0) {
-        goto done;
-    }
-    sock = PyObject_GetAttr((PyObject *)self, st->str_sock);
-    if (sock == NULL) {
-        goto done;
-    }
-    host = PyObject_GetAttr((PyObject *)self, st->str_host);
-    if (host == NULL) {
-        goto done;
-    }
-    tls = cpoplib_wrap_socket(st, context, sock, host);
-    if (tls == NULL
-        || PyObject_SetAttr((PyObject *)self, st->str_sock, tls) < 0) {
-        goto done;
-    }
-    Py_SETREF(tls, PyObject_GetAttr((PyObject *)self, st->str_sock));
-    if (tls == NULL) {
-        goto done;
-    }
-    file = cpoplib_make_file(st, tls);
-    if (file == NULL
-        || PyObject_SetAttr((PyObject *)self, st->str_file, file) < 0
-        || PyObject_SetAttr((PyObject *)self, st->str_tls_established,
-                            Py_True) < 0) {
-        goto done;
-    }
-    self->pipelining = -1;      /* capabilities may change under TLS */
-    result = Py_NewRef(resp);
-
-done:
-    Py_XDECREF(caps);
-    Py_XDECREF(context);
-    Py_XDECREF(resp);
-    Py_XDECREF(sock);
-    Py_XDECREF(host);
-    Py_XDECREF(tls);
-    Py_XDECREF(file);
-    return result;
+    res = cpoplib_run_command(self, line, 0);
+    Py_DECREF(line);
+    return res;
 }
 
 /* ---- the other commands ---- */
 
 PyObject *
-cpoplib_command1(POP3Object *self, const char *fmt, PyObject *arg,
+cpoplib_command1(POP3Object *self, PyObject *fmt, PyObject *arg,
                  int longcmd)
 {
-    return cpoplib_run_command(self, cpoplib_format_command(fmt, arg),
-                               longcmd);
+    PyObject *line = cpoplib_format_command(fmt, arg), *res;
+
+    if (line == NULL) {
+        return NULL;
+    }
+    res = cpoplib_run_command(self, line, longcmd);
+    Py_DECREF(line);
+    return res;
 }
 
-/* LIST [which] / UIDL [which]: a short response with an argument, a
- * multi-line one without. */
 PyObject *
-cpoplib_listing(POP3Object *self, const char *bare, const char *fmt,
-                PyObject *which)
+cpoplib_listing_impl(POP3Object *self, PyObject *bare, PyObject *fmt,
+                     PyObject *which)
 {
     if (which != NULL && which != Py_None) {
         return cpoplib_command1(self, fmt, which, 0);
     }
-    return cpoplib_run_command(self, PyUnicode_FromString(bare), 1);
+    return cpoplib_run_command(self, bare, 1);
 }
 
 PyObject *
-cpoplib_top(POP3Object *self, PyObject *which, PyObject *howmuch)
+cpoplib_top_impl(POP3Object *self, PyObject *which, PyObject *howmuch)
 {
-    PyObject *args = PyTuple_Pack(2, which, howmuch), *line;
+    PyObject *args = PyTuple_Pack(2, which, howmuch), *res;
 
     if (args == NULL) {
         return NULL;
     }
-    line = cpoplib_format_command("TOP %s %s", args);
+    res = cpoplib_command1(self, cpoplib_pop3_state(self)->fmt_top, args, 1);
     Py_DECREF(args);
-    return cpoplib_run_command(self, line, 1);
+    return res;
 }
 
 /* poplib's quit(): QUIT, then self.close() */
 PyObject *
-cpoplib_quit(POP3Object *self)
+cpoplib_quit_impl(POP3Object *self)
 {
     cpoplib_state *st = cpoplib_pop3_state(self);
     PyObject *resp, *res;
 
-    resp = cpoplib_run_command(self, PyUnicode_FromString("QUIT"), 0);
+    resp = cpoplib_run_command(self, st->cmd_quit, 0);
     if (resp == NULL) {
         return NULL;
     }

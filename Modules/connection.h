@@ -1,12 +1,7 @@
-/* connection.h -- shared by the files that implement the POP3 and
- * POP3_SSL types: methods.c (the Python-visible methods), connection.c
- * (the types, connecting, TLS, closing, the claim), protocol.c (hooks,
- * sending, reading) and commands.c (the POP3 commands).  Nothing here is
- * exported from the extension.
- *
- * Naming: cpoplib_X_impl() is the C implementation of poplib's method X;
- * cpoplib_X() does what poplib's `self.X(...)` does: it calls a Python
- * override of X if there is one, else cpoplib_X_impl().
+/* connection.h -- the POP3 object (POP3 and POP3_SSL share one layout)
+ * and the declarations of the files from connection.c up, in the order
+ * of their layers (cpoplib.h has the table and the naming rule).
+ * Nothing here is exported from the extension.
  */
 #ifndef CPOPLIB_CONNECTION_H
 #define CPOPLIB_CONNECTION_H
@@ -43,16 +38,6 @@ cpoplib_pop3_state(POP3Object *self)
     return PyModule_GetState(self->module);
 }
 
-/* ---- methods.c ---- */
-
-extern PyMethodDef cpoplib_pop3_methods[];
-extern PyMethodDef cpoplib_pop3_ssl_methods[];
-extern const char cpoplib_pop3_doc[];
-extern const char cpoplib_pop3_ssl_doc[];
-int cpoplib_pop3_tp_init(PyObject *self, PyObject *args, PyObject *kwargs);
-int cpoplib_pop3_ssl_tp_init(PyObject *self, PyObject *args,
-                             PyObject *kwargs);
-
 /* ---- connection.c ---- */
 
 /* Claim the connection before anything is sent: 0, or -1 with
@@ -67,24 +52,16 @@ int cpoplib_claim_hook(POP3Object *self);
 int cpoplib_claim_as(POP3Object *self, void *token);
 void cpoplib_release(POP3Object *self);
 
-/* POP3.__init__ and POP3_SSL.__init__ once the arguments are parsed. */
-int cpoplib_pop3_init(POP3Object *self, cpoplib_state *st, PyObject *host,
-                      PyObject *port, PyObject *timeout);
-int cpoplib_pop3_ssl_init(POP3Object *self, cpoplib_state *st,
-                          PyObject *host, PyObject *port, PyObject *keyfile,
-                          PyObject *certfile, PyObject *timeout,
-                          PyObject *context);
-PyObject *cpoplib_create_socket_impl(POP3Object *self, cpoplib_state *st,
-                                     PyObject *timeout);
-PyObject *cpoplib_ssl_create_socket_impl(POP3Object *self,
-                                         cpoplib_state *st,
-                                         PyObject *timeout);
-PyObject *cpoplib_make_file(cpoplib_state *st, PyObject *sock);
-PyObject *cpoplib_create_stdlib_context(cpoplib_state *st, PyObject *kwargs);
-PyObject *cpoplib_wrap_socket(cpoplib_state *st, PyObject *context,
-                              PyObject *sock, PyObject *host);
+/* The slots of the POP3 types (their specs are in methods.c). */
+PyObject *cpoplib_pop3_new(PyTypeObject *type, PyObject *args,
+                           PyObject *kwds);
+int cpoplib_pop3_traverse(POP3Object *self, visitproc visit, void *arg);
+int cpoplib_pop3_clear(POP3Object *self);
+void cpoplib_pop3_dealloc(POP3Object *self);
+
+/* poplib's close() and __getstate__ */
 PyObject *cpoplib_close_impl(POP3Object *self, cpoplib_state *st);
-PyObject *cpoplib_getstate(POP3Object *self);
+PyObject *cpoplib_getstate_impl(POP3Object *self);
 
 /* ---- protocol.c ---- */
 
@@ -97,17 +74,14 @@ typedef enum {
                                         line through the hooks */
 } cpoplib_body_status;
 
-/* 1 if _getlongresp() may take its bulk path now: _getline() is ours, no
- * wire debugging, and self.file is our reader (then a new reference in
- * *reader); 0 if not; -1 on error.  Runs Python code (the attributes). */
-int cpoplib_body_reader(POP3Object *self, cpoplib_state *st,
-                        PyObject **reader);
-
+/* `self._debugging > 1` when wire is set, else `bool(self._debugging)`:
+ * 1, 0, or -1.  print(tag, repr(obj)) with the builtin print. */
 int cpoplib_debugging(POP3Object *self, cpoplib_state *st, int wire);
-int cpoplib_debug_print(const char *tag, PyObject *obj);
+int cpoplib_debug_print(cpoplib_state *st, const char *tag, PyObject *obj);
+/* bytes(text, encoding); `fmt % args` as poplib builds command lines
+ * (fmt: one of the state's fmt_* strings) */
 PyObject *cpoplib_encode_text(PyObject *text, PyObject *encoding);
-PyObject *cpoplib_format_command(const char *fmt, PyObject *args);
-int cpoplib_is_reader(cpoplib_state *st, PyObject *file);
+PyObject *cpoplib_format_command(PyObject *fmt, PyObject *args);
 /* 1 if exc (may be NULL) is error_proto for an -ERR reply read whole:
  * its args are the reply line (bytes); the stream is in step after it */
 int cpoplib_is_err_reply(cpoplib_state *st, PyObject *exc);
@@ -115,20 +89,29 @@ int cpoplib_is_err_reply(cpoplib_state *st, PyObject *exc);
  * replaced, -1 on error */
 int cpoplib_hook_is_default(POP3Object *self, cpoplib_state *st,
                             cpoplib_hook hook);
-/* the package's _MAXLINE and MAX_RESPONSE_SIZE (-1: none), validated */
+/* self.<hook>() or self.<hook>(arg) through Python (arg may be NULL) */
+PyObject *cpoplib_call_hook(POP3Object *self, cpoplib_state *st,
+                            cpoplib_hook hook, PyObject *arg);
+/* The package's _MAXLINE, as poplib's readline(_MAXLINE + 1) takes it
+ * (may be negative: every line is too long), and MAX_RESPONSE_SIZE (-1:
+ * none), validated.  0, or -1 with an exception set. */
 int cpoplib_current_maxline(cpoplib_state *st, Py_ssize_t *maxline);
-/* The next line from our reader under _MAXLINE = maxline, as poplib's
- * readline(_MAXLINE + 1) and `len(line) > _MAXLINE` treat it: a pop3
- * status (POP3_LINE or POP3_EOF), or -1 with error_proto('line too long')
- * or another exception set. */
+int cpoplib_current_response_cap(cpoplib_state *st, Py_ssize_t *cap);
+/* The next line from our reader under _MAXLINE = maxline: POP3_LINE or
+ * POP3_EOF, or -1 with error_proto('line too long') or another exception
+ * set. */
 int cpoplib_reader_line(cpoplib_state *st, ReaderObject *reader,
                         Py_ssize_t maxline, cpoplib_span *span);
-int cpoplib_current_response_cap(cpoplib_state *st, Py_ssize_t *cap);
+/* 1 if _getlongresp() may take its bulk path now: _getline() is ours, no
+ * wire debugging, and self.file is our reader (then a new reference in
+ * *reader); 0 if not; -1 on error.  Runs Python code (the attributes). */
+int cpoplib_body_reader(POP3Object *self, cpoplib_state *st,
+                        PyObject **reader);
 /* Close the connection through self.close(), keeping the pending
  * exception as the one raised: after it, the stream is somewhere no
  * command can go on from (the rest of a response on the wire, an
  * exchange the server still waits in).  An error in close() is raised
- * with the pending one as its __context__. */
+ * with the pending one as its __context__, as in a `finally:` block. */
 void cpoplib_close_keeping_error(POP3Object *self, cpoplib_state *st);
 /* A response passed MAX_RESPONSE_SIZE: raise error_proto('response too
  * long') and close the connection (the rest is still on the wire). */
@@ -147,58 +130,92 @@ PyObject *cpoplib_shortcmd_impl(POP3Object *self, cpoplib_state *st,
 PyObject *cpoplib_longcmd_impl(POP3Object *self, cpoplib_state *st,
                                PyObject *line);
 
+/* the hooks as poplib calls them: self._putcmd(line), ... */
 PyObject *cpoplib_putcmd(POP3Object *self, cpoplib_state *st,
                          PyObject *line);
 PyObject *cpoplib_getresp(POP3Object *self, cpoplib_state *st);
 PyObject *cpoplib_getlongresp(POP3Object *self, cpoplib_state *st);
-PyObject *cpoplib_capa(POP3Object *self, cpoplib_state *st);
 PyObject *cpoplib_close(POP3Object *self, cpoplib_state *st);
 
-/* Send `line` (a str; stolen, NULL passes its error through) through
- * self._shortcmd() or self._longcmd() and return the response. */
+/* Send `line` (a str) through self._shortcmd() or self._longcmd() and
+ * return the response. */
 PyObject *cpoplib_run_command(POP3Object *self, PyObject *line,
                               int longcmd);
 
 /* ---- commands.c ---- */
 
+/* self.capa(), and poplib's capa() */
+PyObject *cpoplib_capa(POP3Object *self, cpoplib_state *st);
 PyObject *cpoplib_capa_impl(POP3Object *self, cpoplib_state *st);
-PyObject *cpoplib_stat(POP3Object *self);
-PyObject *cpoplib_apop(POP3Object *self, PyObject *user, PyObject *password);
-PyObject *cpoplib_stls(POP3Object *self, PyObject *context);
-PyObject *cpoplib_quit(POP3Object *self);
+PyObject *cpoplib_stat_impl(POP3Object *self);
+PyObject *cpoplib_apop_impl(POP3Object *self, PyObject *user,
+                            PyObject *password);
+PyObject *cpoplib_top_impl(POP3Object *self, PyObject *which,
+                           PyObject *howmuch);
+/* LIST [which] / UIDL [which]: `bare` (a command line) without which,
+ * `fmt % which` with it */
+PyObject *cpoplib_listing_impl(POP3Object *self, PyObject *bare,
+                               PyObject *fmt, PyObject *which);
+PyObject *cpoplib_quit_impl(POP3Object *self);
 /* `fmt % arg` as a short (longcmd = 0) or multi-line command */
-PyObject *cpoplib_command1(POP3Object *self, const char *fmt, PyObject *arg,
+PyObject *cpoplib_command1(POP3Object *self, PyObject *fmt, PyObject *arg,
                            int longcmd);
-PyObject *cpoplib_listing(POP3Object *self, const char *bare,
-                          const char *fmt, PyObject *which);
-PyObject *cpoplib_top(POP3Object *self, PyObject *which, PyObject *howmuch);
+
+/* ---- connect.c ---- */
+
+/* POP3.__init__ and POP3_SSL.__init__ once the arguments are parsed
+ * (keyfile and certfile are NULL on 3.12+, where poplib no longer takes
+ * them); _create_socket() of each; stls(). */
+int cpoplib_pop3_init_impl(POP3Object *self, cpoplib_state *st,
+                           PyObject *host, PyObject *port,
+                           PyObject *timeout);
+int cpoplib_pop3_ssl_init_impl(POP3Object *self, cpoplib_state *st,
+                               PyObject *host, PyObject *port,
+                               PyObject *keyfile, PyObject *certfile,
+                               PyObject *timeout, PyObject *context);
+PyObject *cpoplib_create_socket_impl(POP3Object *self, cpoplib_state *st,
+                                     PyObject *timeout);
+PyObject *cpoplib_ssl_create_socket_impl(POP3Object *self,
+                                         cpoplib_state *st,
+                                         PyObject *timeout);
+PyObject *cpoplib_stls_impl(POP3Object *self, PyObject *context);
+
+/* ---- retrieval.c ---- */
+
+PyObject *cpoplib_fetch_impl(POP3Object *self, PyObject *which);
+PyObject *cpoplib_fetch_into_impl(POP3Object *self, PyObject *which,
+                                  PyObject *file);
+/* {msgnum: value} from `command`'s listing (st->cmd_uidl or
+ * st->cmd_list): uidl_map() and list_map() */
+PyObject *cpoplib_listing_map(POP3Object *self, PyObject *command,
+                              int numeric);
+/* The response to a RETR already sent, as fetch() returns it; `cap` is
+ * MAX_RESPONSE_SIZE as read (and validated) by the caller, -1 for none. */
+PyObject *cpoplib_read_message(POP3Object *self, Py_ssize_t cap);
+
+/* ---- auth.c ---- */
+
+PyObject *cpoplib_auth_impl(POP3Object *self, PyObject *mechanism,
+                            PyObject *authobject, PyObject *initial);
+PyObject *cpoplib_login_impl(POP3Object *self, PyObject *user,
+                             PyObject *password, PyObject *mechanism,
+                             PyObject *token, PyObject *allow_plaintext);
 
 /* ---- pipeline.c ---- */
 
 extern PyType_Spec cpoplib_fetch_iter_spec;
-PyObject *cpoplib_fetch_many(POP3Object *self, PyObject *which,
-                             PyObject *delete_, PyObject *pipeline,
-                             PyObject *window);
+PyObject *cpoplib_fetch_many_impl(POP3Object *self, PyObject *which,
+                                  PyObject *delete_, PyObject *pipeline,
+                                  PyObject *window);
 
-/* ---- retrieval.c ---- */
+/* ---- methods.c ---- */
 
-PyObject *cpoplib_fetch(POP3Object *self, PyObject *which);
-PyObject *cpoplib_fetch_into(POP3Object *self, PyObject *which,
-                             PyObject *file);
-/* The response to a RETR already sent, as fetch() returns it; `cap` is
- * MAX_RESPONSE_SIZE as read (and validated) by the caller, -1 for none. */
-PyObject *cpoplib_read_message(POP3Object *self, Py_ssize_t cap);
-PyObject *cpoplib_listing_map(POP3Object *self, const char *command,
-                              int numeric);
-
-/* ---- auth.c ---- */
-
-/* POP3.auth() and POP3.login(), with their docstrings */
-extern const char cpoplib_pop3_auth_doc[];
-extern const char cpoplib_pop3_login_doc[];
-PyObject *cpoplib_pop3_auth(POP3Object *self, PyObject *const *args,
-                            Py_ssize_t nargs, PyObject *kwnames);
-PyObject *cpoplib_pop3_login(POP3Object *self, PyObject *const *args,
-                             Py_ssize_t nargs, PyObject *kwnames);
+extern PyType_Spec cpoplib_pop3_spec;
+extern PyType_Spec cpoplib_pop3_ssl_spec;
+/* _cpoplib._sasl_exchange(): sasl.c's client mechanisms on their own,
+ * for known-answer tests (a module function) */
+extern const char cpoplib_sasl_exchange_doc[];
+PyObject *cpoplib_sasl_exchange(PyObject *module, PyObject *const *args,
+                                Py_ssize_t nargs, PyObject *kwnames);
 
 #endif /* CPOPLIB_CONNECTION_H */

@@ -1,19 +1,50 @@
-/* cpoplib.h -- declarations shared by the C files of cpoplib._cpoplib.
+/* cpoplib.h -- the C core of cpoplib (the extension cpoplib._cpoplib):
+ * its layers, the rules every file keeps, the module state, and the
+ * declarations of the files below the connection object.  connection.h
+ * declares the rest.
  *
- *   _cpoplib.c     module definition and state; raising and chaining
- *                  exceptions; the APOP digest (OpenSSL)
- *   methods.c      the Python-visible methods of POP3 and POP3_SSL: one
- *                  argument parser, docstrings with signatures, claiming
- *                  the connection, the method tables
- *   connection.c   the POP3 and POP3_SSL types: construction, connecting,
- *                  TLS set-up, closing, the connection claim
- *   protocol.c     hooks (dispatch through self), sending, reading lines
- *                  and responses, debug output
- *   commands.c     the POP3 commands (user, retr, stat, capa, stls, ...)
- *   reader.c       the per-connection read buffer and its file view
- *   pop3_parser.c  the pure-C line parser (no Python; see pop3_parser.h)
+ * Layers, bottom to top.  A file calls only files of lower layers: no
+ * file calls one of its own layer or above, so there is no cycle.
+ * .ci/layers derives the calls from the compiled objects' symbols and
+ * fails on any other edge, and on a "May call:" line in a file's header
+ * that differs from what the file calls.
  *
- * Every non-static name shared between files starts with cpoplib_.
+ *   layer  file           owns
+ *   0      pop3_parser.c  lines, bodies, listing lines, the APOP
+ *                         timestamp: plain C, no Python (pop3_parser.h)
+ *   0      sasl.c         the SASL client mechanisms: plain C and
+ *                         libcrypto, no Python (sasl.h)
+ *   1      errors.c       raising and chaining exceptions
+ *   1      args.c         the one argument parser of every C method
+ *   1      durability.c   syncfs(2) and fstatfs(2) for the fetcher
+ *   2      reader.c       the read buffer of a connection and its file
+ *                         type (SocketReader); the monotonic clock
+ *   2      connection.c   the POP3 object's life cycle, the claim,
+ *                         poplib's close() and __getstate__
+ *   3      protocol.c     hooks through self, sending, reading lines and
+ *                         responses, running a command, closing while
+ *                         keeping an error, debug output
+ *   4      commands.c     the POP3 commands and capa()
+ *   5      connect.c      __init__: the socket, its file, the greeting;
+ *                         TLS (POP3_SSL, stls())
+ *   5      retrieval.c    fetch(), fetch_into(), uidl_map(), list_map()
+ *   5      auth.c         auth() and login()
+ *   6      pipeline.c     the fetch_many() iterator type
+ *   7      methods.c      every Python-visible method and function:
+ *                         argument parsing, the claim, docstrings with
+ *                         signatures, method tables, the POP3 and
+ *                         POP3_SSL type specs
+ *   8      _cpoplib.c     the module: its state, interned names, module
+ *                         functions, the creation of every type
+ *
+ * Naming: every non-static name shared between files starts with
+ * cpoplib_ (pop3_ and sasl_ in the two plain-C files).  For poplib's
+ * method X, cpoplib_X_impl() is its C implementation, called once the
+ * arguments are parsed and the connection is claimed; for a hook X (a
+ * method poplib itself calls through self: _putline ... _longcmd, capa,
+ * close), cpoplib_X() does what poplib's `self.X(...)` does -- a Python
+ * override if there is one, else cpoplib_X_impl().  The Python-visible
+ * wrappers are static in methods.c.
  *
  * Rules every file keeps:
  *   - Any attribute read, truth test, comparison, hook call, print() or
@@ -24,44 +55,19 @@
  *     cpoplib_reader_span_data() only where no Python code runs until the
  *     bytes are copied out.
  *   - After a call that failed, nothing else that runs Python code is
- *     called before returning (exception chaining aside, done explicitly).
- *   - The GIL is held everywhere; it is released only inside the socket
- *     module's own calls (recv_into, sendall).
+ *     called before returning (exception chaining aside, done explicitly
+ *     with cpoplib_fetch_exception()/cpoplib_chain_context()).
+ *   - Helpers take borrowed, non-NULL arguments; a caller checks what it
+ *     allocated at the call that allocated it.  Names, command lines and
+ *     constants used at run time are interned in the module state.
+ *   - The GIL is held everywhere except around calls that touch no Python
+ *     object: socket I/O happens inside the socket module's own methods
+ *     (which release it); reader.c copies large bodies, auth.c runs a
+ *     SASL step (SCRAM's key derivation) and durability.c calls syncfs(2)
+ *     with it released, each on C memory nothing else can free meanwhile.
  *
- * Free-threaded CPython (3.13t and later): not supported yet.  No
- * Py_mod_gil slot is declared, so importing the module on such a build
- * re-enables the GIL (CPython warns).  Before declaring
- * Py_MOD_GIL_NOT_USED (for PY_VERSION_HEX >= 0x030D0000):
- *   - The claim (cpoplib_claim_as/cpoplib_release): the test of depth,
- *     owner, hook_depth, out_of_step and reserved and the setting of
- *     owner/depth become one step inside Py_BEGIN_CRITICAL_SECTION(self),
- *     as does every other write of those fields and of pipelining --
- *     including the fetch_many() iterator's finalizer and tp_clear, which
- *     clear reserved or set out_of_step without the claim, in whatever
- *     thread drops the last reference.  The critical section is not held
- *     for a whole command: CPython suspends it whenever the thread
- *     detaches (recv_into, sendall, any hook, print(), a signal handler),
- *     so the claim stays what keeps a second thread out; the critical
- *     section only makes taking and giving back the claim atomic.  The
- *     iterator's queue and counters then need nothing more: they change
- *     only under the claim.
- *   - The reader: busy, pos, end, generation, timed_out and buffer are
- *     read and written inside Py_BEGIN_CRITICAL_SECTION(r), ended before
- *     any call that runs Python code; reader_check_open()'s test of busy
- *     and reader_fill()'s setting of it become one step (self.file can be
- *     read from another thread while the C core reads).  Spans already
- *     survive refills (offset + generation).
- *   - Strong references: PyDict_GetItemRef() (3.13+; an #if or a shim for
- *     3.10-3.12) instead of the borrowed results of
- *     PyDict_GetItemWithError() on the package namespace (_MAXLINE,
- *     MAX_RESPONSE_SIZE: another thread may rebind them) and on the
- *     instance __dict__ (hook overrides).
- *   - Unchanged requirements: module state written only by module exec,
- *     no C globals holding Python objects (both true today).
- *   - Tests on a free-threaded build first: the suite with PYTHON_GIL=0,
- *     threads sharing one connection and one fetch_many() iterator (each
- *     call runs or raises RuntimeError, never a crash or mixed replies),
- *     and a ThreadSanitizer build.
+ * Free-threaded builds are not supported yet: docs/developers/
+ * free-threading.rst says what declaring Py_MOD_GIL_NOT_USED would take.
  */
 #ifndef CPOPLIB_H
 #define CPOPLIB_H
@@ -72,6 +78,19 @@
 #include <string.h>
 
 #include "pop3_parser.h"
+
+/* ---- compatibility: the one place that knows Python versions ---- */
+
+#if PY_VERSION_HEX >= 0x030C0000
+#  define CPOPLIB_T_PYSSIZET Py_T_PYSSIZET
+#  define CPOPLIB_READONLY Py_READONLY
+#else
+#  include "structmember.h"
+#  define CPOPLIB_T_PYSSIZET T_PYSSIZET
+#  define CPOPLIB_READONLY READONLY
+#endif
+
+/* ---- the module state ---- */
 
 /* Internal methods that a Python subclass (or a monkeypatch) may
  * override; the C core calls them through `self` unless they are the
@@ -89,63 +108,83 @@ typedef enum {
     HOOK_COUNT
 } cpoplib_hook;
 
+/* Interned str objects of the state: (field, text).  Attribute and
+ * method names, then command lines and the formats of commands with
+ * arguments (poplib builds them with `%`). */
+#define CPOPLIB_STRINGS(X)                                                  \
+    X(str_host, "host") X(str_port, "port") X(str_sock, "sock")             \
+    X(str_file, "file") X(str_welcome, "welcome")                           \
+    X(str_debugging, "_debugging")                                          \
+    X(str_tls_established, "_tls_established") X(str_context, "context")   \
+    X(str_encoding, "encoding") X(str_timestamp, "timestamp")               \
+    X(str_maxline, "_MAXLINE") X(str_max_response, "MAX_RESPONSE_SIZE")     \
+    X(str_scram_max, "SCRAM_MAX_ITERATIONS")                                \
+    X(str_create_socket, "_create_socket")                                  \
+    X(str_create_connection, "create_connection")                           \
+    X(str_create_stdlib_context, "_create_stdlib_context")                  \
+    X(str_wrap_socket, "wrap_socket")                                       \
+    X(str_server_hostname, "server_hostname") X(str_makefile, "makefile")   \
+    X(str_sendall, "sendall") X(str_recv_into, "recv_into")                 \
+    X(str_readline, "readline") X(str_write, "write") X(str_close, "close") \
+    X(str_shutdown, "shutdown") X(str_settimeout, "settimeout")             \
+    X(str_gettimeout, "gettimeout") X(str_fileno, "fileno")                 \
+    X(str_io_refs, "_io_refs") X(str_decref_socketios, "_decref_socketios") \
+    X(str_match, "match") X(str_group, "group") X(str_split, "split")       \
+    X(str_decode, "decode") X(str_startswith, "startswith")                 \
+    X(str_rstrip, "rstrip") X(str_errno, "errno") X(str_keyfile, "keyfile") \
+    X(str_certfile, "certfile") X(str_b64decode, "b64decode")               \
+    X(str_validate, "validate") X(str_saslprep, "saslprep")                 \
+    X(str_saslprep_module, "cpoplib._saslprep")                             \
+    X(str_print, "print") X(str_rb, "rb") X(str_ascii, "ascii")             \
+    X(str_utf_8, "UTF-8") X(str_stls_cap, "STLS")                           \
+    X(str_pipelining_cap, "PIPELINING") X(str_sasl_cap, "SASL")             \
+    X(str_which, "which")                                                   \
+    X(cmd_capa, "CAPA") X(cmd_stat, "STAT") X(cmd_stls, "STLS")             \
+    X(cmd_quit, "QUIT") X(cmd_noop, "NOOP") X(cmd_rset, "RSET")             \
+    X(cmd_utf8, "UTF8") X(cmd_list, "LIST") X(cmd_uidl, "UIDL")             \
+    X(cmd_cancel, "*")                                                      \
+    X(fmt_user, "USER %s") X(fmt_pass, "PASS %s") X(fmt_rpop, "RPOP %s")    \
+    X(fmt_dele, "DELE %s") X(fmt_retr, "RETR %s") X(fmt_list, "LIST %s")    \
+    X(fmt_uidl, "UIDL %s") X(fmt_top, "TOP %s %s")                          \
+    X(fmt_apop, "APOP %s %s")
+
+/* Other objects of the state, made or imported by module init (or set
+ * by the package: namespace, response_classifier). */
+#define CPOPLIB_OBJECTS(X)                                                  \
+    X(error_proto)                                                          \
+    X(response_classifier)  /* picks error_proto's subclass for a         \
+                               "-ERR [CODE]" reply; may be NULL */          \
+    X(namespace)            /* the package's globals: _MAXLINE, ... */      \
+    X(socket_module) X(socket_type) X(socket_makefile)                      \
+    X(default_timeout)      /* socket._GLOBAL_DEFAULT_TIMEOUT */            \
+    X(shut_rdwr)                                                            \
+    X(ssl_module)           /* NULL when ssl is unavailable */              \
+    X(ssl_socket_type)      /* ssl.SSLSocket, or NULL */                    \
+    X(base64_module) X(builtins_module)                                     \
+    X(timestamp_re)         /* the default POP3.timestamp */               \
+    X(unsupported_operation)                                                \
+    X(bytes_crlf) X(bytes_cr) X(bytes_plus) X(bytes_dot) X(bytes_dotdot)   \
+    X(bytes_star) X(int_one)
+
+/* The types, created by module init from their specs. */
+#define CPOPLIB_TYPES(X)                                                    \
+    X(POP3_Type) X(POP3_SSL_Type) X(Reader_Type) X(FetchIter_Type)
+
 typedef struct {
-    PyTypeObject *POP3_Type;
-    PyTypeObject *POP3_SSL_Type;     /* NULL when ssl is unavailable */
-    PyTypeObject *Reader_Type;
-    PyTypeObject *FetchIter_Type;    /* fetch_many()'s iterator */
-    PyObject *error_proto;
-    /* picks error_proto's subclass for a "-ERR [CODE]" reply; set by
-       the cpoplib package (_set_response_classifier); may be NULL */
-    PyObject *response_classifier;
-
-    /* Globals of the cpoplib package: _MAXLINE is read from here at run
-       time, so that `cpoplib._MAXLINE = N` takes effect. */
-    PyObject *namespace;
-
-    PyObject *socket_module;
-    PyObject *socket_type;           /* socket.socket */
-    PyObject *socket_makefile;       /* socket.socket.makefile */
-    PyObject *default_timeout;       /* socket._GLOBAL_DEFAULT_TIMEOUT */
-    PyObject *shut_rdwr;             /* socket.SHUT_RDWR */
-    PyObject *ssl_module;            /* NULL when ssl is unavailable */
-    PyObject *timestamp_re;          /* the default POP3.timestamp */
-    PyObject *unsupported_operation; /* io.UnsupportedOperation */
-
+#define CPOPLIB_TYPE_FIELD(name) PyTypeObject *name;
+#define CPOPLIB_OBJECT_FIELD(name) PyObject *name;
+#define CPOPLIB_STRING_FIELD(name, text) PyObject *name;
+    CPOPLIB_TYPES(CPOPLIB_TYPE_FIELD)
+    CPOPLIB_OBJECTS(CPOPLIB_OBJECT_FIELD)
+    CPOPLIB_STRINGS(CPOPLIB_STRING_FIELD)
+#undef CPOPLIB_TYPE_FIELD
+#undef CPOPLIB_OBJECT_FIELD
+#undef CPOPLIB_STRING_FIELD
     PyObject *hook_names[HOOK_COUNT];
     PyObject *hook_defaults[HOOK_COUNT];
-
-    /* interned attribute and method names */
-    PyObject *str_host, *str_port, *str_sock, *str_file, *str_welcome;
-    PyObject *str_debugging, *str_tls_established, *str_context;
-    PyObject *str_encoding, *str_timestamp, *str_maxline, *str_max_response;
-    PyObject *str_create_socket, *str_create_connection;
-    PyObject *str_create_stdlib_context, *str_wrap_socket;
-    PyObject *str_server_hostname, *str_makefile, *str_sendall;
-    PyObject *str_recv_into, *str_readline, *str_close, *str_shutdown;
-    PyObject *str_match, *str_group, *str_split, *str_decode;
-    PyObject *str_startswith, *str_errno, *str_fileno;
-    PyObject *str_keyfile, *str_certfile, *str_write;
-    PyObject *str_settimeout, *str_gettimeout, *str_scram_max;
-    PyObject *str_io_refs, *str_decref_socketios;
-
-    PyObject *bytes_crlf;            /* b'\r\n' */
-    PyObject *bytes_cr;              /* b'\r' */
-    PyObject *int_one;               /* 1 */
-    PyObject *bytes_plus;            /* b'+' */
-    PyObject *bytes_dot;             /* b'.' */
-    PyObject *bytes_dotdot;          /* b'..' */
-    PyObject *str_rb;                /* 'rb' */
-    PyObject *str_ascii;             /* 'ascii' */
-    PyObject *str_stls_cap;          /* 'STLS' */
 } cpoplib_state;
 
-extern PyModuleDef cpoplib_module_def;
-
-/* ---- _cpoplib.c ---- */
-
-/* Module state of the module that defined `type` (or a base of it). */
-cpoplib_state *cpoplib_state_from_type(PyTypeObject *type);
+/* ---- errors.c ---- */
 
 /* Raise error_proto(msg) with a str argument. */
 void cpoplib_error(cpoplib_state *st, const char *msg);
@@ -171,14 +210,7 @@ void cpoplib_chain_context(PyObject *context);
 /* Replace the pending exception by error_proto(msg), chained to it. */
 void cpoplib_replace_error(cpoplib_state *st, const char *msg);
 
-/* Seconds of the monotonic clock (CLOCK_MONOTONIC); no Python. */
-double cpoplib_monotonic(void);
-
-/* MD5 of data as 32 lowercase hex digits plus NUL, with OpenSSL's EVP
- * API.  Returns 0, or -1 with an exception set. */
-int cpoplib_md5_hex(const char *data, size_t len, char out[33]);
-
-/* ---- methods.c: the one argument parser ---- */
+/* ---- args.c ---- */
 
 /* The parameters of a C method, in the order of its signature.  The
  * first `posonly` are positional-only, the first `maxpos` may be given
@@ -202,6 +234,24 @@ int cpoplib_parse_args(const cpoplib_argspec *spec, PyObject *const *args,
 int cpoplib_parse_tuple(const cpoplib_argspec *spec, PyObject *args,
                         PyObject *kwargs, PyObject **out);
 
+/* ---- durability.c ---- */
+
+/* syncfs(2) and fstatfs(2) are Linux system calls.  syncfs is called
+ * through syscall(2), so that a C library that does not declare it (glibc
+ * before 2.14, old bionic) still builds, and the module has no _syncfs
+ * where the kernel headers do not know it. */
+#if defined(__linux__)
+#  include <sys/syscall.h>
+#  ifdef SYS_syncfs
+#    define CPOPLIB_HAVE_SYNCFS 1
+/* _cpoplib._syncfs(fd) and _cpoplib._fs_type(fd) (module functions) */
+extern const char cpoplib_syncfs_doc[];
+PyObject *cpoplib_syncfs(PyObject *module, PyObject *arg);
+extern const char cpoplib_fs_type_doc[];
+PyObject *cpoplib_fs_type(PyObject *module, PyObject *arg);
+#  endif
+#endif
+
 /* ---- reader.c ---- */
 
 typedef struct {
@@ -219,10 +269,10 @@ typedef struct {
     int io_ref;              /* counted in sock._io_refs (as a makefile) */
     int held;                /* CPOPLIB_HOLD_* bits: the C core is in the
                                 middle of a response on this stream */
-    double deadline;         /* cpoplib_monotonic() time after which a
-                                fill times out; 0: none (login()) */
     int timed_out;           /* a read timed out: refuse all reads, as
                                 socket.SocketIO does */
+    double deadline;         /* cpoplib_monotonic() time after which a
+                                fill times out; 0: none (login()) */
     PyObject *weakreflist;
 } ReaderObject;
 
@@ -244,7 +294,14 @@ extern PyType_Spec cpoplib_reader_spec;
 #define CPOPLIB_HOLD_BODY 1
 #define CPOPLIB_HOLD_ITERATION 2
 
-/* A new reader over `sock`: what sock.makefile('rb') is for poplib. */
+/* Seconds of the monotonic clock (CLOCK_MONOTONIC); no Python. */
+double cpoplib_monotonic(void);
+
+/* 1 if `file` is one of our readers (an exact SocketReader). */
+int cpoplib_is_reader(cpoplib_state *st, PyObject *file);
+
+/* A new reader over `sock`: what sock.makefile('rb') is for poplib,
+ * counted in sock._io_refs as such a file is. */
 PyObject *cpoplib_reader_new(cpoplib_state *st, PyObject *sock);
 
 /* Next protocol line, at most `limit` bytes (limit >= 1).  On POP3_LINE
@@ -275,36 +332,5 @@ int cpoplib_reader_copy_body(ReaderObject *r, Py_ssize_t limit,
  * file count back (sock._decref_socketios(), which closes a socket that
  * was closed meanwhile).  0, or -1 with an exception set. */
 int cpoplib_reader_discard(ReaderObject *r);
-
-/* ---- connection.c ---- */
-
-/* Create POP3 (and POP3_SSL when ssl is there) and add them to module. */
-int cpoplib_connection_add_types(PyObject *module, cpoplib_state *st);
-
-/* ---- auth.c ---- */
-
-/* _cpoplib._sasl_exchange(): sasl.c's client mechanisms on their own,
- * for known-answer tests (a module function) */
-extern const char cpoplib_sasl_exchange_doc[];
-PyObject *cpoplib_sasl_exchange(PyObject *module, PyObject *const *args,
-                                Py_ssize_t nargs, PyObject *kwnames);
-
-/* ---- durability.c ---- */
-
-/* syncfs(2) and fstatfs(2) are Linux system calls.  syncfs is called
- * through syscall(2), so that a C library that does not declare it (glibc
- * before 2.14, old bionic) still builds, and the module has no _syncfs
- * where the kernel headers do not know it. */
-#if defined(__linux__)
-#  include <sys/syscall.h>
-#  ifdef SYS_syncfs
-#    define CPOPLIB_HAVE_SYNCFS 1
-/* _cpoplib._syncfs(fd) and _cpoplib._fs_type(fd) (module functions) */
-extern const char cpoplib_syncfs_doc[];
-PyObject *cpoplib_syncfs(PyObject *module, PyObject *arg);
-extern const char cpoplib_fs_type_doc[];
-PyObject *cpoplib_fs_type(PyObject *module, PyObject *arg);
-#  endif
-#endif
 
 #endif /* CPOPLIB_H */

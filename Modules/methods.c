@@ -1,151 +1,36 @@
-/* methods.c -- the Python-visible methods of POP3 and POP3_SSL.
+/* methods.c -- every Python-visible method of POP3 and POP3_SSL (and the
+ * test-only module function _sasl_exchange), the method tables and the
+ * two type specs.
  *
- * One argument parser (cpoplib_parse_args) for every C method of the
- * extension, the reader's included; each method here parses its
- * arguments, claims the connection when it does I/O (cpoplib_claim:
- * before anything is sent, so a refused call sends nothing), calls its C
- * implementation and releases the claim.  Every method has a docstring
- * whose first line is its __text_signature__, so inspect.signature(),
- * help() and mock.create_autospec() see exact signatures.  The
- * constructors' signatures (their timeout default is a sentinel object a
- * text signature cannot express) are given by the Python package, which
- * wraps tp_init in an __init__ with poplib's exact signature.
+ * Each method parses its arguments with the one argument parser
+ * (cpoplib_parse_args, args.c), claims the connection when it does I/O
+ * (cpoplib_claim: before anything is sent, so a refused call sends
+ * nothing), calls its C implementation and releases the claim.  Every
+ * method has a docstring whose first line is its __text_signature__, so
+ * inspect.signature(), help() and mock.create_autospec() see exact
+ * signatures.  The constructors' signatures (their timeout default is a
+ * sentinel object a text signature cannot express) are given by the
+ * Python package, which wraps tp_init in an __init__ with poplib's exact
+ * signature.
  *
- * May call: connection.c, protocol.c and commands.c; no Python code of
- * its own besides what those run.
+ * May call: args.c, auth.c, commands.c, connect.c, connection.c,
+ * errors.c, pipeline.c, protocol.c, retrieval.c, sasl.c.  No Python code
+ * of its own besides what those run.
  */
 #include "connection.h"
-
-/* ---- the argument parser ---- */
-
-static Py_ssize_t
-count_names(const cpoplib_argspec *spec)
-{
-    Py_ssize_t n = 0;
-
-    while (spec->names[n] != NULL) {
-        n++;
-    }
-    return n;
-}
-
-int
-cpoplib_parse_args(const cpoplib_argspec *spec, PyObject *const *args,
-                   Py_ssize_t nargs, PyObject *kwnames, PyObject **out)
-{
-    Py_ssize_t n = count_names(spec), i, j;
-
-    for (i = 0; i < n; i++) {
-        out[i] = NULL;
-    }
-    if (nargs > spec->maxpos) {
-        PyErr_Format(PyExc_TypeError,
-                     "%s() takes at most %d positional argument%s "
-                     "(%zd given)", spec->fname, spec->maxpos,
-                     spec->maxpos == 1 ? "" : "s", nargs);
-        return -1;
-    }
-    for (i = 0; i < nargs; i++) {
-        out[i] = args[i];
-    }
-    if (kwnames != NULL) {
-        for (i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
-            PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-            for (j = 0; j < n; j++) {
-                if (PyUnicode_Check(key)
-                    && PyUnicode_CompareWithASCIIString(key,
-                                                        spec->names[j]) == 0) {
-                    break;
-                }
-            }
-            if (j == n) {
-                PyErr_Format(PyExc_TypeError,
-                             "%s() got an unexpected keyword argument '%S'",
-                             spec->fname, key);
-                return -1;
-            }
-            if (j < spec->posonly) {
-                PyErr_Format(PyExc_TypeError,
-                             "%s() got some positional-only arguments "
-                             "passed as keyword arguments: '%s'",
-                             spec->fname, spec->names[j]);
-                return -1;
-            }
-            if (out[j] != NULL) {
-                PyErr_Format(PyExc_TypeError,
-                             "%s() got multiple values for argument '%s'",
-                             spec->fname, spec->names[j]);
-                return -1;
-            }
-            out[j] = args[nargs + i];
-        }
-    }
-    for (i = 0; i < spec->required; i++) {
-        if (out[i] == NULL) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() missing required argument '%s' (pos %zd)",
-                         spec->fname, spec->names[i], i + 1);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-#define MAX_PARAMS 8
-
-int
-cpoplib_parse_tuple(const cpoplib_argspec *spec, PyObject *args,
-                    PyObject *kwargs, PyObject **out)
-{
-    PyObject *stack[MAX_PARAMS];
-    PyObject *kwnames = NULL, *key, *value;
-    Py_ssize_t nargs = PyTuple_GET_SIZE(args), nkw, pos = 0, i = 0;
-    int rc;
-
-    nkw = kwargs == NULL ? 0 : PyDict_GET_SIZE(kwargs);
-    assert(count_names(spec) <= MAX_PARAMS);
-    if (nargs > spec->maxpos || nargs + nkw > count_names(spec)) {
-        if (nargs <= spec->maxpos) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() takes at most %zd arguments (%zd given)",
-                         spec->fname, count_names(spec), nargs + nkw);
-            return -1;
-        }
-        /* reports "takes at most N positional arguments" */
-        return cpoplib_parse_args(spec, &PyTuple_GET_ITEM(args, 0), nargs,
-                                  NULL, out);
-    }
-    for (i = 0; i < nargs; i++) {
-        stack[i] = PyTuple_GET_ITEM(args, i);
-    }
-    if (nkw > 0) {
-        kwnames = PyTuple_New(nkw);
-        if (kwnames == NULL) {
-            return -1;
-        }
-        i = 0;
-        while (PyDict_Next(kwargs, &pos, &key, &value)) {
-            PyTuple_SET_ITEM(kwnames, i, Py_NewRef(key));
-            stack[nargs + i] = value;
-            i++;
-        }
-    }
-    rc = cpoplib_parse_args(spec, stack, nargs, kwnames, out);
-    Py_XDECREF(kwnames);
-    return rc;
-}
+#include "sasl.h"
 
 /* ---- constructors ---- */
 
-const char cpoplib_pop3_doc[] = PyDoc_STR(
+PyDoc_STRVAR(pop3_doc,
 "A POP3 client connection (RFC 1939), the drop-in equivalent of\n"
 "poplib.POP3: it connects on creation and reads the greeting.  Commands\n"
 "are methods (user, pass_, stat, list, retr, dele, noop, rset, quit,\n"
 "rpop, apop, top, uidl, utf8, capa, stls); server errors raise\n"
 "error_proto.  Subclasses may override any of the underscore hooks.");
 
-int
-cpoplib_pop3_tp_init(PyObject *self, PyObject *args, PyObject *kwargs)
+static int
+pop3_tp_init(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     static const char *const names[] = {"host", "port", "timeout", NULL};
     static const cpoplib_argspec spec = {"POP3", names, 0, 1, 3};
@@ -162,20 +47,21 @@ cpoplib_pop3_tp_init(PyObject *self, PyObject *args, PyObject *kwargs)
     }
     timeout = Py_NewRef(argv[2] != NULL ? argv[2] : st->default_timeout);
     Py_INCREF(argv[0]);
-    rc = cpoplib_pop3_init((POP3Object *)self, st, argv[0], port, timeout);
+    rc = cpoplib_pop3_init_impl((POP3Object *)self, st, argv[0], port,
+                                timeout);
     Py_DECREF(argv[0]);
     Py_DECREF(port);
     Py_DECREF(timeout);
     return rc;
 }
 
-const char cpoplib_pop3_ssl_doc[] = PyDoc_STR(
+PyDoc_STRVAR(pop3_ssl_doc,
 "A POP3 connection over TLS from the first byte (POP3S), the drop-in\n"
 "equivalent of poplib.POP3_SSL.  Without a context, the one of\n"
 "ssl._create_stdlib_context() is used, as poplib does.");
 
-int
-cpoplib_pop3_ssl_tp_init(PyObject *self, PyObject *args, PyObject *kwargs)
+static int
+pop3_ssl_tp_init(PyObject *self, PyObject *args, PyObject *kwargs)
 {
 #if PY_VERSION_HEX < 0x030C0000
     /* 3.10 and 3.11 still take the deprecated keyfile and certfile */
@@ -211,8 +97,8 @@ cpoplib_pop3_ssl_tp_init(PyObject *self, PyObject *args, PyObject *kwargs)
     Py_INCREF(argv[HOST]);
     Py_INCREF(timeout);
     Py_INCREF(context);
-    rc = cpoplib_pop3_ssl_init((POP3Object *)self, st, argv[HOST], port,
-                               keyfile, certfile, timeout, context);
+    rc = cpoplib_pop3_ssl_init_impl((POP3Object *)self, st, argv[HOST], port,
+                                    keyfile, certfile, timeout, context);
     Py_DECREF(argv[HOST]);
     Py_DECREF(timeout);
     Py_DECREF(context);
@@ -444,9 +330,10 @@ pop3_set_debuglevel(POP3Object *self, PyObject *const *args,
     Py_RETURN_NONE;
 }
 
-/* A command with one required argument, sent as `fmt % arg`. */
+/* A command with one required argument, sent as `fmt % arg` (fmt: one of
+ * the state's fmt_* strings). */
 static PyObject *
-command1(POP3Object *self, const cpoplib_argspec *spec, const char *fmt,
+command1(POP3Object *self, const cpoplib_argspec *spec, PyObject *fmt,
          int longcmd, PyObject *const *args, Py_ssize_t nargs,
          PyObject *kwnames)
 {
@@ -471,7 +358,8 @@ pop3_user(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
     static const char *const names[] = {"user", NULL};
     static const cpoplib_argspec spec = {"user", names, 0, 1, 1};
 
-    return command1(self, &spec, "USER %s", 0, args, nargs, kwnames);
+    return command1(self, &spec, cpoplib_pop3_state(self)->fmt_user, 0,
+                    args, nargs, kwnames);
 }
 
 PyDoc_STRVAR(pop3_pass_doc,
@@ -485,7 +373,8 @@ pop3_pass_(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
     static const char *const names[] = {"pswd", NULL};
     static const cpoplib_argspec spec = {"pass_", names, 0, 1, 1};
 
-    return command1(self, &spec, "PASS %s", 0, args, nargs, kwnames);
+    return command1(self, &spec, cpoplib_pop3_state(self)->fmt_pass, 0,
+                    args, nargs, kwnames);
 }
 
 PyDoc_STRVAR(pop3_dele_doc,
@@ -499,7 +388,8 @@ pop3_dele(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
     static const char *const names[] = {"which", NULL};
     static const cpoplib_argspec spec = {"dele", names, 0, 1, 1};
 
-    return command1(self, &spec, "DELE %s", 0, args, nargs, kwnames);
+    return command1(self, &spec, cpoplib_pop3_state(self)->fmt_dele, 0,
+                    args, nargs, kwnames);
 }
 
 PyDoc_STRVAR(pop3_rpop_doc,
@@ -512,7 +402,8 @@ pop3_rpop(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
     static const char *const names[] = {"user", NULL};
     static const cpoplib_argspec spec = {"rpop", names, 0, 1, 1};
 
-    return command1(self, &spec, "RPOP %s", 0, args, nargs, kwnames);
+    return command1(self, &spec, cpoplib_pop3_state(self)->fmt_rpop, 0,
+                    args, nargs, kwnames);
 }
 
 PyDoc_STRVAR(pop3_retr_doc,
@@ -526,19 +417,21 @@ pop3_retr(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
     static const char *const names[] = {"which", NULL};
     static const cpoplib_argspec spec = {"retr", names, 0, 1, 1};
 
-    return command1(self, &spec, "RETR %s", 1, args, nargs, kwnames);
+    return command1(self, &spec, cpoplib_pop3_state(self)->fmt_retr, 1,
+                    args, nargs, kwnames);
 }
 
-/* A command without arguments: `line`, a short response. */
+/* A command without arguments: `line` (one of the state's cmd_*
+ * strings), a short response. */
 static PyObject *
-command0(POP3Object *self, const char *line)
+command0(POP3Object *self, PyObject *line)
 {
     PyObject *res;
 
     if (cpoplib_claim(self) < 0) {
         return NULL;
     }
-    res = cpoplib_run_command(self, PyUnicode_FromString(line), 0);
+    res = cpoplib_run_command(self, line, 0);
     cpoplib_release(self);
     return res;
 }
@@ -549,7 +442,7 @@ PyDoc_STRVAR(pop3_noop_doc,
 static PyObject *
 pop3_noop(POP3Object *self, PyObject *Py_UNUSED(ignored))
 {
-    return command0(self, "NOOP");
+    return command0(self, cpoplib_pop3_state(self)->cmd_noop);
 }
 
 PyDoc_STRVAR(pop3_rset_doc,
@@ -559,7 +452,7 @@ PyDoc_STRVAR(pop3_rset_doc,
 static PyObject *
 pop3_rset(POP3Object *self, PyObject *Py_UNUSED(ignored))
 {
-    return command0(self, "RSET");
+    return command0(self, cpoplib_pop3_state(self)->cmd_rset);
 }
 
 PyDoc_STRVAR(pop3_utf8_doc,
@@ -569,7 +462,7 @@ PyDoc_STRVAR(pop3_utf8_doc,
 static PyObject *
 pop3_utf8(POP3Object *self, PyObject *Py_UNUSED(ignored))
 {
-    return command0(self, "UTF8");
+    return command0(self, cpoplib_pop3_state(self)->cmd_utf8);
 }
 
 PyDoc_STRVAR(pop3_stat_doc,
@@ -584,15 +477,15 @@ pop3_stat(POP3Object *self, PyObject *Py_UNUSED(ignored))
     if (cpoplib_claim(self) < 0) {
         return NULL;
     }
-    res = cpoplib_stat(self);
+    res = cpoplib_stat_impl(self);
     cpoplib_release(self);
     return res;
 }
 
 /* LIST [which] or UIDL [which] */
 static PyObject *
-listing(POP3Object *self, const cpoplib_argspec *spec, const char *bare,
-        const char *fmt, PyObject *const *args, Py_ssize_t nargs,
+listing(POP3Object *self, const cpoplib_argspec *spec, PyObject *bare,
+        PyObject *fmt, PyObject *const *args, Py_ssize_t nargs,
         PyObject *kwnames)
 {
     PyObject *which, *res;
@@ -601,7 +494,7 @@ listing(POP3Object *self, const cpoplib_argspec *spec, const char *bare,
         || cpoplib_claim(self) < 0) {
         return NULL;
     }
-    res = cpoplib_listing(self, bare, fmt, which);
+    res = cpoplib_listing_impl(self, bare, fmt, which);
     cpoplib_release(self);
     return res;
 }
@@ -618,7 +511,10 @@ pop3_list(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
     static const char *const names[] = {"which", NULL};
     static const cpoplib_argspec spec = {"list", names, 0, 0, 1};
 
-    return listing(self, &spec, "LIST", "LIST %s", args, nargs, kwnames);
+    cpoplib_state *st = cpoplib_pop3_state(self);
+
+    return listing(self, &spec, st->cmd_list, st->fmt_list, args, nargs,
+                   kwnames);
 }
 
 PyDoc_STRVAR(pop3_uidl_doc,
@@ -633,7 +529,10 @@ pop3_uidl(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
     static const char *const names[] = {"which", NULL};
     static const cpoplib_argspec spec = {"uidl", names, 0, 0, 1};
 
-    return listing(self, &spec, "UIDL", "UIDL %s", args, nargs, kwnames);
+    cpoplib_state *st = cpoplib_pop3_state(self);
+
+    return listing(self, &spec, st->cmd_uidl, st->fmt_uidl, args, nargs,
+                   kwnames);
 }
 
 PyDoc_STRVAR(pop3_top_doc,
@@ -652,7 +551,7 @@ pop3_top(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
         || cpoplib_claim(self) < 0) {
         return NULL;
     }
-    res = cpoplib_top(self, argv[0], argv[1]);
+    res = cpoplib_top_impl(self, argv[0], argv[1]);
     cpoplib_release(self);
     return res;
 }
@@ -674,7 +573,7 @@ pop3_apop(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
         || cpoplib_claim(self) < 0) {
         return NULL;
     }
-    res = cpoplib_apop(self, argv[0], argv[1]);
+    res = cpoplib_apop_impl(self, argv[0], argv[1]);
     cpoplib_release(self);
     return res;
 }
@@ -713,7 +612,7 @@ pop3_stls(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
         || cpoplib_claim(self) < 0) {
         return NULL;
     }
-    res = cpoplib_stls(self, context);
+    res = cpoplib_stls_impl(self, context);
     cpoplib_release(self);
     return res;
 }
@@ -736,7 +635,7 @@ pop3_fetch(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
         || cpoplib_claim(self) < 0) {
         return NULL;
     }
-    res = cpoplib_fetch(self, which);
+    res = cpoplib_fetch_impl(self, which);
     cpoplib_release(self);
     return res;
 }
@@ -760,7 +659,7 @@ pop3_fetch_into(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
         || cpoplib_claim(self) < 0) {
         return NULL;
     }
-    res = cpoplib_fetch_into(self, argv[0], argv[1]);
+    res = cpoplib_fetch_into_impl(self, argv[0], argv[1]);
     cpoplib_release(self);
     return res;
 }
@@ -790,12 +689,13 @@ pop3_fetch_many(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
     if (cpoplib_parse_args(&spec, args, nargs, kwnames, argv) < 0) {
         return NULL;
     }
-    return cpoplib_fetch_many(self, argv[0], argv[1], argv[2], argv[3]);
+    return cpoplib_fetch_many_impl(self, argv[0], argv[1], argv[2],
+                                   argv[3]);
 }
 
 /* uidl_map() and list_map() */
 static PyObject *
-listing_map(POP3Object *self, const char *command, int numeric)
+listing_map(POP3Object *self, PyObject *command, int numeric)
 {
     PyObject *res;
 
@@ -814,7 +714,7 @@ PyDoc_STRVAR(pop3_uidl_map_doc,
 static PyObject *
 pop3_uidl_map(POP3Object *self, PyObject *Py_UNUSED(ignored))
 {
-    return listing_map(self, "UIDL", 0);
+    return listing_map(self, cpoplib_pop3_state(self)->cmd_uidl, 0);
 }
 
 PyDoc_STRVAR(pop3_list_map_doc,
@@ -824,7 +724,7 @@ PyDoc_STRVAR(pop3_list_map_doc,
 static PyObject *
 pop3_list_map(POP3Object *self, PyObject *Py_UNUSED(ignored))
 {
-    return listing_map(self, "LIST", 1);
+    return listing_map(self, cpoplib_pop3_state(self)->cmd_list, 1);
 }
 
 PyDoc_STRVAR(pop3_quit_doc,
@@ -839,7 +739,7 @@ pop3_quit(POP3Object *self, PyObject *Py_UNUSED(ignored))
     if (cpoplib_claim(self) < 0) {
         return NULL;
     }
-    res = cpoplib_quit(self);
+    res = cpoplib_quit_impl(self);
     cpoplib_release(self);
     return res;
 }
@@ -863,13 +763,79 @@ PyDoc_STRVAR(pop3_getstate_doc,
 static PyObject *
 pop3_getstate(POP3Object *self, PyObject *Py_UNUSED(ignored))
 {
-    return cpoplib_getstate(self);
+    return cpoplib_getstate_impl(self);
+}
+
+PyDoc_STRVAR(pop3_auth_doc,
+"auth($self, /, mechanism, authobject=None, initial_response=None)\n--\n\n"
+"Authenticate with AUTH (RFC 5034), as CPython main's poplib does.\n"
+"\n"
+"With initial_response (bytes, or str encoded with self.encoding) it is\n"
+"sent base64-encoded on the AUTH line.  With authobject, a callable\n"
+"taking each decoded server challenge (bytes) and returning the response\n"
+"(bytes, str or None for an empty one; b'*' cancels).  The two are\n"
+"mutually exclusive (ValueError).  Returns the final +OK response;\n"
+"raises error_proto on -ERR.  For the built-in mechanisms use login().");
+
+static PyObject *
+pop3_auth(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
+          PyObject *kwnames)
+{
+    static const char *const names[] = {"mechanism", "authobject",
+                                        "initial_response", NULL};
+    static const cpoplib_argspec spec = {"auth", names, 0, 1, 3};
+    PyObject *argv[3], *res;
+
+    if (cpoplib_parse_args(&spec, args, nargs, kwnames, argv) < 0
+        || cpoplib_claim(self) < 0) {
+        return NULL;
+    }
+    res = cpoplib_auth_impl(self, argv[0], argv[1] ? argv[1] : Py_None,
+                            argv[2] ? argv[2] : Py_None);
+    cpoplib_release(self);
+    return res;
+}
+
+PyDoc_STRVAR(pop3_login_doc,
+"login($self, /, user, password=None, *, mechanism=None, token=None,\n"
+"      allow_plaintext=False)\n--\n\n"
+"Log in with the strongest mechanism the server offers.\n"
+"\n"
+"With a password, from CAPA's SASL list: SCRAM-SHA-256, SCRAM-SHA-1,\n"
+"CRAM-MD5, then APOP (if the greeting has a timestamp), then PLAIN,\n"
+"LOGIN or USER/PASS.  With token= (an OAuth 2.0 access token, or a\n"
+"callable returning one): OAUTHBEARER if offered, else XOAUTH2.\n"
+"mechanism= names one of those instead.  A password or token is never\n"
+"sent in the clear over an unencrypted connection unless\n"
+"allow_plaintext=True.  Returns the final +OK response; error_proto on\n"
+"failure.  A SCRAM server that cannot prove it knows the password is\n"
+"refused and the connection closed.");
+
+static PyObject *
+pop3_login(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames)
+{
+    static const char *const names[] = {"user", "password", "mechanism",
+                                        "token", "allow_plaintext", NULL};
+    static const cpoplib_argspec spec = {"login", names, 0, 1, 2};
+    PyObject *argv[5], *res;
+
+    if (cpoplib_parse_args(&spec, args, nargs, kwnames, argv) < 0
+        || cpoplib_claim(self) < 0) {
+        return NULL;
+    }
+    res = cpoplib_login_impl(self, argv[0], argv[1] ? argv[1] : Py_None,
+                             argv[2] ? argv[2] : Py_None,
+                             argv[3] ? argv[3] : Py_None,
+                             argv[4] ? argv[4] : Py_False);
+    cpoplib_release(self);
+    return res;
 }
 
 #define FAST(fn) ((PyCFunction)(void (*)(void))(fn))
 #define FASTKW (METH_FASTCALL | METH_KEYWORDS)
 
-PyMethodDef cpoplib_pop3_methods[] = {
+static PyMethodDef pop3_methods[] = {
     {"_create_socket", FAST(pop3_create_socket), FASTKW,
      pop3_create_socket_doc},
     {"_putline", FAST(pop3_putline), FASTKW, pop3_putline_doc},
@@ -908,8 +874,8 @@ PyMethodDef cpoplib_pop3_methods[] = {
     {"list_map", (PyCFunction)pop3_list_map, METH_NOARGS, pop3_list_map_doc},
     {"__getstate__", (PyCFunction)pop3_getstate, METH_NOARGS,
      pop3_getstate_doc},
-    {"auth", FAST(cpoplib_pop3_auth), FASTKW, cpoplib_pop3_auth_doc},
-    {"login", FAST(cpoplib_pop3_login), FASTKW, cpoplib_pop3_login_doc},
+    {"auth", FAST(pop3_auth), FASTKW, pop3_auth_doc},
+    {"login", FAST(pop3_login), FASTKW, pop3_login_doc},
     {NULL, NULL}
 };
 
@@ -947,9 +913,201 @@ pop3_ssl_stls(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
     return NULL;
 }
 
-PyMethodDef cpoplib_pop3_ssl_methods[] = {
+static PyMethodDef pop3_ssl_methods[] = {
     {"_create_socket", FAST(pop3_ssl_create_socket), FASTKW,
      pop3_ssl_create_socket_doc},
     {"stls", FAST(pop3_ssl_stls), FASTKW, pop3_ssl_stls_doc},
     {NULL, NULL}
 };
+
+/* ---- the type specs (their life-cycle slots are in connection.c) ---- */
+
+static PyMemberDef pop3_members[] = {
+    {"__dictoffset__", CPOPLIB_T_PYSSIZET, offsetof(POP3Object, dict),
+     CPOPLIB_READONLY, NULL},
+    {"__weaklistoffset__", CPOPLIB_T_PYSSIZET,
+     offsetof(POP3Object, weakreflist), CPOPLIB_READONLY, NULL},
+    {NULL}
+};
+
+static PyGetSetDef pop3_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL}
+};
+
+static PyType_Slot pop3_slots[] = {
+    {Py_tp_doc, (void *)pop3_doc},
+    {Py_tp_new, cpoplib_pop3_new},
+    {Py_tp_init, pop3_tp_init},
+    {Py_tp_dealloc, cpoplib_pop3_dealloc},
+    {Py_tp_traverse, cpoplib_pop3_traverse},
+    {Py_tp_clear, cpoplib_pop3_clear},
+    {Py_tp_methods, pop3_methods},
+    {Py_tp_members, pop3_members},
+    {Py_tp_getset, pop3_getset},
+    {0, NULL}
+};
+
+PyType_Spec cpoplib_pop3_spec = {
+    .name = "cpoplib._cpoplib.POP3",
+    .basicsize = sizeof(POP3Object),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = pop3_slots,
+};
+
+static PyType_Slot pop3_ssl_slots[] = {
+    {Py_tp_doc, (void *)pop3_ssl_doc},
+    {Py_tp_init, pop3_ssl_tp_init},
+    {Py_tp_dealloc, cpoplib_pop3_dealloc},
+    {Py_tp_traverse, cpoplib_pop3_traverse},
+    {Py_tp_clear, cpoplib_pop3_clear},
+    {Py_tp_methods, pop3_ssl_methods},
+    {0, NULL}
+};
+
+PyType_Spec cpoplib_pop3_ssl_spec = {
+    .name = "cpoplib._cpoplib.POP3_SSL",
+    .basicsize = sizeof(POP3Object),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = pop3_ssl_slots,
+};
+
+/* ---- _cpoplib._sasl_exchange(): sasl.c on its own, for tests ---- */
+
+static const char *
+status_name(sasl_status status)
+{
+    switch (status) {
+    case SASL_CONTINUE: return "continue";
+    case SASL_FAILED_RESPOND: return "failed-respond";
+    case SASL_FAILED_CANCEL: return "failed-cancel";
+    case SASL_FAILED_UNTRUSTED: return "failed-untrusted";
+    case SASL_ERR_NOMEM: return "nomem";
+    case SASL_ERR_CRYPTO: return "crypto";
+    default: return "input";
+    }
+}
+
+const char cpoplib_sasl_exchange_doc[] = PyDoc_STR(
+"_sasl_exchange($module, /, mechanism, user, secret, challenges,\n"
+"               nonce=None)\n--\n\n"
+"Test hook: run sasl.c's client for mechanism with user and secret\n"
+"(bytes, used as they are) against decoded server challenges (a list of\n"
+"bytes), with a fixed SCRAM client nonce if given.  Returns\n"
+"(initial response or None, [(status, response or None, error), ...],\n"
+"complete); stops at the first status other than 'continue'.");
+
+PyObject *
+cpoplib_sasl_exchange(PyObject *module, PyObject *const *args,
+                      Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"mechanism", "user", "secret",
+                                        "challenges", "nonce", NULL};
+    static const cpoplib_argspec spec = {"_sasl_exchange", names, 0, 4, 5};
+    PyObject *argv[5], *steps = NULL, *initial = NULL, *result = NULL;
+    PyObject *seq = NULL;
+    const char *name;
+    Py_ssize_t name_len;
+    sasl_client *c = NULL;
+    sasl_credentials cred;
+    sasl_status status;
+    const unsigned char *out;
+    size_t out_len;
+    char error[512];
+    int mech, has;
+
+    if (cpoplib_parse_args(&spec, args, nargs, kwnames, argv) < 0) {
+        return NULL;
+    }
+    if (!PyUnicode_Check(argv[0]) || !PyBytes_Check(argv[1])
+        || !PyBytes_Check(argv[2])
+        || (argv[4] != NULL && argv[4] != Py_None
+            && !PyBytes_Check(argv[4]))) {
+        PyErr_SetString(PyExc_TypeError, "_sasl_exchange(str, bytes, bytes, "
+                        "list of bytes, bytes or None)");
+        return NULL;
+    }
+    name = PyUnicode_AsUTF8AndSize(argv[0], &name_len);
+    if (name == NULL) {
+        return NULL;
+    }
+    mech = sasl_mech_from_name(name, (size_t)name_len);
+    if (mech < 0) {
+        PyErr_Format(PyExc_ValueError, "unknown mechanism %R", argv[0]);
+        return NULL;
+    }
+    seq = PySequence_Fast(argv[3], "challenges must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    cred.user = PyBytes_AS_STRING(argv[1]);
+    cred.user_len = (size_t)PyBytes_GET_SIZE(argv[1]);
+    cred.secret = PyBytes_AS_STRING(argv[2]);
+    cred.secret_len = (size_t)PyBytes_GET_SIZE(argv[2]);
+    if (argv[4] != NULL && argv[4] != Py_None) {
+        c = sasl_client_new((sasl_mech)mech, &cred,
+                            PyBytes_AS_STRING(argv[4]),
+                            (size_t)PyBytes_GET_SIZE(argv[4]), &status,
+                            error, sizeof(error));
+    }
+    else {
+        c = sasl_client_new((sasl_mech)mech, &cred, NULL, 0, &status, error,
+                            sizeof(error));
+    }
+    if (c == NULL) {
+        PyErr_Format(PyExc_ValueError, "%s: %s", status_name(status), error);
+        goto done;
+    }
+    has = sasl_client_initial(c, &out, &out_len);
+    if (has < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    initial = has ? PyBytes_FromStringAndSize((const char *)out,
+                                              (Py_ssize_t)out_len)
+                  : Py_NewRef(Py_None);
+    steps = PyList_New(0);
+    if (initial == NULL || steps == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *ch = PySequence_Fast_GET_ITEM(seq, i), *resp, *item;
+        if (!PyBytes_Check(ch)) {
+            PyErr_SetString(PyExc_TypeError, "challenges must be bytes");
+            goto done;
+        }
+        status = sasl_client_step(c,
+                                  (const unsigned char *)PyBytes_AS_STRING(ch),
+                                  (size_t)PyBytes_GET_SIZE(ch), &out,
+                                  &out_len);
+        if (status == SASL_CONTINUE || status == SASL_FAILED_RESPOND) {
+            resp = PyBytes_FromStringAndSize((const char *)out,
+                                             (Py_ssize_t)out_len);
+        }
+        else {
+            resp = Py_NewRef(Py_None);
+        }
+        if (resp == NULL) {
+            goto done;
+        }
+        item = Py_BuildValue("(sNs)", status_name(status), resp,
+                             sasl_client_error(c));
+        if (item == NULL || PyList_Append(steps, item) < 0) {
+            Py_XDECREF(item);
+            goto done;
+        }
+        Py_DECREF(item);
+        if (status != SASL_CONTINUE) {
+            break;
+        }
+    }
+    result = Py_BuildValue("(OOO)", initial, steps,
+                           sasl_client_complete(c) ? Py_True : Py_False);
+
+done:
+    sasl_client_free(c);
+    Py_XDECREF(seq);
+    Py_XDECREF(initial);
+    Py_XDECREF(steps);
+    return result;
+}

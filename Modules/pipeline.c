@@ -23,8 +23,8 @@
  * are full); cpoplib reads only one response at a time, into the
  * message it is building.
  *
- * May call: protocol.c (hooks, capa), retrieval.c (reading a message),
- * the claim of connection.c.
+ * May call: commands.c, connection.c, errors.c, protocol.c, reader.c,
+ * retrieval.c.  Python code it runs: the hooks, capa(), attribute reads.
  */
 #include "connection.h"
 
@@ -98,8 +98,8 @@ send_command(FetchIterObject *it, int kind, Py_ssize_t index)
         return queue_push(it, kind, index);     /* raises */
     }
     Py_INCREF(which);
-    line = cpoplib_format_command(kind == ENTRY_RETR ? "RETR %s" : "DELE %s",
-                                  which);
+    line = cpoplib_format_command(kind == ENTRY_RETR ? st->fmt_retr
+                                                     : st->fmt_dele, which);
     Py_DECREF(which);
     if (line == NULL) {
         return -1;
@@ -128,8 +128,8 @@ tag_error(FetchIterObject *it, Py_ssize_t index)
 
     if (exc != NULL && PyObject_TypeCheck(exc,
                                           (PyTypeObject *)st->error_proto)) {
-        if (PyObject_SetAttrString(exc, "which",
-                                   PyList_GET_ITEM(it->which, index)) < 0) {
+        if (PyObject_SetAttr(exc, st->str_which,
+                             PyList_GET_ITEM(it->which, index)) < 0) {
             cpoplib_chain_context(exc);
             return;
         }
@@ -262,7 +262,7 @@ static int
 server_pipelines(POP3Object *conn)
 {
     cpoplib_state *st = cpoplib_pop3_state(conn);
-    PyObject *caps, *key;
+    PyObject *caps;
     int has;
 
     if (conn->pipelining >= 0) {
@@ -287,13 +287,7 @@ server_pipelines(POP3Object *conn)
         conn->pipelining = 0;
         return 0;
     }
-    key = PyUnicode_FromString("PIPELINING");
-    if (key == NULL) {
-        Py_DECREF(caps);
-        return -1;
-    }
-    has = PySequence_Contains(caps, key);
-    Py_DECREF(key);
+    has = PySequence_Contains(caps, st->str_pipelining_cap);
     Py_DECREF(caps);
     if (has < 0) {
         return -1;
@@ -519,8 +513,9 @@ tristate(PyObject *arg)
 }
 
 PyObject *
-cpoplib_fetch_many(POP3Object *self, PyObject *which, PyObject *delete_,
-                   PyObject *pipeline, PyObject *window)
+cpoplib_fetch_many_impl(POP3Object *self, PyObject *which,
+                        PyObject *delete_, PyObject *pipeline,
+                        PyObject *window)
 {
     cpoplib_state *st = cpoplib_pop3_state(self);
     FetchIterObject *it;

@@ -1,4 +1,8 @@
-/* pop3_parser.c -- see pop3_parser.h for the contract.  No Python here. */
+/* pop3_parser.c -- the POP3 line parser, body copier and listing-line
+ * parser; see pop3_parser.h for the contract.  No Python here.
+ *
+ * May call: nothing of cpoplib.
+ */
 #include "pop3_parser.h"
 
 #include <string.h>
@@ -25,32 +29,48 @@ pop3_strip_line(const char *buf, size_t n, pop3_line *line)
 }
 
 pop3_status
-pop3_next_line_from(const char *buf, size_t n, size_t limit, int at_eof,
-                    size_t scanned, pop3_line *line)
+pop3_scan_line(const char *buf, size_t n, size_t window, int at_eof,
+               size_t scanned, size_t *len)
 {
-    /* readline(limit) stops after `limit` bytes; a line that needs all of
-       them (LF included) is longer than _MAXLINE = limit - 1. */
-    size_t window = n < limit - 1 ? n : limit - 1;
+    size_t upto = n < window ? n : window;
     const char *lf = NULL;
 
-    if (scanned < window) {
-        lf = memchr(buf + scanned, '\n', window - scanned);
+    if (scanned < upto) {
+        lf = memchr(buf + scanned, '\n', upto - scanned);
     }
     if (lf != NULL) {
-        pop3_strip_line(buf, (size_t)(lf - buf) + 1, line);
+        *len = (size_t)(lf - buf) + 1;
         return POP3_LINE;
     }
-    if (n >= limit) {
+    if (n >= window) {
         return POP3_TOO_LONG;
     }
     if (!at_eof) {
         return POP3_NEED_MORE;
     }
-    if (n == 0) {
-        return POP3_EOF;
+    *len = n;
+    return POP3_EOF;
+}
+
+pop3_status
+pop3_next_line_from(const char *buf, size_t n, size_t limit, int at_eof,
+                    size_t scanned, pop3_line *line)
+{
+    /* readline(limit) stops after `limit` bytes; a line that needs all of
+       them (LF included) is longer than _MAXLINE = limit - 1. */
+    size_t len = 0;
+    pop3_status st = pop3_scan_line(buf, n, limit, at_eof, scanned, &len);
+
+    if (st == POP3_LINE && len == limit) {
+        st = POP3_TOO_LONG;
     }
-    pop3_strip_line(buf, n, line);
-    return POP3_LINE;
+    if (st == POP3_EOF && len > 0) {
+        st = POP3_LINE;                /* the unterminated tail */
+    }
+    if (st == POP3_LINE) {
+        pop3_strip_line(buf, len, line);
+    }
+    return st;
 }
 
 pop3_status
@@ -63,7 +83,7 @@ pop3_next_line(const char *buf, size_t n, size_t limit, int at_eof,
 size_t
 pop3_scanned(size_t n, size_t limit)
 {
-    return n < limit - 1 ? n : limit - 1;
+    return n < limit ? n : limit;
 }
 
 void
@@ -121,6 +141,62 @@ pop3_copy_body(const char *buf, size_t n, size_t limit, int at_eof,
         res->consumed += line.raw_len;
         res->octets += line.octets;
     }
+}
+
+/* Spaces and tabs from buf[i]; the index of the first other byte. */
+static size_t
+skip_blanks(const char *buf, size_t n, size_t i)
+{
+    while (i < n && (buf[i] == ' ' || buf[i] == '\t')) {
+        i++;
+    }
+    return i;
+}
+
+/* A decimal number buf[i..) up to a blank or the end, below 10**18: its
+ * end index, or 0 with *value untouched if there is none. */
+static size_t
+parse_decimal(const char *buf, size_t n, size_t i, long long *value)
+{
+    long long v = 0;
+    size_t digits = 0;
+
+    for (; i < n && buf[i] >= '0' && buf[i] <= '9'; i++) {
+        if (++digits > 18) {
+            return 0;
+        }
+        v = v * 10 + (buf[i] - '0');
+    }
+    if (digits == 0 || (i < n && buf[i] != ' ' && buf[i] != '\t')) {
+        return 0;
+    }
+    *value = v;
+    return i;
+}
+
+int
+pop3_parse_listing(const char *buf, size_t n, int numeric,
+                   long long *number, long long *value, size_t *start,
+                   size_t *end)
+{
+    size_t i = parse_decimal(buf, n, skip_blanks(buf, n, 0), number);
+    size_t j;
+
+    if (i == 0) {
+        return 0;
+    }
+    i = skip_blanks(buf, n, i);
+    for (j = i; j < n && buf[j] != ' ' && buf[j] != '\t'; j++) {
+    }
+    if (j == i) {
+        return 0;
+    }
+    if (numeric && parse_decimal(buf, j, i, value) != j) {
+        return 0;
+    }
+    *start = i;
+    *end = j;
+    return 1;
 }
 
 size_t

@@ -38,6 +38,17 @@ typedef struct {
     int is_terminator;    /* multi-line mode only: the lone "." line */
 } pop3_line;
 
+/* Where the next line of buf[0..n) ends: the first LF within its first
+ * `window` bytes (window >= 1).  POP3_LINE: *len is the line's length,
+ * LF included (at most window); POP3_TOO_LONG: `window` bytes are there
+ * and none is LF; POP3_NEED_MORE: fewer than `window` bytes and no LF,
+ * more may come; POP3_EOF (at_eof set, no LF): *len is the unterminated
+ * tail, 0 if nothing is left.  buf[0..scanned) is known to hold no LF
+ * (scanned <= n), so a long line arriving in pieces is scanned once.
+ * Never reads outside buf[0..n). */
+pop3_status pop3_scan_line(const char *buf, size_t n, size_t window,
+                           int at_eof, size_t scanned, size_t *len);
+
 /* Look for the next line in buf[0..n).  `limit` must be >= 1.  `at_eof`
  * says that no byte will follow buf[n-1].  On POP3_LINE, *line describes
  * it (with single-line stripping only: see pop3_unstuff()); on
@@ -94,6 +105,16 @@ typedef struct {
 pop3_status pop3_copy_body(const char *buf, size_t n, size_t limit,
                            int at_eof, char *out, size_t room,
                            pop3_copy *res);
+
+/* A line of a LIST or UIDL listing, "number field ...": leading spaces
+ * and tabs, a decimal message number (at most 18 digits' worth, i.e.
+ * below 10**18), spaces or tabs, then the second field up to the next
+ * space or tab.  With `numeric`, the field must itself be such a number
+ * (LIST's size) and *value is set.  1 and *number, [*start, *end) of the
+ * field; 0 if the line is not of that form. */
+int pop3_parse_listing(const char *buf, size_t n, int numeric,
+                       long long *number, long long *value, size_t *start,
+                       size_t *end);
 
 /* Index of the first byte of buf[0..n) that poplib forbids in a command
  * (0x00-0x1F, 0x7F), or n if there is none. */

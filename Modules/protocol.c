@@ -1,8 +1,9 @@
 /* protocol.c -- the POP3 wire protocol of a connection: calling poplib's
  * hooks (_putline, _getline, _getresp, ...) through `self` when they are
  * overridden, and otherwise sending command lines and reading lines, short
- * responses and multi-line responses in C; debug output as poplib prints
- * it.
+ * responses and multi-line responses in C; running a command; closing a
+ * connection while keeping the error that made it necessary; debug output
+ * as poplib prints it.
  *
  * Dispatch: wherever poplib calls self._putcmd(), self._getline(), ...
  * the C code calls the same hook through `self` if a subclass, the class,
@@ -16,8 +17,8 @@
  * attributes or read from the reader.  Lines from the reader are copied
  * out of its buffer before anything that can run Python code.
  *
- * May call: the reader (reader.c), the parser, the connection's close
- * (connection.c), the socket object's sendall, Python hooks and print().
+ * May call: connection.c, errors.c, pop3_parser.c, reader.c.  Python code
+ * it runs: hooks, attribute reads, the socket's sendall, print().
  */
 #include "connection.h"
 
@@ -65,18 +66,14 @@ cpoplib_debugging(POP3Object *self, cpoplib_state *st, int wire)
     return result;
 }
 
-/* print(tag, repr(obj)) with the builtin print.  Runs Python code. */
+/* print(tag, repr(obj)) with the builtin print, looked up at each call
+ * (so that a patched builtins.print is used).  Runs Python code. */
 int
-cpoplib_debug_print(const char *tag, PyObject *obj)
+cpoplib_debug_print(cpoplib_state *st, const char *tag, PyObject *obj)
 {
-    PyObject *builtins = PyImport_ImportModule("builtins");
-    PyObject *print = NULL, *tagobj = NULL, *repr = NULL, *res = NULL;
+    PyObject *print, *tagobj = NULL, *repr = NULL, *res = NULL;
 
-    if (builtins == NULL) {
-        return -1;
-    }
-    print = PyObject_GetAttrString(builtins, "print");
-    Py_DECREF(builtins);
+    print = PyObject_GetAttr(st->builtins_module, st->str_print);
     if (print == NULL) {
         return -1;
     }
@@ -118,18 +115,10 @@ cpoplib_encode_text(PyObject *text, PyObject *encoding)
                                         encoding, NULL);
 }
 
-/* `fmt % args`, exactly as poplib builds its command lines. */
 PyObject *
-cpoplib_format_command(const char *fmt, PyObject *args)
+cpoplib_format_command(PyObject *fmt, PyObject *args)
 {
-    PyObject *format = PyUnicode_FromString(fmt), *line;
-
-    if (format == NULL) {
-        return NULL;
-    }
-    line = PyUnicode_Format(format, args);
-    Py_DECREF(format);
-    return line;
+    return PyUnicode_Format(fmt, args);
 }
 
 /* ---- dispatch through self ---- */
@@ -171,8 +160,8 @@ cpoplib_hook_is_default(POP3Object *self, cpoplib_state *st,
 
 /* self.<hook>() or self.<hook>(arg).  Runs Python code; while it runs,
  * the hook may call back into this connection (see cpoplib_claim). */
-static PyObject *
-call_hook(POP3Object *self, cpoplib_state *st, cpoplib_hook hook,
+PyObject *
+cpoplib_call_hook(POP3Object *self, cpoplib_state *st, cpoplib_hook hook,
           PyObject *arg)
 {
     PyObject *res;
@@ -200,7 +189,7 @@ putline(POP3Object *self, cpoplib_state *st, PyObject *line)
         return NULL;
     }
     if (!is_default) {
-        return call_hook(self, st, HOOK_PUTLINE, line);
+        return cpoplib_call_hook(self, st, HOOK_PUTLINE, line);
     }
     return cpoplib_putline_impl(self, st, line);
 }
@@ -215,7 +204,7 @@ cpoplib_putcmd(POP3Object *self, cpoplib_state *st, PyObject *line)
         return NULL;
     }
     if (!is_default) {
-        return call_hook(self, st, HOOK_PUTCMD, line);
+        return cpoplib_call_hook(self, st, HOOK_PUTCMD, line);
     }
     return cpoplib_putcmd_impl(self, st, line);
 }
@@ -230,7 +219,7 @@ shortcmd(POP3Object *self, cpoplib_state *st, PyObject *line)
         return NULL;
     }
     if (!is_default) {
-        return call_hook(self, st, HOOK_SHORTCMD, line);
+        return cpoplib_call_hook(self, st, HOOK_SHORTCMD, line);
     }
     return cpoplib_shortcmd_impl(self, st, line);
 }
@@ -245,7 +234,7 @@ longcmd(POP3Object *self, cpoplib_state *st, PyObject *line)
         return NULL;
     }
     if (!is_default) {
-        return call_hook(self, st, HOOK_LONGCMD, line);
+        return cpoplib_call_hook(self, st, HOOK_LONGCMD, line);
     }
     return cpoplib_longcmd_impl(self, st, line);
 }
@@ -260,7 +249,7 @@ cpoplib_getresp(POP3Object *self, cpoplib_state *st)
         return NULL;
     }
     if (!is_default) {
-        return call_hook(self, st, HOOK_GETRESP, NULL);
+        return cpoplib_call_hook(self, st, HOOK_GETRESP, NULL);
     }
     return cpoplib_getresp_impl(self, st);
 }
@@ -275,24 +264,9 @@ cpoplib_getlongresp(POP3Object *self, cpoplib_state *st)
         return NULL;
     }
     if (!is_default) {
-        return call_hook(self, st, HOOK_GETLONGRESP, NULL);
+        return cpoplib_call_hook(self, st, HOOK_GETLONGRESP, NULL);
     }
     return cpoplib_getlongresp_impl(self, st);
-}
-
-/* self.capa() */
-PyObject *
-cpoplib_capa(POP3Object *self, cpoplib_state *st)
-{
-    int is_default = cpoplib_hook_is_default(self, st, HOOK_CAPA);
-
-    if (is_default < 0) {
-        return NULL;
-    }
-    if (!is_default) {
-        return call_hook(self, st, HOOK_CAPA, NULL);
-    }
-    return cpoplib_capa_impl(self, st);
 }
 
 /* self.close() */
@@ -305,7 +279,7 @@ cpoplib_close(POP3Object *self, cpoplib_state *st)
         return NULL;
     }
     if (!is_default) {
-        return call_hook(self, st, HOOK_CLOSE, NULL);
+        return cpoplib_call_hook(self, st, HOOK_CLOSE, NULL);
     }
     return cpoplib_close_impl(self, st);
 }
@@ -382,7 +356,7 @@ call_getline(POP3Object *self, cpoplib_state *st, PyObject **line,
     if (is_default) {
         return cpoplib_getline_impl(self, st, line, octets);
     }
-    pair = call_hook(self, st, HOOK_GETLINE, NULL);
+    pair = cpoplib_call_hook(self, st, HOOK_GETLINE, NULL);
     if (pair == NULL) {
         return -1;
     }
@@ -404,7 +378,7 @@ cpoplib_putline_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
     if (wire < 0) {
         return NULL;
     }
-    if (wire && cpoplib_debug_print("*put*", line) < 0) {
+    if (wire && cpoplib_debug_print(st, "*put*", line) < 0) {
         return NULL;
     }
     if (PySys_Audit("poplib.putline", "OO", (PyObject *)self, line) < 0) {
@@ -452,7 +426,7 @@ cpoplib_putcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
     if (on < 0) {
         return NULL;
     }
-    if (on && cpoplib_debug_print("*cmd*", line) < 0) {
+    if (on && cpoplib_debug_print(st, "*cmd*", line) < 0) {
         return NULL;
     }
     encoding = PyObject_GetAttr((PyObject *)self, st->str_encoding);
@@ -602,12 +576,6 @@ cpoplib_current_response_cap(cpoplib_state *st, Py_ssize_t *cap)
     *cap = overflow > 0 || n > PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX
                                                 : (Py_ssize_t)n;
     return 0;
-}
-
-int
-cpoplib_is_reader(cpoplib_state *st, PyObject *file)
-{
-    return Py_IS_TYPE(file, st->Reader_Type);
 }
 
 int
@@ -789,7 +757,7 @@ cpoplib_getline_impl(POP3Object *self, cpoplib_state *st,
     if (wire < 0) {
         goto error;
     }
-    if (wire && cpoplib_debug_print("*get*", raw) < 0) {
+    if (wire && cpoplib_debug_print(st, "*get*", raw) < 0) {
         goto error;
     }
     if (!PyBytes_CheckExact(raw)) {
@@ -865,7 +833,7 @@ cpoplib_getresp_impl(POP3Object *self, cpoplib_state *st)
     if (wire < 0) {
         goto error;
     }
-    if (wire && cpoplib_debug_print("*resp*", resp) < 0) {
+    if (wire && cpoplib_debug_print(st, "*resp*", resp) < 0) {
         goto error;
     }
     ok = starts_with(st, resp, st->bytes_plus);
@@ -1187,17 +1155,12 @@ PyObject *
 cpoplib_run_command(POP3Object *self, PyObject *line, int longcmd_)
 {
     cpoplib_state *st = cpoplib_pop3_state(self);
-    PyObject *res;
     Py_ssize_t cap;
 
-    if (line == NULL) {
-        return NULL;
-    }
+    /* MAX_RESPONSE_SIZE is checked before anything is sent, even when a
+       _longcmd override reads the response */
     if (longcmd_ && cpoplib_current_response_cap(st, &cap) < 0) {
-        Py_DECREF(line);
         return NULL;
     }
-    res = longcmd_ ? longcmd(self, st, line) : shortcmd(self, st, line);
-    Py_DECREF(line);
-    return res;
+    return longcmd_ ? longcmd(self, st, line) : shortcmd(self, st, line);
 }

@@ -24,10 +24,17 @@
  * command's reply to the next.  After each fill pending signals are
  * handled (PyErr_CheckSignals), so Ctrl-C works while data streams in.
  *
- * May call: the parser (pop3_parser.c), the socket object's recv_into
- * and fileno, signal handlers; cpoplib_parse_args (methods.c).
+ * While the C core is in the middle of a response the reader can be held
+ * (cpoplib.h, CPOPLIB_HOLD_*): its file methods then refuse to read.  It
+ * counts in the socket's _io_refs as a makefile() file does.
+ *
+ * May call: args.c, errors.c, pop3_parser.c.  Python code it runs: the
+ * socket's recv_into, settimeout (login()'s deadline), fileno and
+ * _decref_socketios, signal handlers.
  */
 #include "cpoplib.h"
+
+#include <time.h>
 
 /* Size of the buffer and of each recv_into() request. */
 #define READER_CHUNK ((Py_ssize_t)64 * 1024)
@@ -55,6 +62,21 @@ reader_check_open(ReaderObject *r)
         return -1;
     }
     return 0;
+}
+
+double
+cpoplib_monotonic(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int
+cpoplib_is_reader(cpoplib_state *st, PyObject *file)
+{
+    return Py_IS_TYPE(file, st->Reader_Type);
 }
 
 /* The reader's one structural invariant: 0 <= pos <= end <= the
@@ -263,46 +285,64 @@ reader_need(Py_ssize_t avail, Py_ssize_t limit)
     return avail + step;
 }
 
-int
-cpoplib_reader_next_line(ReaderObject *r, Py_ssize_t limit,
-                         cpoplib_span *span)
+/* The one line scanner of the reader: where the next line ends within
+ * `window` bytes of pos, reading from the socket as needed (see
+ * pop3_scan_line() for the statuses and *len).  Nothing is consumed.
+ * Runs Python code when it fills. */
+static int
+reader_scan(ReaderObject *r, Py_ssize_t window, Py_ssize_t *len)
 {
-    size_t scanned = 0;
+    size_t scanned = 0, found = 0;
     int at_eof = 0;
 
-    assert(limit >= 1);
-    if (reader_check_open(r) < 0) {
-        return -1;
-    }
     for (;;) {
         const char *data = PyByteArray_AS_STRING(r->buffer) + r->pos;
         Py_ssize_t avail = r->end - r->pos;
         Py_ssize_t got;
+        pop3_status st = pop3_scan_line(data, (size_t)avail, (size_t)window,
+                                        at_eof, scanned, &found);
 
-        switch (pop3_next_line_from(data, (size_t)avail, (size_t)limit,
-                                    at_eof, scanned, &span->line)) {
-        case POP3_LINE:
-            span->offset = r->pos;
-            span->generation = r->generation;
-            r->pos += (Py_ssize_t)span->line.raw_len;
-            return POP3_LINE;
-        case POP3_TOO_LONG:
-            r->pos += limit;
-            return POP3_TOO_LONG;
-        case POP3_EOF:
-            return POP3_EOF;
-        case POP3_NEED_ROOM:      /* pop3_copy_body() only */
-            Py_UNREACHABLE();
-        case POP3_NEED_MORE:
-            scanned = pop3_scanned((size_t)avail, (size_t)limit);
-            break;
+        if (st != POP3_NEED_MORE) {
+            *len = (Py_ssize_t)found;
+            return st;
         }
-        got = reader_fill(r, reader_need(avail, limit));
+        scanned = (size_t)avail;
+        got = reader_fill(r, reader_need(avail, window));
         if (got < 0) {
             return -1;
         }
         at_eof = (got == 0);
     }
+}
+
+int
+cpoplib_reader_next_line(ReaderObject *r, Py_ssize_t limit,
+                         cpoplib_span *span)
+{
+    Py_ssize_t len;
+    int st;
+
+    assert(limit >= 1);
+    if (reader_check_open(r) < 0) {
+        return -1;
+    }
+    st = reader_scan(r, limit, &len);
+    if (st < 0) {
+        return -1;
+    }
+    if (st == POP3_TOO_LONG || (st == POP3_LINE && len == limit)) {
+        r->pos += limit;              /* readline(limit) took `limit` */
+        return POP3_TOO_LONG;
+    }
+    if (st == POP3_EOF && len == 0) {
+        return POP3_EOF;
+    }
+    pop3_strip_line(PyByteArray_AS_STRING(r->buffer) + r->pos, (size_t)len,
+                    &span->line);
+    span->offset = r->pos;
+    span->generation = r->generation;
+    r->pos += len;
+    return POP3_LINE;
 }
 
 /* Bodies at least this large are copied with the GIL released. */
@@ -540,48 +580,21 @@ PyDoc_STRVAR(reader_readline_doc,
 static PyObject *
 reader_readline_impl(ReaderObject *r, Py_ssize_t size)
 {
-    Py_ssize_t limit = size < 0 ? PY_SSIZE_T_MAX : size;
-    /* limit + 1 so that a line of exactly `limit` bytes is a line */
-    size_t plimit = limit == PY_SSIZE_T_MAX ? (size_t)limit
-                                            : (size_t)limit + 1;
-    size_t scanned = 0;
-    int at_eof = 0;
+    Py_ssize_t len;
+    int st;
 
     if (reader_check_readable(r) < 0) {
         return NULL;
     }
-    if (limit == 0) {
+    if (size == 0) {
         return PyBytes_FromStringAndSize(NULL, 0);
     }
-    for (;;) {
-        const char *data = PyByteArray_AS_STRING(r->buffer) + r->pos;
-        Py_ssize_t avail = r->end - r->pos;
-        Py_ssize_t got;
-        pop3_line line;
-
-        switch (pop3_next_line_from(data, (size_t)avail, plimit, at_eof,
-                                    scanned, &line)) {
-        case POP3_LINE:
-            return reader_take(r, (Py_ssize_t)line.raw_len);
-        case POP3_TOO_LONG:
-            return reader_take(r, limit);
-        case POP3_EOF:
-            return PyBytes_FromStringAndSize(NULL, 0);
-        case POP3_NEED_ROOM:      /* pop3_copy_body() only */
-            Py_UNREACHABLE();
-        case POP3_NEED_MORE:
-            if (avail >= limit) {
-                return reader_take(r, limit);
-            }
-            scanned = pop3_scanned((size_t)avail, plimit);
-            break;
-        }
-        got = reader_fill(r, reader_need(avail, limit));
-        if (got < 0) {
-            return NULL;
-        }
-        at_eof = (got == 0);
+    st = reader_scan(r, size < 0 ? PY_SSIZE_T_MAX : size, &len);
+    if (st < 0) {
+        return NULL;
     }
+    /* POP3_TOO_LONG: `size` bytes without LF, which is what is returned */
+    return reader_take(r, st == POP3_TOO_LONG ? size : len);
 }
 
 static PyObject *
@@ -1004,6 +1017,62 @@ reader_dealloc(ReaderObject *r)
     Py_DECREF(tp);
 }
 
+PyDoc_STRVAR(reader_readable_doc,
+"readable($self, /)\n--\n\n"
+"True: the file can be read (ValueError once closed).");
+
+PyDoc_STRVAR(reader_writable_doc,
+"writable($self, /)\n--\n\n"
+"False: the file is read-only.");
+
+PyDoc_STRVAR(reader_seekable_doc,
+"seekable($self, /)\n--\n\n"
+"False: the stream cannot seek.");
+
+PyDoc_STRVAR(reader_isatty_doc,
+"isatty($self, /)\n--\n\n"
+"False: a socket is no terminal.");
+
+PyDoc_STRVAR(reader_flush_doc,
+"flush($self, /)\n--\n\n"
+"Nothing to flush on a read-only file.");
+
+PyDoc_STRVAR(reader_fileno_doc,
+"fileno($self, /)\n--\n\n"
+"The socket's file descriptor.");
+
+PyDoc_STRVAR(reader_tell_doc,
+"tell($self, /)\n--\n\n"
+"Unsupported: io.UnsupportedOperation.");
+
+PyDoc_STRVAR(reader_seek_doc,
+"seek($self, offset, whence=0, /)\n--\n\n"
+"Unsupported: io.UnsupportedOperation.");
+
+PyDoc_STRVAR(reader_truncate_doc,
+"truncate($self, pos=None, /)\n--\n\n"
+"Unsupported: io.UnsupportedOperation.");
+
+PyDoc_STRVAR(reader_write_doc,
+"write($self, b, /)\n--\n\n"
+"Unsupported: the file is read-only.");
+
+PyDoc_STRVAR(reader_writelines_doc,
+"writelines($self, lines, /)\n--\n\n"
+"Unsupported: the file is read-only.");
+
+PyDoc_STRVAR(reader_detach_doc,
+"detach($self, /)\n--\n\n"
+"Unsupported: there is no raw stream to detach.");
+
+PyDoc_STRVAR(reader_enter_doc,
+"__enter__($self, /)\n--\n\n"
+"Return the file itself.");
+
+PyDoc_STRVAR(reader_exit_doc,
+"__exit__($self, *args)\n--\n\n"
+"Close the file.");
+
 #define READER_FAST(fn) ((PyCFunction)(void (*)(void))(fn))
 #define READER_FASTKW (METH_FASTCALL | METH_KEYWORDS)
 
@@ -1020,20 +1089,30 @@ static PyMethodDef reader_methods[] = {
     {"readinto1", READER_FAST(reader_readinto1), READER_FASTKW,
      reader_readinto1_doc},
     {"close", (PyCFunction)reader_close, METH_NOARGS, reader_close_doc},
-    {"readable", (PyCFunction)reader_readable, METH_NOARGS, NULL},
-    {"writable", (PyCFunction)reader_writable, METH_NOARGS, NULL},
-    {"seekable", (PyCFunction)reader_writable, METH_NOARGS, NULL},
-    {"isatty", (PyCFunction)reader_writable, METH_NOARGS, NULL},
-    {"flush", (PyCFunction)reader_flush, METH_NOARGS, NULL},
-    {"fileno", (PyCFunction)reader_fileno, METH_NOARGS, NULL},
-    {"tell", READER_FAST(reader_not_seekable), READER_FASTKW, NULL},
-    {"seek", READER_FAST(reader_not_seekable), READER_FASTKW, NULL},
-    {"truncate", READER_FAST(reader_not_writable), READER_FASTKW, NULL},
-    {"write", READER_FAST(reader_not_writable), READER_FASTKW, NULL},
-    {"writelines", READER_FAST(reader_not_writable), READER_FASTKW, NULL},
-    {"detach", (PyCFunction)reader_detach, METH_NOARGS, NULL},
-    {"__enter__", (PyCFunction)reader_enter, METH_NOARGS, NULL},
-    {"__exit__", READER_FAST(reader_exit), METH_FASTCALL, NULL},
+    {"readable", (PyCFunction)reader_readable, METH_NOARGS,
+     reader_readable_doc},
+    {"writable", (PyCFunction)reader_writable, METH_NOARGS,
+     reader_writable_doc},
+    {"seekable", (PyCFunction)reader_writable, METH_NOARGS,
+     reader_seekable_doc},
+    {"isatty", (PyCFunction)reader_writable, METH_NOARGS,
+     reader_isatty_doc},
+    {"flush", (PyCFunction)reader_flush, METH_NOARGS, reader_flush_doc},
+    {"fileno", (PyCFunction)reader_fileno, METH_NOARGS, reader_fileno_doc},
+    {"tell", READER_FAST(reader_not_seekable), READER_FASTKW,
+     reader_tell_doc},
+    {"seek", READER_FAST(reader_not_seekable), READER_FASTKW,
+     reader_seek_doc},
+    {"truncate", READER_FAST(reader_not_writable), READER_FASTKW,
+     reader_truncate_doc},
+    {"write", READER_FAST(reader_not_writable), READER_FASTKW,
+     reader_write_doc},
+    {"writelines", READER_FAST(reader_not_writable), READER_FASTKW,
+     reader_writelines_doc},
+    {"detach", (PyCFunction)reader_detach, METH_NOARGS, reader_detach_doc},
+    {"__enter__", (PyCFunction)reader_enter, METH_NOARGS,
+     reader_enter_doc},
+    {"__exit__", READER_FAST(reader_exit), METH_FASTCALL, reader_exit_doc},
     {NULL, NULL}
 };
 
@@ -1044,15 +1123,6 @@ static PyGetSetDef reader_getset[] = {
      "The socket's file descriptor, as for socket.SocketIO.", NULL},
     {NULL}
 };
-
-#if PY_VERSION_HEX >= 0x030C0000
-#  define CPOPLIB_T_PYSSIZET Py_T_PYSSIZET
-#  define CPOPLIB_READONLY Py_READONLY
-#else
-#  include "structmember.h"
-#  define CPOPLIB_T_PYSSIZET T_PYSSIZET
-#  define CPOPLIB_READONLY READONLY
-#endif
 
 static PyMemberDef reader_members[] = {
     {"__weaklistoffset__", CPOPLIB_T_PYSSIZET,

@@ -12,12 +12,16 @@
  * chunks); otherwise retr()'s path runs, through every hook, and its
  * lines are joined.
  *
- * May call: protocol.c (hooks, run_command), the reader's body copy, the
- * destination file's write(), close() after a failed write.
+ * While a body is copied the reader is held (CPOPLIB_HOLD_BODY): a
+ * destination's write(), another thread or a signal handler reading the
+ * connection's file meanwhile gets RuntimeError instead of bytes from the
+ * middle of the message.
+ *
+ * May call: commands.c, errors.c, pop3_parser.c, protocol.c, reader.c.
+ * Python code it runs: the hooks, the destination's write(), close()
+ * after a failed write.
  */
 #include "connection.h"
-
-#include <limits.h>
 
 /* Initial size of fetch()'s result, and the chunk fetch_into() writes. */
 #define FETCH_INITIAL ((Py_ssize_t)64 * 1024)
@@ -354,7 +358,7 @@ fetch_to_sink(POP3Object *self, PyObject *which, body_sink *sink)
         return CPOPLIB_BODY_ERROR;
     }
     if (!is_default) {
-        res = cpoplib_command1(self, "RETR %s", which, 1);
+        res = cpoplib_command1(self, st->fmt_retr, which, 1);
         if (res == NULL) {
             return CPOPLIB_BODY_ERROR;
         }
@@ -366,7 +370,7 @@ fetch_to_sink(POP3Object *self, PyObject *which, body_sink *sink)
     if (cpoplib_current_response_cap(st, &cap) < 0) {
         return CPOPLIB_BODY_ERROR;
     }
-    line = cpoplib_format_command("RETR %s", which);
+    line = cpoplib_format_command(st->fmt_retr, which);
     if (line == NULL) {
         return CPOPLIB_BODY_ERROR;
     }
@@ -416,7 +420,7 @@ cpoplib_read_message(POP3Object *self, Py_ssize_t cap)
 }
 
 PyObject *
-cpoplib_fetch(POP3Object *self, PyObject *which)
+cpoplib_fetch_impl(POP3Object *self, PyObject *which)
 {
     body_sink sink = {NULL, 0, NULL, 0};
 
@@ -428,7 +432,8 @@ cpoplib_fetch(POP3Object *self, PyObject *which)
 }
 
 PyObject *
-cpoplib_fetch_into(POP3Object *self, PyObject *which, PyObject *file)
+cpoplib_fetch_into_impl(POP3Object *self, PyObject *which,
+                        PyObject *file)
 {
     cpoplib_state *st = cpoplib_pop3_state(self);
     body_sink sink = {NULL, 0, NULL, 0};
@@ -465,45 +470,16 @@ cpoplib_fetch_into(POP3Object *self, PyObject *which, PyObject *file)
 
 /* ---- uidl_map() and list_map() ---- */
 
-/* The leading decimal number of a listing line, and where the next
- * field starts; -1 if the line does not start with one. */
-static long long
-parse_number(const char *p, Py_ssize_t n, Py_ssize_t *next)
-{
-    long long value = 0;
-    Py_ssize_t i = 0;
-
-    while (i < n && (p[i] == ' ' || p[i] == '\t')) {
-        i++;
-    }
-    if (i == n || p[i] < '0' || p[i] > '9') {
-        return -1;
-    }
-    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
-        if (value > (LLONG_MAX - 9) / 10) {
-            return -1;
-        }
-        value = value * 10 + (p[i] - '0');
-    }
-    if (i < n && p[i] != ' ' && p[i] != '\t') {
-        return -1;
-    }
-    while (i < n && (p[i] == ' ' || p[i] == '\t')) {
-        i++;
-    }
-    *next = i;
-    return value;
-}
-
 /* {msgnum: value} from `command`'s listing; the value is the second
- * field as bytes (UIDL) or as an int (LIST). */
+ * field as bytes (UIDL) or as an int (LIST).  The lines are parsed by
+ * pop3_parse_listing() (fuzzed with the rest of the parser). */
 PyObject *
-cpoplib_listing_map(POP3Object *self, const char *command, int numeric)
+cpoplib_listing_map(POP3Object *self, PyObject *command, int numeric)
 {
     cpoplib_state *st = cpoplib_pop3_state(self);
     PyObject *result, *lines = NULL, *it = NULL, *line, *map;
 
-    result = cpoplib_run_command(self, PyUnicode_FromString(command), 1);
+    result = cpoplib_run_command(self, command, 1);
     if (result == NULL) {
         return NULL;
     }
@@ -521,30 +497,21 @@ cpoplib_listing_map(POP3Object *self, const char *command, int numeric)
     }
     while ((line = PyIter_Next(it)) != NULL) {
         PyObject *key = NULL, *value = NULL;
-        Py_ssize_t start = 0, end;
-        long long num, second = 0;
+        size_t start = 0, end = 0;
+        long long num = 0, second = 0;
         const char *p;
         int rc = -1;
 
         if (!PyBytes_Check(line)) {
-            PyErr_Format(PyExc_TypeError, "%s line is %.200s, not bytes",
+            PyErr_Format(PyExc_TypeError, "%U line is %.200s, not bytes",
                          command, Py_TYPE(line)->tp_name);
             Py_DECREF(line);
             goto error;
         }
         p = PyBytes_AS_STRING(line);
-        num = parse_number(p, PyBytes_GET_SIZE(line), &start);
-        end = start;
-        while (end < PyBytes_GET_SIZE(line) && p[end] != ' '
-               && p[end] != '\t') {
-            end++;
-        }
-        if (numeric && num >= 0 && end > start) {
-            Py_ssize_t ignored;
-            second = parse_number(p + start, end - start, &ignored);
-        }
-        if (num < 0 || end == start || second < 0) {
-            PyObject *msg = PyUnicode_FromFormat("malformed %s line: %R",
+        if (!pop3_parse_listing(p, (size_t)PyBytes_GET_SIZE(line), numeric,
+                                &num, &second, &start, &end)) {
+            PyObject *msg = PyUnicode_FromFormat("malformed %U line: %R",
                                                  command, line);
             if (msg != NULL) {
                 cpoplib_error_obj(st, msg);
@@ -555,7 +522,8 @@ cpoplib_listing_map(POP3Object *self, const char *command, int numeric)
         }
         key = PyLong_FromLongLong(num);
         value = numeric ? PyLong_FromLongLong(second)
-                        : PyBytes_FromStringAndSize(p + start, end - start);
+                        : PyBytes_FromStringAndSize(p + start,
+                                                    (Py_ssize_t)(end - start));
         if (key != NULL && value != NULL) {
             rc = PyDict_SetItem(map, key, value);
         }

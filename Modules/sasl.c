@@ -4,6 +4,8 @@
  * PKCS5_PBKDF2_HMAC(), RAND_bytes(), CRYPTO_memcmp(), OPENSSL_cleanse()).
  * Every buffer that may hold a credential or a key is wiped before it is
  * freed, whether it held one or not.
+ *
+ * May call: nothing of cpoplib.
  */
 #include "sasl.h"
 

@@ -462,6 +462,127 @@ check_find_control(const unsigned char *data, size_t size)
 
 /* ------------------------------------------------------------------ */
 
+/* pop3_parse_listing() against a reference written another way: split
+ * the line into blank-separated words; the first must be all digits
+ * (1 to 18 of them), there must be a second, and with `numeric` the
+ * second must be all digits too (1 to 18). */
+static int
+ref_digits(const unsigned char *w, size_t n, long long *value)
+{
+    long long v = 0;
+
+    if (n == 0 || n > 18) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (w[i] < '0' || w[i] > '9') {
+            return 0;
+        }
+        v = v * 10 + (w[i] - '0');
+    }
+    *value = v;
+    return 1;
+}
+
+static void
+check_listing(const unsigned char *data, size_t size)
+{
+    unsigned char *copy = malloc(size ? size : 1);
+    size_t word[2][2], nwords = 0, i = 0;
+
+    CHECK(copy != NULL);
+    if (size) {
+        memcpy(copy, data, size);
+    }
+    /* the first two words and where they are */
+    while (nwords < 2) {
+        while (i < size && (copy[i] == ' ' || copy[i] == '\t')) {
+            i++;
+        }
+        if (i == size) {
+            break;
+        }
+        word[nwords][0] = i;
+        while (i < size && copy[i] != ' ' && copy[i] != '\t') {
+            i++;
+        }
+        word[nwords++][1] = i;
+    }
+    for (int numeric = 0; numeric <= 1; numeric++) {
+        long long num = -1, value = -1, rnum = -2, rvalue = -2;
+        size_t start = 0, end = 0;
+        int want = nwords == 2
+            && ref_digits(copy + word[0][0], word[0][1] - word[0][0], &rnum)
+            && (!numeric
+                || ref_digits(copy + word[1][0], word[1][1] - word[1][0],
+                              &rvalue));
+        int got = pop3_parse_listing((const char *)copy, size, numeric,
+                                     &num, &value, &start, &end);
+
+        CHECK(got == want);
+        if (got) {
+            CHECK(num == rnum);
+            CHECK(start == word[1][0] && end == word[1][1]);
+            CHECK(!numeric || value == rvalue);
+        }
+    }
+    free(copy);
+}
+
+/* pop3_scan_line() for every window against memchr over the whole
+ * buffer, and with every valid `scanned` hint. */
+static void
+check_scan_line(const unsigned char *data, size_t size)
+{
+    unsigned char *copy = malloc(size ? size : 1);
+    const unsigned char *lf;
+    size_t first;
+
+    CHECK(copy != NULL);
+    if (size) {
+        memcpy(copy, data, size);
+    }
+    lf = size ? memchr(copy, '\n', size) : NULL;
+    first = lf ? (size_t)(lf - copy) : size;    /* index of the first LF */
+    for (size_t window = 1; window <= size + 2 && window <= 64; window++) {
+        for (int at_eof = 0; at_eof <= 1; at_eof++) {
+            size_t free_prefix = first < window ? first : window;
+            pop3_status want;
+            size_t want_len = 0;
+
+            if (lf != NULL && first < window) {
+                want = POP3_LINE;
+                want_len = first + 1;
+            }
+            else if (size >= window) {
+                want = POP3_TOO_LONG;
+            }
+            else if (!at_eof) {
+                want = POP3_NEED_MORE;
+            }
+            else {
+                want = POP3_EOF;
+                want_len = size;
+            }
+            if (free_prefix > size) {
+                free_prefix = size;
+            }
+            for (size_t hint = 0; hint <= free_prefix; hint += 1 + hint) {
+                size_t len = 12345;
+                pop3_status st = pop3_scan_line((const char *)copy, size,
+                                                window, at_eof, hint, &len);
+                CHECK(st == want);
+                if (want == POP3_LINE || want == POP3_EOF) {
+                    CHECK(len == want_len);
+                }
+            }
+        }
+    }
+    free(copy);
+}
+
+/* ------------------------------------------------------------------ */
+
 /* pop3_copy_body() against the line-by-line rules: the stream is taken
  * as a multi-line body; the reference copies each line (pop3_next_line,
  * pop3_unstuff) plus CRLF until the terminator, a line too long or the
@@ -555,6 +676,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_apop_prefixed(data, size);
     check_find_control(data, size);
     check_strip(data, size);
+    check_listing(data, size);
+    check_scan_line(data, size);
 
     if (size < 3) {
         return 0;
