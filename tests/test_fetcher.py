@@ -1,4 +1,4 @@
-"""`cpoplib fetch` (Lib/cpoplib/fetcher.py).
+"""`cpoplib fetch` (Lib/cpoplib/fetch/).
 
 Two kinds of server:
 
@@ -14,7 +14,7 @@ Two kinds of server:
   which kills the fetcher (the test-only fault hook CPOPLIB_FETCH_FAULT,
   and SIGKILL after k files) during --delete runs and reruns it.
 
-The fetcher runs in-process (fetcher.main) where exit code and stderr
+The fetcher runs in-process (cpoplib.fetch.cli.main) where exit code and stderr
 suffice, and as a subprocess (python -m cpoplib fetch) where it must die.
 """
 
@@ -42,7 +42,7 @@ from scripted_server import ScriptedServer
 from test_dovecot import login, server  # noqa: F401  (fixture by name)
 
 import cpoplib
-from cpoplib import fetcher
+from cpoplib.fetch import cli, durable, errors, state as fetch_state
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +57,7 @@ def isolated_home(tmp_path, monkeypatch):
 
 
 def run(argv, capsys):
-    code = fetcher.main([str(a) for a in argv])
+    code = cli.main([str(a) for a in argv])
     err = capsys.readouterr().err
     return code, err
 
@@ -207,7 +207,7 @@ def test_scripted_retr_error_keeps_earlier(tmp_path, capsys, pw):
     with ScriptedServer(handler) as srv:
         code, err = run(scripted_args(srv, "--maildir", tmp_path / "M",
                                       "--delete"), capsys)
-    assert code == fetcher.EXIT_PROTOCOL
+    assert code == errors.EXIT_PROTOCOL
     assert "RETR 4 failed: -ERR no such message" in err
     assert sorted(maildir_files(tmp_path / "M")) == sorted(
         lf(m) for m in msgs[:3])
@@ -216,11 +216,11 @@ def test_scripted_retr_error_keeps_earlier(tmp_path, capsys, pw):
 
 
 @pytest.mark.parametrize("reply, code, text", [
-    (b"-ERR [AUTH] invalid credentials", fetcher.EXIT_AUTH,
+    (b"-ERR [AUTH] invalid credentials", errors.EXIT_AUTH,
      "login as u failed: -ERR [AUTH] invalid credentials"),
-    (b"-ERR [IN-USE] locked", fetcher.EXIT_BUSY,
+    (b"-ERR [IN-USE] locked", errors.EXIT_BUSY,
      "mailbox busy: -ERR [IN-USE] locked"),
-    (b"-ERR [LOGIN-DELAY] wait", fetcher.EXIT_BUSY,
+    (b"-ERR [LOGIN-DELAY] wait", errors.EXIT_BUSY,
      "mailbox busy: -ERR [LOGIN-DELAY] wait"),
 ])
 def test_scripted_login_errors(tmp_path, capsys, pw, reply, code, text):
@@ -237,7 +237,7 @@ def test_plaintext_refused_without_tls(tmp_path, capsys, pw):
         argv = scripted_args(srv, "--maildir", tmp_path / "M")
         argv.remove("--allow-plaintext")
         code, err = run(argv, capsys)
-    assert code == fetcher.EXIT_AUTH
+    assert code == errors.EXIT_AUTH
     assert "login as u" in err
     assert srv.commands == [b"CAPA\r\n"] or b"PASS" not in srv.received
 
@@ -251,7 +251,7 @@ def test_unreachable(tmp_path, capsys, pw):
     code, err = run(["--host", "127.0.0.1", "--port", port, "--user", "u",
                      "--password-env", "CPOPLIB_TEST_PW", "--maildir",
                      tmp_path / "M"], capsys)
-    assert code == fetcher.EXIT_CONNECT
+    assert code == errors.EXIT_CONNECT
     assert err == ("cpoplib fetch: error: 127.0.0.1:%d: Connection refused\n"
                    % port)
 
@@ -270,9 +270,9 @@ def test_unreachable(tmp_path, capsys, pw):
 ])
 def test_usage_errors(capsys, pw, argv, text):
     with pytest.raises(SystemExit) as info:
-        code = fetcher.main(argv)
+        code = cli.main(argv)
         raise SystemExit(code)
-    assert info.value.code == fetcher.EXIT_USAGE
+    assert info.value.code == errors.EXIT_USAGE
     assert text in capsys.readouterr().err
 
 
@@ -525,7 +525,7 @@ def test_dovecot_errors(server, carol_pw, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CPOPLIB_TEST_PW", "wrong")
     code, err = run(dovecot_args(server, "--maildir", tmp_path / "M"),
                     capsys)
-    assert code == fetcher.EXIT_AUTH
+    assert code == errors.EXIT_AUTH
     assert err.startswith("cpoplib fetch: error: login as carol failed: "
                           "-ERR [AUTH]"), err
     # certificate for "localhost" only
@@ -533,7 +533,7 @@ def test_dovecot_errors(server, carol_pw, tmp_path, capsys, monkeypatch):
     argv = dovecot_args(server, "--maildir", tmp_path / "M", ssl=True)
     argv[argv.index("--host") + 1] = "127.0.0.1"
     code, err = run(argv, capsys)
-    assert code == fetcher.EXIT_CONNECT
+    assert code == errors.EXIT_CONNECT
     assert "TLS certificate verification failed for 127.0.0.1" in err
 
 
@@ -546,7 +546,7 @@ def test_dovecot_in_use(server, tmp_path, capsys, monkeypatch):
                                      user=user), capsys)
     finally:
         first.quit()
-    assert code == fetcher.EXIT_BUSY
+    assert code == errors.EXIT_BUSY
     assert "mailbox busy: -ERR [IN-USE]" in err
 
 
@@ -740,16 +740,16 @@ def test_auto_sync_only_where_syncfs_stands_for_fsync(tmp_path,
     fd = os.open(tmp_path, os.O_RDONLY)
     try:
         kind = cpoplib._cpoplib._fs_type(fd)
-        monkeypatch.setattr(fetcher.os, "uname", lambda: os.uname_result(
+        monkeypatch.setattr(durable.os, "uname", lambda: os.uname_result(
             ("Linux", "h", "6.1.0-13-amd64", "#1", "x86_64")))
-        assert fetcher.syncfs_usable(fd) == (
-            kind in fetcher.SYNCFS_FILESYSTEMS)
-        monkeypatch.setattr(fetcher.os, "uname", lambda: os.uname_result(
+        assert durable.syncfs_usable(fd) == (
+            kind in durable.SYNCFS_FILESYSTEMS)
+        monkeypatch.setattr(durable.os, "uname", lambda: os.uname_result(
             ("Linux", "h", "5.16.20", "#1", "x86_64")))
-        assert fetcher.syncfs_usable(fd) is False
+        assert durable.syncfs_usable(fd) is False
     finally:
         os.close(fd)
-    monkeypatch.setattr(fetcher.os, "uname", lambda: os.uname_result(
+    monkeypatch.setattr(durable.os, "uname", lambda: os.uname_result(
         ("Linux", "h", "6.1.0", "#1", "x86_64")))
     for path in ("/dev/shm", "/run", "/proc"):     # tmpfs, proc: never
         try:
@@ -759,8 +759,8 @@ def test_auto_sync_only_where_syncfs_stands_for_fsync(tmp_path,
         try:
             kind = cpoplib._cpoplib._fs_type(fd)
             if kind in (0x01021994, 0x9FA0):        # tmpfs, proc
-                assert kind not in fetcher.SYNCFS_FILESYSTEMS
-                assert fetcher.syncfs_usable(fd) is False
+                assert kind not in durable.SYNCFS_FILESYSTEMS
+                assert durable.syncfs_usable(fd) is False
         finally:
             os.close(fd)
 
@@ -771,8 +771,8 @@ def test_syncfs_failure_publishes_and_records_nothing(tmp_path, capsys, pw,
     no UIDL recorded, nothing deleted."""
     def syncfs(fd):
         raise OSError(errno.EIO, "Input/output error")
-    monkeypatch.setattr(fetcher._cpoplib, "_syncfs", syncfs, raising=False)
-    monkeypatch.setattr(fetcher, "_linux_at_least", lambda *v: True)
+    monkeypatch.setattr(durable._cpoplib, "_syncfs", syncfs, raising=False)
+    monkeypatch.setattr(durable, "linux_at_least", lambda *v: True)
     msgs = [message(i) for i in range(1, 6)]
     md = tmp_path / "Mail"
     state = tmp_path / "state.json"
@@ -781,7 +781,7 @@ def test_syncfs_failure_publishes_and_records_nothing(tmp_path, capsys, pw,
         code, err = run(scripted_args(srv, "--maildir", md, "--state",
                                       state, "--sync", "fs", "--delete"),
                         capsys)
-    assert code == fetcher.EXIT_DELIVERY, err
+    assert code == errors.EXIT_DELIVERY, err
     assert "Input/output error" in err
     assert os.listdir(md / "new") == []
     assert handler.deleted == []
@@ -809,9 +809,9 @@ def test_sync_modes(tmp_path, capsys, pw, monkeypatch, mode):
         calls["syncfs"] += 1
         return real_syncfs(fd)
 
-    monkeypatch.setattr(fetcher.os, "fsync", fsync)
+    monkeypatch.setattr(durable.os, "fsync", fsync)
     if real_syncfs is not None:
-        monkeypatch.setattr(fetcher._cpoplib, "_syncfs", syncfs,
+        monkeypatch.setattr(durable._cpoplib, "_syncfs", syncfs,
                             raising=False)
     msgs = [message(i) for i in range(1, 8)]
     md = tmp_path / "Mail"
@@ -832,9 +832,9 @@ def test_sync_modes(tmp_path, capsys, pw, monkeypatch, mode):
 
 def test_sync_mode_checked(capsys, pw, tmp_path):
     with pytest.raises(SystemExit) as info:
-        fetcher.main(["--host", "h", "--user", "u", "--password-env",
+        cli.main(["--host", "h", "--user", "u", "--password-env",
                       "CPOPLIB_TEST_PW", "--dry-run", "--sync", "bogus"])
-    assert info.value.code == fetcher.EXIT_USAGE
+    assert info.value.code == errors.EXIT_USAGE
     assert "invalid choice: 'bogus'" in capsys.readouterr().err
     config = tmp_path / "c.toml"
     config.write_text('[accounts.a]\nhost = "h"\nuser = "u"\n'
@@ -843,7 +843,7 @@ def test_sync_mode_checked(capsys, pw, tmp_path):
     if sys.version_info < (3, 11):
         pytest.importorskip("tomli")
     code, err = run(["--config", config], capsys)
-    assert code == fetcher.EXIT_USAGE
+    assert code == errors.EXIT_USAGE
     assert "--sync must be one of auto, fs, file" in err
 
 
@@ -851,14 +851,14 @@ def test_second_fetcher_on_same_account_is_refused(server, carol, carol_pw,
                                                    tmp_path, capsys):
     carol("lock", 1)
     state = tmp_path / "s.json"
-    lock = fetcher.StateLock(str(state))
+    lock = fetch_state.StateLock(str(state))
     lock.acquire()
     try:
         code, err = run(dovecot_args(server, "--maildir", tmp_path / "M",
                                      "--state", state), capsys)
     finally:
         lock.release()
-    assert code == fetcher.EXIT_BUSY and "is locked" in err
+    assert code == errors.EXIT_BUSY and "is locked" in err
 
 
 # --------------------------------------------------------------------------

@@ -11,7 +11,7 @@ see cpoplib/_run.py.
 
 python -m cpoplib fetch [OPTIONS] (also the ``cpoplib`` console script):
 downloads a POP3 mailbox to a Maildir, an mbox or .eml files; see
-cpoplib/fetcher.py.
+cpoplib/fetch/ (the fetch command).
 
 python -m cpoplib bench [OPTIONS]: runs the project's benchmark suite
 (``python -m benchmarks [OPTIONS]``), which ships with the source (a git
@@ -237,8 +237,8 @@ def main(argv=None):
     if argv and argv[0] == "bench":
         return bench_command(argv[1:])
     if argv and argv[0] == "fetch":
-        from cpoplib import fetcher
-        return fetcher.main(argv[1:])
+        from cpoplib.fetch import cli
+        return cli.main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m cpoplib",
         description="cpoplib: a C-accelerated drop-in replacement for "

@@ -1,0 +1,365 @@
+"""Where the fetcher puts messages: the Destination interface and its
+kinds (a Maildir, a directory of .eml files, an mbox, and the dry run that
+only counts).  mailbox.Mailbox declares what every stdlib mailbox does;
+Destination does the same for the fetcher's, in the order a run calls
+them: open(state), then deliver() for each message of a batch, sync() to
+make the batch durable, pending() for the state's record of it,
+publish() once the state has it, and close() at the end."""
+import os
+import socket
+import time
+
+from . import durable, faults
+from .errors import EXIT_BUSY, FetchError, delivery_error
+
+
+class Destination:
+    """The interface every destination implements.  A run calls, in order:
+
+    open(state)    prepare the destination; finish what a killed run left
+                   (recorded in `state`); may update and save the state
+    deliver(data)  write one message (bytes, CRLF line ends, as fetch()
+                   returns it); not durable yet
+    sync()         make every message delivered since the last sync
+                   durable
+    pending()      what the state must record before publish(): a list of
+                   [staged path, final path] renames (JSON-friendly)
+    publish()      make the synced messages visible (rename them); runs
+                   only after the state recorded pending()
+    close()        release everything; an unsynced batch stays to be
+                   cleaned up by the next run
+    """
+
+    def open(self, state):
+        raise NotImplementedError
+
+    def deliver(self, data):
+        raise NotImplementedError
+
+    def sync(self):
+        raise NotImplementedError
+
+    def pending(self):
+        return []
+
+    def publish(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def _flush_without_fsync(box):
+    """mailbox.mbox.flush() with its fsync left out (the test-only
+    "mbox-file" sync site turned off)."""
+    import mailbox
+    saved = mailbox._sync_flush
+    mailbox._sync_flush = lambda f: f.flush()
+    try:
+        box.flush()
+    finally:
+        mailbox._sync_flush = saved
+
+
+def _hostname():
+    # as mailbox.Maildir does: '/' and ':' are not allowed in a name
+    return (socket.gethostname().replace("/", r"\057")
+            .replace(":", r"\072"))
+
+
+class StagedDirectory(Destination):
+    """Maildir and .eml directories: write to a staging name, make the
+    batch durable, commit through the state, then rename (see the
+    package's docstring)."""
+
+    lf = False          # convert CRLF to LF
+
+    def __init__(self, tag, sync="auto"):
+        self.tag = tag
+        self.staged = []        # (fd, staged path, final path)
+        self.seq = 0
+        self.host = _hostname()
+        self.sync_mode = sync
+        self.use_syncfs = False
+        self.dirfd = None       # the staging directory
+
+    # subclasses: staging_dir, final_dir, _names(), _is_ours(name)
+
+    def open(self, state):
+        self._prepare()
+        # Opened before anything is written: syncfs reports the write-back
+        # errors seen since this descriptor was opened.  Files are created
+        # relative to it, so that they are on the filesystem it syncs even
+        # if the directory is replaced during the run.
+        try:
+            self.dirfd = os.open(self.staging_dir,
+                                 os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise delivery_error("cannot open %s" % self.staging_dir, exc)
+        self.use_syncfs = (self.sync_mode == "fs"
+                           or (self.sync_mode == "auto"
+                               and durable.syncfs_usable(self.dirfd)))
+        self._recover(state)
+
+    def _recover(self, state):
+        """Finish the renames a killed run committed; drop its orphans."""
+        changed = False
+        try:
+            for staged, final in state.pending:
+                if os.path.exists(staged):
+                    if os.path.exists(final):
+                        os.unlink(staged)
+                    else:
+                        os.rename(staged, final)
+                    changed = True
+            pending = {staged for staged, _ in state.pending}
+            for name in os.listdir(self.staging_dir):
+                path = os.path.join(self.staging_dir, name)
+                if self._is_ours(name) and path not in pending:
+                    os.unlink(path)        # staged, never committed
+                    changed = True
+            if changed:
+                durable.fsync_dir(self.final_dir, "recover-dirs")
+                durable.fsync_dir(self.staging_dir, "recover-dirs")
+        except OSError as exc:
+            raise delivery_error("cannot recover the previous run", exc)
+        if state.pending:
+            state.pending = []
+            state.save()
+
+    def deliver(self, data):
+        if self.lf:
+            data = data.replace(b"\r\n", b"\n")
+        self.seq += 1
+        staged, final = self._names()
+        try:
+            fd = os.open(os.path.basename(staged),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600,
+                         dir_fd=self.dirfd)
+        except OSError as exc:
+            raise delivery_error("cannot create a file", exc)
+        try:
+            durable.write_all(fd, data)
+        except OSError as exc:
+            os.close(fd)
+            try:
+                os.unlink(staged)
+            except OSError:
+                pass
+            raise delivery_error("cannot write %s" % staged, exc)
+        self.staged.append((fd, staged, final))
+
+    def sync(self):
+        """Step 2: make the staged files and their names durable: one
+        syncfs of the filesystem, or fsync of every staged file and then
+        of the staging directory."""
+        try:
+            if self.use_syncfs:
+                durable.syncfs(self.dirfd, "batch-syncfs")
+            for i, (fd, staged, final) in enumerate(self.staged):
+                if fd is not None:
+                    if not self.use_syncfs:
+                        durable.fsync(fd, "batch-files")
+                    os.close(fd)
+                    self.staged[i] = (None, staged, final)
+            if not self.use_syncfs:
+                durable.fsync(self.dirfd, "batch-staging-dir")
+        except OSError as exc:
+            raise delivery_error("cannot sync %s" % self.staging_dir, exc)
+
+    def pending(self):
+        return [[staged, final] for _, staged, final in self.staged]
+
+    def publish(self):
+        """Step 4: rename the committed files to their final names."""
+        try:
+            for _, staged, final in self.staged:
+                os.rename(staged, final)
+            self.staged = []
+            durable.fsync_dir(self.final_dir, "publish-dirs")
+            durable.fsync_dir(self.staging_dir, "publish-dirs")
+        except OSError as exc:
+            raise delivery_error("cannot move files into %s"
+                                  % self.final_dir, exc)
+
+    def close(self):
+        """Uncommitted files stay: the next run removes them."""
+        for fd, _, _ in self.staged:
+            if fd is not None:
+                os.close(fd)
+        self.staged = []
+        if self.dirfd is not None:
+            os.close(self.dirfd)
+            self.dirfd = None
+
+
+class MaildirDestination(StagedDirectory):
+    """A Maildir (tmp/, new/, cur/), made with mailbox.Maildir if needed.
+    Messages are written with LF line ends, as Unix mail stores keep
+    them.  The files are written here rather than with Maildir.add(),
+    which fsyncs every message; the names follow the Maildir rules."""
+
+    lf = True
+
+    def __init__(self, path, tag, sync="auto"):
+        super().__init__(tag, sync)
+        self.path = os.path.abspath(path)
+        self.staging_dir = os.path.join(self.path, "tmp")
+        self.final_dir = os.path.join(self.path, "new")
+
+    def _prepare(self):
+        try:
+            if not os.path.isdir(self.path):
+                import mailbox      # only here and for mbox: 15 ms of start-up
+                durable.makedirs(os.path.dirname(self.path))
+                mailbox.Maildir(self.path, create=True)
+                durable.fsync_dir(os.path.dirname(self.path), "maildir-dirs")
+            for sub in ("tmp", "new", "cur"):
+                durable.makedirs(os.path.join(self.path, sub))
+            durable.fsync_dir(self.path, "maildir-dirs")
+        except OSError as exc:
+            raise delivery_error("cannot create the Maildir", exc)
+
+    def _names(self):
+        now = time.time()
+        unique = "%d.M%dP%dQ%dC%s.%s" % (
+            int(now), int(now % 1 * 1e6), os.getpid(), self.seq, self.tag,
+            self.host)
+        return (os.path.join(self.staging_dir, unique),
+                os.path.join(self.final_dir, unique))
+
+    def _is_ours(self, name):
+        return ("C%s." % self.tag) in name
+
+
+class EmlDestination(StagedDirectory):
+    """One .eml file per message, the message's bytes as received (CRLF
+    line ends), staged under a hidden name in the same directory."""
+
+    def __init__(self, path, tag, sync="auto"):
+        super().__init__(tag, sync)
+        self.path = self.staging_dir = self.final_dir = os.path.abspath(path)
+
+    def _prepare(self):
+        try:
+            durable.makedirs(self.path)
+        except OSError as exc:
+            raise delivery_error("cannot create the directory", exc)
+
+    def _names(self):
+        now = time.time()
+        base = "%d.%06d.P%dQ%d" % (int(now), int(now % 1 * 1e6),
+                                   os.getpid(), self.seq)
+        return (os.path.join(self.path, ".cpoplib-tmp-%s-%s"
+                             % (self.tag, base)),
+                os.path.join(self.path, base + ".eml"))
+
+    def _is_ours(self, name):
+        return name.startswith(".cpoplib-tmp-%s-" % self.tag)
+
+
+class MboxDestination(Destination):
+    """An mbox file through mailbox.mbox, locked (lockf and dot lock)
+    for the whole run; LF line ends, "From " lines quoted by mailbox."""
+
+    def __init__(self, path, tag):
+        self.path = os.path.abspath(path)
+        self.box = None
+        self.created = False
+        self.unsynced = False
+
+    def open(self, state):
+        import mailbox
+        dotlock = self.path + ".lock"
+        previous = state.mbox if (state.mbox or {}).get(
+            "path") == self.path else None
+        try:
+            durable.makedirs(os.path.dirname(self.path))
+            self.created = not os.path.exists(self.path)
+            if previous and previous.get("open"):
+                # the previous run died holding the lock: its dot lock,
+                # if still the very file it made, is stale
+                try:
+                    st = os.stat(dotlock)
+                    if [st.st_ino, st.st_mtime_ns] == previous.get("dotlock"):
+                        os.unlink(dotlock)
+                except FileNotFoundError:
+                    pass
+            self.box = mailbox.mbox(self.path, create=True)
+            try:
+                self.box.lock()
+            except mailbox.ExternalClashError as exc:
+                self.box.close()
+                self.box = None
+                raise FetchError(EXIT_BUSY, "mbox %s is locked by another "
+                                 "program (%s)" % (self.path, exc))
+            if previous and previous.get("open"):
+                size = os.path.getsize(self.path)
+                if size > previous["size"]:
+                    # the tail a killed run appended but never committed
+                    os.truncate(self.path, previous["size"])
+                    fd = os.open(self.path, os.O_RDONLY)
+                    try:
+                        durable.fsync(fd, "mbox-truncate")
+                    finally:
+                        os.close(fd)
+            try:
+                st = os.stat(dotlock)
+                lock_id = [st.st_ino, st.st_mtime_ns]
+            except FileNotFoundError:
+                lock_id = None
+            if self.created:
+                durable.fsync_dir(os.path.dirname(self.path), "mbox-dir")
+            state.mbox = {"path": self.path, "open": True,
+                          "size": os.path.getsize(self.path),
+                          "dotlock": lock_id}
+        except OSError as exc:
+            raise delivery_error("cannot open the mbox %s" % self.path, exc)
+        state.save()
+        self.state = state
+
+    def deliver(self, data):
+        try:
+            self.box.add(data.replace(b"\r\n", b"\n"))
+        except OSError as exc:
+            raise delivery_error("cannot write the mbox %s" % self.path,
+                                  exc)
+        self.unsynced = True
+
+    def sync(self):
+        try:
+            if faults.sync_skipped("mbox-file"):
+                _flush_without_fsync(self.box)
+            else:
+                self.box.flush()                # fsync of the file
+            self.state.mbox["size"] = os.path.getsize(self.path)
+        except OSError as exc:
+            raise delivery_error("cannot sync the mbox %s" % self.path, exc)
+        self.unsynced = False
+
+    def close(self):
+        if self.box is not None:
+            box, self.box = self.box, None
+            try:
+                box.close()                      # unlocks
+            except OSError:
+                pass
+            if not self.unsynced and getattr(self, "state", None):
+                self.state.mbox["open"] = False
+                try:
+                    self.state.save()
+                except FetchError:
+                    pass
+
+
+class CountingDestination(Destination):
+    """--dry-run: fetch and count, write nothing."""
+
+    def open(self, state):
+        pass
+
+    def deliver(self, data):
+        pass
+
+    def sync(self):
+        pass

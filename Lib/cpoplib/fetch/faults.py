@@ -1,0 +1,44 @@
+"""Test-only switches of the fetcher, read from the environment when a run
+starts (load()); they have no other use.
+
+``CPOPLIB_FETCH_FAULT=POINT:N`` (or several, comma separated) makes the
+process ``os._exit(97)`` the N-th time it reaches POINT, one of
+``delivered`` (a message written to its staging name), ``synced`` (a
+batch's files made durable, state not yet updated), ``committed`` (state
+updated, files not yet renamed), ``published`` (batch renamed),
+``deleted`` (a DELE sent) and ``before-quit``.  The kill-and-rerun tests
+use it.
+
+``CPOPLIB_FETCH_SKIP_SYNC=SITE[,SITE...]`` turns the named sync sites of
+durable.SYNC_SITES into no-ops: the crash-state exploration's mutation
+check shows that without any one of them some crash loses or duplicates
+mail.
+"""
+import os
+
+_faults: "dict[str, int]" = {}
+_fault_counts: "dict[str, int]" = {}
+_skipped: "set[str]" = set()
+
+
+def load():
+    _faults.clear()
+    _fault_counts.clear()
+    spec = os.environ.get("CPOPLIB_FETCH_FAULT", "")
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        point, _, n = item.partition(":")
+        _faults[point] = int(n or 1)
+    _skipped.clear()
+    _skipped.update(filter(None, (s.strip() for s in os.environ.get(
+        "CPOPLIB_FETCH_SKIP_SYNC", "").split(","))))
+
+
+def fault(point):
+    if point in _faults:
+        _fault_counts[point] = _fault_counts.get(point, 0) + 1
+        if _fault_counts[point] == _faults[point]:
+            os._exit(97)
+
+
+def sync_skipped(site):
+    return site in _skipped

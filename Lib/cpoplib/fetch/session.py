@@ -1,0 +1,300 @@
+"""One account's run: connect (TLS or STARTTLS), log in, list the
+mailbox, fetch what is new with fetch_many() into the destination,
+committing every batch through the state, delete what the user asked for,
+QUIT.  fetch_account() never raises FetchError: it returns a Result with
+the exit code and the one-line message."""
+import socket
+import ssl
+import time
+
+import cpoplib
+
+from . import faults
+from .accounts import BATCH_BYTES
+from .errors import (EXIT_AUTH, EXIT_BUSY, EXIT_CONNECT, EXIT_INTERRUPTED,
+                     EXIT_OK, EXIT_PROTOCOL, EXIT_USAGE, FetchError,
+                     oserror_text)
+from .state import State, StateLock
+
+
+class Result:
+    def __init__(self, name):
+        self.name = name
+        self.code = EXIT_OK
+        self.error = None
+        self.messages = 0
+        self.bytes = 0
+        self.deleted = 0
+        self.seconds = 0.0
+
+
+def _tls_context(acct, out):
+    if acct.insecure:
+        out.warn("--insecure: the server's certificate is not verified")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    try:
+        return ssl.create_default_context(cafile=acct.cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise FetchError(EXIT_USAGE, "--cafile %s: %s"
+                         % (acct.cafile, oserror_text(exc)))
+
+
+def _connection_error(acct, exc):
+    where = "%s:%d" % (acct.host, acct.port)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return FetchError(EXIT_CONNECT, "TLS certificate verification "
+                          "failed for %s: %s" % (where, exc.verify_message
+                                                  or exc))
+    if isinstance(exc, ssl.SSLError):
+        return FetchError(EXIT_CONNECT, "TLS error with %s: %s"
+                          % (where, exc.reason or exc))
+    if isinstance(exc, socket.gaierror):
+        return FetchError(EXIT_CONNECT, "cannot resolve %s: %s"
+                          % (acct.host, exc.strerror or exc))
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return FetchError(EXIT_CONNECT, "%s: timed out" % where)
+    return FetchError(EXIT_CONNECT, "%s: %s" % (where, oserror_text(exc)))
+
+
+def _server_text(exc):
+    text = exc.args[0] if exc.args else exc
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return str(text)
+
+
+def connect(acct, out):
+    ctx = _tls_context(acct, out) if (acct.ssl or acct.starttls) else None
+    try:
+        if acct.ssl:
+            conn = cpoplib.POP3_SSL(acct.host, acct.port, context=ctx,
+                                    timeout=acct.timeout)
+        else:
+            conn = cpoplib.POP3(acct.host, acct.port, timeout=acct.timeout)
+    except cpoplib.error_proto as exc:
+        raise _busy_or(exc, EXIT_PROTOCOL, "%s:%d refused the connection"
+                       % (acct.host, acct.port))
+    except OSError as exc:
+        raise _connection_error(acct, exc)
+    try:
+        if acct.starttls:
+            try:
+                conn.stls(ctx)
+            except cpoplib.error_proto as exc:
+                raise FetchError(EXIT_CONNECT, "STARTTLS failed: %s"
+                                 % _server_text(exc))
+            except OSError as exc:
+                raise _connection_error(acct, exc)
+        out.verbose("%s: connected to %s:%d%s" % (
+            acct.name, acct.host, acct.port,
+            " (TLS)" if ctx is not None else ""))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _busy_or(exc, code, what):
+    if isinstance(exc, (cpoplib.InUseError, cpoplib.LoginDelayError)):
+        return FetchError(EXIT_BUSY, "%s: mailbox busy: %s"
+                          % (what, _server_text(exc)))
+    return FetchError(code, "%s: %s" % (what, _server_text(exc)))
+
+
+def authenticate(conn, acct, out):
+    try:
+        conn.login(acct.user, acct.password, mechanism=acct.auth,
+                   token=acct.token, allow_plaintext=acct.allow_plaintext)
+    except cpoplib.error_proto as exc:
+        raise _busy_or(exc, EXIT_AUTH, "login as %s failed" % acct.user)
+    except ValueError as exc:
+        raise FetchError(EXIT_USAGE if "mechanism" in str(exc)
+                         else EXIT_AUTH, "login as %s: %s" % (acct.user, exc))
+    except OSError as exc:
+        raise _connection_error(acct, exc)
+    out.verbose("%s: logged in as %s" % (acct.name, acct.user))
+
+
+def fetch_account(acct, out):
+    """Runs one account; returns a Result (never raises FetchError)."""
+    result = Result(acct.name)
+    started = time.monotonic()
+    try:
+        _fetch(acct, out, result, started)
+    except FetchError as exc:
+        result.code, result.error = exc.code, exc.message
+    except cpoplib.error_proto as exc:
+        result.code = EXIT_PROTOCOL
+        result.error = "POP3 error: %s" % _server_text(exc)
+    except OSError as exc:
+        result.code = EXIT_CONNECT
+        result.error = "%s:%s: %s" % (acct.host, acct.port,
+                                      oserror_text(exc))
+    except KeyboardInterrupt:
+        result.code, result.error = EXIT_INTERRUPTED, "interrupted"
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _fetch(acct, out, result, started):
+    dest = acct.destination()
+    lock = None
+    state_path = acct.state_path()
+    if acct.dry_run:
+        state = State.load(state_path, acct.name)
+    else:
+        lock = StateLock(state_path)
+        lock.acquire()
+    conn = None
+    try:
+        if not acct.dry_run:
+            state = State.load(state_path, acct.name)
+            dest.open(state)
+        conn = connect(acct, out)
+        authenticate(conn, acct, out)
+        try:
+            sizes = conn.list_map()
+            try:
+                uidls = conn.uidl_map()
+            except cpoplib.error_proto as exc:
+                out.warn("%s: the server has no UIDL (%s): fetching every "
+                         "message" % (acct.name, _server_text(exc)))
+                uidls = None
+        except cpoplib.error_proto as exc:
+            raise FetchError(EXIT_PROTOCOL, "LIST failed: %s"
+                             % _server_text(exc))
+        except OSError as exc:
+            raise _connection_error(acct, exc)
+        uid = {n: u.decode("latin-1") for n, u in (uidls or {}).items()}
+        if uidls is None or acct.all:
+            numbers = sorted(sizes)
+        else:
+            numbers = [n for n in sorted(sizes)
+                       if uid.get(n) not in state.uidls]
+        out.verbose("%s: %d messages on the server, %d to fetch"
+                    % (acct.name, len(sizes), len(numbers)))
+        if uidls is not None and not acct.dry_run:
+            # forget UIDLs no longer on the server (they never come back)
+            state.uidls &= set(uid.values())
+        committed, failure = _transfer(conn, acct, out, dest, state,
+                                       numbers, sizes, uid, result, started)
+        if not acct.dry_run:
+            state.save()       # pruned, pending renames cleared
+        if failure is not None and failure.code == EXIT_CONNECT:
+            raise failure      # no DELE, no QUIT: nothing is deleted
+        if acct.delete and uidls is not None:
+            # also what earlier runs put on disk (recorded in the state)
+            # but did not delete: a run killed before QUIT, or run
+            # without --delete
+            done = set(committed)
+            committed = sorted(done | {n for n in sizes if n not in done
+                                       and uid.get(n) in state.uidls})
+        if acct.delete and committed:
+            try:
+                for n in committed:
+                    conn.dele(n)
+                    faults.fault("deleted")
+                    result.deleted += 1
+            except cpoplib.error_proto as exc:
+                raise FetchError(EXIT_PROTOCOL, "DELE failed: %s"
+                                 % _server_text(exc))
+            except OSError as exc:
+                raise _connection_error(acct, exc)
+        faults.fault("before-quit")
+        try:
+            conn.quit()
+        except cpoplib.error_proto as exc:
+            raise FetchError(EXIT_PROTOCOL, "QUIT failed: %s"
+                             % _server_text(exc))
+        except OSError as exc:
+            raise _connection_error(acct, exc)
+        conn = None
+        if failure is not None:
+            raise failure
+    finally:
+        if conn is not None:
+            conn.close()            # no QUIT: the server deletes nothing
+        dest.close()
+        if lock is not None:
+            lock.release()
+
+
+def _transfer(conn, acct, out, dest, state, numbers, sizes, uid, result,
+              started):
+    """fetch_many() into dest, committing every batch; returns the
+    committed message numbers and the FetchError that stopped the
+    transfer early (a -ERR for one message, the connection lost) or
+    None.  A delivery error is raised after committing what was fully
+    written."""
+    total_bytes = sum(sizes.get(n, 0) for n in numbers)
+    committed = []
+    batch = []
+    batch_bytes = 0
+    failure = None
+
+    def commit():
+        nonlocal batch, batch_bytes
+        if not batch:
+            return
+        dest.sync()
+        faults.fault("synced")
+        if not acct.dry_run:
+            state.uidls.update(uid[n] for n in batch if n in uid)
+            state.pending = dest.pending()
+            state.save()
+            faults.fault("committed")
+            dest.publish()
+            if state.pending:
+                state.pending = []      # saved with the next batch
+            faults.fault("published")
+        committed.extend(batch)
+        out.verbose("%s: %d messages on disk" % (acct.name,
+                                                 len(committed)))
+        batch, batch_bytes = [], 0
+
+    if not numbers:
+        return committed, None
+    it = conn.fetch_many(numbers, window=acct.window)
+    try:
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                break
+            except cpoplib.error_proto as exc:
+                which = getattr(exc, "which", None)
+                failure = FetchError(EXIT_PROTOCOL, "RETR %s failed: %s"
+                                     % (which, _server_text(exc)))
+                break
+            except OSError as exc:
+                failure = _connection_error(acct, exc)
+                break
+            n, data = item
+            dest.deliver(data)
+            faults.fault("delivered")
+            batch.append(n)
+            batch_bytes += len(data)
+            result.messages += 1
+            result.bytes += len(data)
+            out.progress(acct.name, result.messages, len(numbers),
+                         result.bytes, total_bytes, started)
+            if len(batch) >= acct.batch or batch_bytes >= BATCH_BYTES:
+                commit()
+    except BaseException:
+        out.end_progress(acct.name)
+        try:
+            it.close()
+        except (cpoplib.error_proto, OSError):
+            pass
+        try:
+            commit()        # what was fully written is kept
+        except FetchError:
+            pass
+        raise
+    it.close()
+    commit()
+    out.end_progress(acct.name)
+    return committed, failure
