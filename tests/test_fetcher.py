@@ -20,7 +20,6 @@ suffice, and as a subprocess (python -m cpoplib fetch) where it must die.
 
 import contextlib
 import errno
-import json
 import mailbox
 import os
 import pty
@@ -151,6 +150,11 @@ def lf(data):
     return data.replace(b"\r\n", b"\n")
 
 
+def delivered(path):
+    """{uidl: time} that the state file at `path` records as delivered."""
+    return fetch_state.State.load(str(path), "test").delivered
+
+
 def test_scripted_maildir_then_nothing_new(tmp_path, capsys, pw):
     msgs = [message(i) for i in range(1, 8)]
     md = tmp_path / "Mail"
@@ -167,8 +171,8 @@ def test_scripted_maildir_then_nothing_new(tmp_path, capsys, pw):
                                       state), capsys)
     assert code == 0 and "0 messages" in err
     assert len(maildir_files(md)) == 7
-    data = json.loads(state.read_text())
-    assert data["uidls"] == sorted("uid-%d" % n for n in range(1, 8))
+    assert sorted(delivered(state)) == sorted("uid-%d" % n
+                                              for n in range(1, 8))
 
 
 def test_scripted_no_uidl_fetches_all_with_warning(tmp_path, capsys, pw):
@@ -192,13 +196,13 @@ def test_scripted_delete(tmp_path, capsys, pw):
     assert code == 0, err
     assert handler.deleted == [1, 2, 3, 4, 5]
     assert "5 deleted" in err
-    # the default state file: JSON, under $XDG_STATE_HOME/cpoplib/
+    # the default state file, under $XDG_STATE_HOME/cpoplib/
     states = [p for p in (tmp_path / "state" / "cpoplib").iterdir()
               if p.suffix == ".json"]
     assert [p.name.split("-")[0] for p in states] == [
         "u@127.0.0.1_%d" % srv.port]
-    data = json.loads(states[0].read_text())
-    assert data["uidls"] == sorted("uid-%d" % n for n in range(1, 6))
+    assert sorted(delivered(states[0])) == sorted("uid-%d" % n
+                                                  for n in range(1, 6))
 
 
 def test_scripted_retr_error_keeps_earlier(tmp_path, capsys, pw):
@@ -786,7 +790,7 @@ def test_syncfs_failure_publishes_and_records_nothing(tmp_path, capsys, pw,
     assert os.listdir(md / "new") == []
     assert handler.deleted == []
     if state.exists():
-        assert json.loads(state.read_text())["uidls"] == []
+        assert delivered(state) == {}
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"),

@@ -24,6 +24,8 @@ class Destination:
                    durable
     pending()      what the state must record before publish(): a list of
                    [staged path, final path] renames (JSON-friendly)
+    state_record() what else the state records with the batch (the mbox's
+                   size), or None
     publish()      make the synced messages visible (rename them); runs
                    only after the state recorded pending()
     close()        release everything; an unsynced batch stays to be
@@ -41,6 +43,9 @@ class Destination:
 
     def pending(self):
         return []
+
+    def state_record(self):
+        return None
 
     def publish(self):
         pass
@@ -123,9 +128,7 @@ class StagedDirectory(Destination):
                 durable.fsync_dir(self.staging_dir, "recover-dirs")
         except OSError as exc:
             raise delivery_error("cannot recover the previous run", exc)
-        if state.pending:
-            state.pending = []
-            state.save()
+        state.set_pending([])
 
     def deliver(self, data):
         if self.lf:
@@ -267,6 +270,8 @@ class MboxDestination(Destination):
         self.box = None
         self.created = False
         self.unsynced = False
+        self.record = None      # what the state records of the mbox
+        self.state = None
 
     def open(self, state):
         import mailbox
@@ -310,12 +315,12 @@ class MboxDestination(Destination):
                 lock_id = None
             if self.created:
                 durable.fsync_dir(os.path.dirname(self.path), "mbox-dir")
-            state.mbox = {"path": self.path, "open": True,
-                          "size": os.path.getsize(self.path),
-                          "dotlock": lock_id}
+            self.record = {"path": self.path, "open": True,
+                           "size": os.path.getsize(self.path),
+                           "dotlock": lock_id}
         except OSError as exc:
             raise delivery_error("cannot open the mbox %s" % self.path, exc)
-        state.save()
+        state.set_mbox(dict(self.record))
         self.state = state
 
     def deliver(self, data):
@@ -332,10 +337,13 @@ class MboxDestination(Destination):
                 _flush_without_fsync(self.box)
             else:
                 self.box.flush()                # fsync of the file
-            self.state.mbox["size"] = os.path.getsize(self.path)
+            self.record["size"] = os.path.getsize(self.path)
         except OSError as exc:
             raise delivery_error("cannot sync the mbox %s" % self.path, exc)
         self.unsynced = False
+
+    def state_record(self):
+        return dict(self.record)
 
     def close(self):
         if self.box is not None:
@@ -344,10 +352,9 @@ class MboxDestination(Destination):
                 box.close()                      # unlocks
             except OSError:
                 pass
-            if not self.unsynced and getattr(self, "state", None):
-                self.state.mbox["open"] = False
+            if not self.unsynced and self.state is not None:
                 try:
-                    self.state.save()
+                    self.state.set_mbox(dict(self.record, open=False))
                 except FetchError:
                     pass
 

@@ -142,16 +142,17 @@ def fetch_account(acct, out):
 def _fetch(acct, out, result, started):
     dest = acct.destination()
     lock = None
+    state = None
     state_path = acct.state_path()
-    if acct.dry_run:
-        state = State.load(state_path, acct.name)
-    else:
-        lock = StateLock(state_path)
-        lock.acquire()
     conn = None
     try:
-        if not acct.dry_run:
+        if acct.dry_run:
             state = State.load(state_path, acct.name)
+        else:
+            lock = StateLock(state_path)
+            lock.acquire()
+            state = State.load(state_path, acct.name)
+            state.open()
             dest.open(state)
         conn = connect(acct, out)
         authenticate(conn, acct, out)
@@ -172,17 +173,19 @@ def _fetch(acct, out, result, started):
         if uidls is None or acct.all:
             numbers = sorted(sizes)
         else:
+            delivered = state.delivered
             numbers = [n for n in sorted(sizes)
-                       if uid.get(n) not in state.uidls]
+                       if uid.get(n) not in delivered]
         out.verbose("%s: %d messages on the server, %d to fetch"
                     % (acct.name, len(sizes), len(numbers)))
         if uidls is not None and not acct.dry_run:
             # forget UIDLs no longer on the server (they never come back)
-            state.uidls &= set(uid.values())
+            listed = set(uid.values())
+            state.forget([u for u in state.delivered if u not in listed])
         committed, failure = _transfer(conn, acct, out, dest, state,
                                        numbers, sizes, uid, result, started)
         if not acct.dry_run:
-            state.save()       # pruned, pending renames cleared
+            state.set_pending([])       # the last batch's renames are done
         if failure is not None and failure.code == EXIT_CONNECT:
             raise failure      # no DELE, no QUIT: nothing is deleted
         if acct.delete and uidls is not None:
@@ -191,7 +194,7 @@ def _fetch(acct, out, result, started):
             # without --delete
             done = set(committed)
             committed = sorted(done | {n for n in sizes if n not in done
-                                       and uid.get(n) in state.uidls})
+                                       and uid.get(n) in state.delivered})
         if acct.delete and committed:
             try:
                 for n in committed:
@@ -218,6 +221,8 @@ def _fetch(acct, out, result, started):
         if conn is not None:
             conn.close()            # no QUIT: the server deletes nothing
         dest.close()
+        if state is not None:
+            state.close()
         if lock is not None:
             lock.release()
 
@@ -242,13 +247,10 @@ def _transfer(conn, acct, out, dest, state, numbers, sizes, uid, result,
         dest.sync()
         faults.fault("synced")
         if not acct.dry_run:
-            state.uidls.update(uid[n] for n in batch if n in uid)
-            state.pending = dest.pending()
-            state.save()
+            state.record_batch([uid[n] for n in batch if n in uid],
+                               dest.pending(), dest.state_record())
             faults.fault("committed")
             dest.publish()
-            if state.pending:
-                state.pending = []      # saved with the next batch
             faults.fault("published")
         committed.extend(batch)
         out.verbose("%s: %d messages on disk" % (acct.name,
