@@ -310,21 +310,30 @@ class ToolFailed(Exception):
     pass
 
 
-def run_once(tool):
-    """Run the tool once on a fresh destination: (wall s, cpu s, output,
-    peak RSS KiB)."""
+def run_once(tool, rss=False):
+    """Run the tool once on a fresh destination: see run_again()."""
     tool.prepare()
-    return run_again(tool)
+    return run_again(tool, rss)
 
 
-def run_again(tool):
+GNU_TIME = "/usr/bin/time"
+
+
+def run_again(tool, rss=False):
     """Run the tool once more on what its last run left (destination,
-    state or UIDL file): (wall s, cpu s, output, peak RSS KiB).  The peak
-    is ru_maxrss of os.wait4: the largest resident set of the process or
-    of a child it waited for."""
+    state or UIDL file): (wall s, cpu s, output, peak RSS KiB or None).
+
+    The peak is asked for with rss=True and measured by GNU time (%M),
+    which the command then runs under, where it is installed: os.wait4's
+    ru_maxrss cannot serve, it counts the resident set of the forking
+    benchmark process itself (the child's memory before its exec)."""
     os.sync()
+    argv, rss_file = tool.argv, None
+    if rss and os.access(GNU_TIME, os.X_OK):
+        rss_file = os.path.join(tool.run_dir, "maxrss")
+        argv = [GNU_TIME, "-f", "%M", "-o", rss_file] + argv
     t0 = time.perf_counter()
-    proc = subprocess.Popen(tool.argv, env=tool.env, cwd=tool.work,
+    proc = subprocess.Popen(argv, env=tool.env, cwd=tool.work,
                             stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = proc.stdout.read()
@@ -335,8 +344,12 @@ def run_again(tool):
     if proc.returncode != 0:
         raise ToolFailed("%s exited with %d:\n%s" % (
             tool.label, proc.returncode, out.decode(errors="replace")[-2000:]))
+    peak = None
+    if rss_file is not None:
+        with open(rss_file) as f:
+            peak = int(f.read().split()[-1])
     return (wall, usage.ru_utime + usage.ru_stime,
-            out.decode(errors="replace"), usage.ru_maxrss)
+            out.decode(errors="replace"), peak)
 
 
 def check(tool, expected, output, nbytes):
