@@ -78,7 +78,7 @@ def bench_messages(count, size, seed=2000):
 # --------------------------------------------------------------------------
 # the raw pipelined client
 
-TERMINATOR = b"\r\n.\r\n"
+TERMINATOR = _ceiling.TERMINATOR
 
 
 class RawClient:
@@ -88,27 +88,12 @@ class RawClient:
         self.sock = sock
         self.buf = bytearray(1 << 20)
 
-    def _command(self, line):
-        if line is not None:
-            self.sock.sendall(line + b"\r\n")
-        data = b""
-        while not data.endswith(b"\r\n"):
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise EOFError("server closed the connection")
-            data += chunk
-        if not data.startswith(b"+OK"):
-            raise RuntimeError("server said %r" % data)
-        return data
-
     def login(self, user, password):
-        self._command(None)                     # greeting
-        self._command(b"USER " + user.encode())
-        self._command(b"PASS " + password.encode())
+        _ceiling.login(self.sock, user, password)
 
     def quit(self):
         try:
-            self._command(b"QUIT")
+            _ceiling.command(self.sock, b"QUIT")
         finally:
             self.sock.close()
 
