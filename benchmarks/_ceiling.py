@@ -107,14 +107,20 @@ def retr_all(sock, numbers, buf=None, keep=None, quit=False):
     return total
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks._ceiling")
+def account_parser(prog):
+    """Options of a process that fetches --count messages as --user from
+    --host:--port, the password in environment variable --password-env."""
+    p = argparse.ArgumentParser(prog=prog)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--user", required=True)
     p.add_argument("--password-env", required=True, metavar="NAME")
     p.add_argument("--count", type=int, required=True)
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    a = account_parser("python -m benchmarks._ceiling").parse_args(argv)
     sock = socket.create_connection((a.host, a.port), timeout=600)
     login(sock, a.user, os.environ[a.password_env])
     total = retr_all(sock, list(range(1, a.count + 1)), quit=True)

@@ -13,23 +13,18 @@ out would.  Prints one JSON line: peak minus the RSS before (KiB), the
 largest message (bytes), messages, bytes, elapsed seconds.
 """
 
-import argparse
 import gc
 import json
 import os
 import sys
 import time
 
+from ._ceiling import account_parser
 from ._memprobe import _maxrss_kib, _reset_peak, _status_kib
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks._fetchmanyprobe")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--user", required=True)
-    p.add_argument("--password-env", required=True, metavar="NAME")
-    p.add_argument("--count", type=int, required=True)
+    p = account_parser("python -m benchmarks._fetchmanyprobe")
     p.add_argument("--window", type=int)
     a = p.parse_args(argv)
 

@@ -428,9 +428,10 @@ def link_clients(args, poplib, cpoplib):
     return clients
 
 
-def run_links(args, argv, server, report, numbers, log, t_start):
+def run_links(args, server, report, numbers, log):
     """Every client through every link (loopback: straight to Dovecot),
-    in alternating rounds per link; one table, clients x links."""
+    in alternating rounds per link; one table, clients x links.  The
+    server has been started."""
     import poplib
     import cpoplib
     clients = link_clients(args, poplib, cpoplib)
@@ -440,41 +441,25 @@ def run_links(args, argv, server, report, numbers, log, t_start):
                   wire_bytes={}, transports=args.transports)
     ports = tuple({"plain": "pop3_port", "pop3s": "pop3s_port"}[t]
                   for t in args.transports)
-    try:
-        server.start()
-        report["dovecot"] = "%d.%d.%d" % server.version
-        if args.links:
-            # verified (and warmed up) straight on Dovecot, untimed
-            for transport in args.transports:
-                target = Target(server, transport, server.ca_file)
-                _, nbytes, sha, wire = verify(clients, target, numbers, log)
-                report["payload_bytes"] = nbytes
-                report["wire_bytes"][transport] = wire
-                report.setdefault("sha256", {})[transport] = sha
-                report["link_results"][transport] = {}
-        for link, ld in zip(args.links, report["links"]):
-            log.write("link %s:\n" % link.label)
-            with wan.Through(server, link, ports) as via:
-                with wan.cpu_share(via, ld):
-                    for transport in args.transports:
-                        target = Target(via, transport, server.ca_file)
-                        report["link_results"][transport][link.label] = \
-                            timed_rounds(clients, target, numbers,
-                                         args.rounds, log, verbose=True)
-            ld["emulator"] = via.stats
-        if args.memory:
-            report["memory"] = memory_probes(args, server, log)
-    except runner.Mismatch as exc:
-        log.write("MISMATCH: %s\n" % exc)
-        return 1
-    finally:
-        server.stop()
-    report["notes"].append("Run: python -m benchmarks --dovecot %s"
-                           % " ".join(argv if argv is not None
-                                      else sys.argv[1:]))
-    report["elapsed_s"] = time.perf_counter() - t_start
-    runner.emit_report(report, links_markdown(report), args, log)
-    return 0
+    if args.links:
+        # verified (and warmed up) straight on Dovecot, untimed
+        for transport in args.transports:
+            target = Target(server, transport, server.ca_file)
+            _, nbytes, sha, wire = verify(clients, target, numbers, log)
+            report["payload_bytes"] = nbytes
+            report["wire_bytes"][transport] = wire
+            report.setdefault("sha256", {})[transport] = sha
+            report["link_results"][transport] = {}
+    for link, ld in zip(args.links, report["links"]):
+        log.write("link %s:\n" % link.label)
+        with wan.Through(server, link, ports) as via:
+            with wan.cpu_share(via, ld):
+                for transport in args.transports:
+                    target = Target(via, transport, server.ca_file)
+                    report["link_results"][transport][link.label] = \
+                        timed_rounds(clients, target, numbers, args.rounds,
+                                     log, verbose=True)
+        ld["emulator"] = via.stats
 
 
 def memory_messages(args):
@@ -674,8 +659,7 @@ def main(argv=None):
     server = ds.DovecotServer(large_size=4096, extra_users=users)
     del users
     numbers = list(range(1, args.messages + 1))
-    if args.links or args.memory_only:
-        return run_links(args, argv, server, report, numbers, log, t_start)
+    links_mode = bool(args.links or args.memory_only)
     main_clients = [
         Client("stdlib retr", "retr", poplib),
         Client("cpoplib retr", "retr", cpoplib),
@@ -691,7 +675,9 @@ def main(argv=None):
     try:
         server.start()
         report["dovecot"] = "%d.%d.%d" % server.version
-        for transport in args.transports:
+        if links_mode:
+            run_links(args, server, report, numbers, log)
+        for transport in args.transports if not links_mode else ():
             target = Target(server, transport, server.ca_file)
             count, nbytes, sha, _ = verify(main_clients + sweep_clients,
                                            target, numbers, log)
@@ -700,7 +686,7 @@ def main(argv=None):
             if not args.sweep_only:
                 report["results"][transport] = timed_rounds(
                     main_clients, target, numbers, args.rounds, log)
-        for transport in args.transports:
+        for transport in args.transports if not links_mode else ():
             if sweep_clients:
                 target = Target(server, transport, server.ca_file)
                 report["sweep"][transport] = timed_rounds(
@@ -712,12 +698,9 @@ def main(argv=None):
         return 1
     finally:
         server.stop()
-    report["notes"].append("Run: python -m benchmarks --dovecot %s"
-                           % " ".join(argv if argv is not None
-                                      else sys.argv[1:]))
-    report["elapsed_s"] = time.perf_counter() - t_start
-    runner.emit_report(report, markdown(report), args, log)
-    return 0
+    return runner.finish_report(report, "--dovecot", argv,
+                                links_markdown if links_mode else markdown,
+                                args, log, t_start)
 
 
 if __name__ == "__main__":

@@ -306,10 +306,7 @@ class Emulator:
         except OSError as exc:
             if exc.errno not in _RESET_ERRORS:
                 raise
-            pipe.reading = False
-            if not pipe.conn.resetting:
-                pipe.conn.resetting = True
-                pipe.direction.push_marker(pipe, RESET, now)
+            self._reset_across(pipe, now)
             return
         if data:
             pipe.direction.push(pipe, data, now)
@@ -385,11 +382,16 @@ class Emulator:
         pipe.pending.clear()
         pipe.pending_bytes = 0
         pipe.reading = False
-        other = conn.up if pipe is conn.down else conn.down
-        other.reading = False
-        if not conn.resetting:
-            conn.resetting = True
-            other.direction.push_marker(other, RESET, now)
+        self._reset_across(conn.up if pipe is conn.down else conn.down, now)
+
+    @staticmethod
+    def _reset_across(pipe, now):
+        """pipe.src is gone: read no more from it, and send its reset
+        across the link to pipe.dst (once per connection)."""
+        pipe.reading = False
+        if not pipe.conn.resetting:
+            pipe.conn.resetting = True
+            pipe.direction.push_marker(pipe, RESET, now)
 
     # -- the loop -------------------------------------------------------
 
@@ -607,21 +609,20 @@ class LinkEmulator:
 # --------------------------------------------------------------------------
 # calibration: does the emulator do what it says?
 
-class _TestServer:
-    """Echo (b'E'), sink (b'U' + 8-byte length: reads that many, answers
-    b'K') and source (b'D' + 8-byte length: sends that many bytes) on one
-    port, in threads of this process.  It greets each connection with
-    b'G' (as a POP3 server would, so that a client timing from the
-    greeting on leaves connection set-up out), then reads one mode
-    byte."""
+class ThreadedServer:
+    """A listening socket on 127.0.0.1 handing each accepted connection to
+    handler(conn) in a thread of this process (closed afterwards); the
+    handlers' exceptions are kept in `errors` (join() raises them)."""
 
-    def __init__(self):
+    def __init__(self, handler):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.handler = handler
+        self.errors = []
+        self.threads = []
+        threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self):
         while True:
@@ -629,56 +630,70 @@ class _TestServer:
                 c, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._handle, args=(c,),
-                             daemon=True).start()
+            t = threading.Thread(target=self._run, args=(c,), daemon=True)
+            self.threads.append(t)
+            t.start()
 
-    @staticmethod
-    def _exact(c, n):
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = c.recv(n - len(buf))
-            if not chunk:
-                raise EOFError
-            buf += chunk
-        return bytes(buf)
-
-    def _handle(self, c):
-        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def _run(self, c):
         try:
-            c.sendall(b"G")
-            mode = self._exact(c, 1)
-            if mode == b"E":
-                while True:
-                    data = c.recv(65536)
-                    if not data:
-                        break
-                    c.sendall(data)
-            elif mode == b"U":
-                n = struct.unpack("!Q", self._exact(c, 8))[0]
-                buf = bytearray(1 << 20)
-                while n:
-                    got = c.recv_into(buf, min(n, len(buf)))
-                    if not got:
-                        raise EOFError
-                    n -= got
-                c.sendall(b"K")
-            elif mode == b"D":
-                n = struct.unpack("!Q", self._exact(c, 8))[0]
-                block = b"x" * (1 << 20)
-                mv = memoryview(block)
-                while n:
-                    n -= c.send(mv[:min(n, len(block))])
-        except (OSError, EOFError):
-            pass
-        finally:
-            c.close()
+            with c:
+                self.handler(c)
+        except Exception as exc:
+            self.errors.append(exc)
+
+    def join(self, timeout=10):
+        for t in list(self.threads):
+            t.join(timeout)
+        if self.errors:
+            raise self.errors[0]
 
     def close(self):
         self.sock.close()
 
 
+def recv_exactly(sock, n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError("EOF after %d of %d bytes" % (len(buf), n))
+        buf += chunk
+    return bytes(buf)
+
+
+def calibration_handler(c):
+    """Echo (b'E'), sink (b'U' + 8-byte length: reads that many, answers
+    b'K') and source (b'D' + 8-byte length: sends that many bytes).  It
+    greets each connection with b'G' (as a POP3 server would, so that a
+    client timing from the greeting on leaves connection set-up out),
+    then reads one mode byte."""
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c.sendall(b"G")
+    mode = recv_exactly(c, 1)
+    if mode == b"E":
+        while True:
+            data = c.recv(65536)
+            if not data:
+                break
+            c.sendall(data)
+    elif mode == b"U":
+        n = struct.unpack("!Q", recv_exactly(c, 8))[0]
+        buf = bytearray(1 << 20)
+        while n:
+            got = c.recv_into(buf, min(n, len(buf)))
+            if not got:
+                raise EOFError
+            n -= got
+        c.sendall(b"K")
+    elif mode == b"D":
+        n = struct.unpack("!Q", recv_exactly(c, 8))[0]
+        mv = memoryview(b"x" * (1 << 20))
+        while n:
+            n -= c.send(mv[:min(n, len(mv))])
+
+
 def _test_connection(port):
-    """A connection to _TestServer through `port`, greeted."""
+    """A connection to calibration_handler through `port`, greeted."""
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if s.recv(1) != b"G":
@@ -742,7 +757,7 @@ def measure_bulk(port, nbytes, direction):
 def calibrate(args, out=sys.stdout):
     """Ping-pong RTT at each --cal-rtts value and bulk rate (down and up)
     at each --cal-rates value; prints a Markdown table, returns rows."""
-    server = _TestServer()
+    server = ThreadedServer(calibration_handler)
     rows = []
     try:
         for rtt in args.cal_rtts:

@@ -29,14 +29,13 @@ and the children it waited for, peak RSS = ``ru_maxrss`` (both from
 """
 
 import os
-import shutil
 import socket
 import time
 from collections import Counter
 
 from . import runner, wan
 from .dovecot import bench_messages
-from .tools import (CpoplibFetch, Mpop, ToolFailed, body_digest, check,
+from .tools import (CpoplibFetch, Mpop, body_digest, check, header,
                     run_again, run_once)
 
 SCALE_PASSWORD = "scale-secret"
@@ -83,10 +82,8 @@ def run(args, argv, setup, log, t_start):
                   link=link.as_dict(), results={}, mailbox_bytes={})
     users = {scale_user(n): (SCALE_PASSWORD, []) for n in args.scale_sizes}
     server = setup.ds.DovecotServer(large_size=4096, extra_users=users)
-    work = setup.workdir()
-    try:
-        server.start()
-        report["dovecot"] = "%d.%d.%d" % server.version
+
+    def body(work):
         expected = {}
         for n in args.scale_sizes:
             t0 = time.perf_counter()
@@ -106,13 +103,8 @@ def run(args, argv, setup, log, t_start):
                     report["mailbox_bytes"][n], log)
         if not link.loopback:
             report["link"]["emulator"] = via.stats
-    except (runner.Mismatch, ToolFailed) as exc:
-        log.write("FAILED: %s\n" % exc)
-        return 1
-    finally:
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    return setup.finish(args, argv, markdown, log, t_start)
+
+    return setup.serve(server, body, markdown, args, argv, log, t_start)
 
 
 def scale_rounds(args, endpoint, work, n, expected, nbytes, log):
@@ -159,11 +151,8 @@ def scale_rounds(args, endpoint, work, n, expected, nbytes, log):
 
 
 def markdown(report):
-    info = report["machine"]
     link = report["link"]
-    lines = [runner.header_line(info) + " · Dovecot %s · %s · destination "
-             "filesystem: %s" % (report["dovecot"], report["mpop"],
-                                 report["filesystem"]), "",
+    lines = [header(report), "",
              "Scale mode: mailboxes of many messages of ~%s bytes from "
              "Dovecot over plain POP3 (%s), each tool a process timed whole; "
              "first run = empty Maildir and a fresh UIDL/state file, rerun "

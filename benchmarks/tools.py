@@ -422,11 +422,15 @@ def targets(report):
     return out
 
 
+def header(report):
+    """The machine line of every --tools table."""
+    return runner.header_line(report["machine"]) + (
+        " · Dovecot %s · %s · destination filesystem: %s"
+        % (report["dovecot"], report["mpop"], report["filesystem"]))
+
+
 def markdown(report):
-    info = report["machine"]
-    lines = [runner.header_line(info) + " · Dovecot %s · %s · destination "
-             "filesystem: %s" % (report["dovecot"], report["mpop"],
-                                 report["filesystem"]), "",
+    lines = [header(report), "",
              "Tools mode: %d messages of %s bytes each from Dovecot over "
              "plain POP3 (%s bytes of mailbox), each tool a process of its "
              "own, timed whole (start-up to exit); alternating rounds, "
@@ -566,13 +570,23 @@ class Setup:
         os.chmod(work, 0o755)
         return work
 
-    def finish(self, args, argv, text_of, log, t_start):
-        self.report["notes"].append("Run: python -m benchmarks --tools %s"
-                                    % " ".join(argv if argv is not None
-                                               else sys.argv[1:]))
-        self.report["elapsed_s"] = time.perf_counter() - t_start
-        runner.emit_report(self.report, text_of(self.report), args, log)
-        return 0
+    def serve(self, server, body, text_of, args, argv, log, t_start):
+        """Start `server`, run body(work) with a fresh work directory,
+        stop and clean up; then the report (text_of(report): its
+        Markdown).  Returns the exit status."""
+        work = self.workdir()
+        try:
+            server.start()
+            self.report["dovecot"] = "%d.%d.%d" % server.version
+            body(work)
+        except (runner.Mismatch, ToolFailed) as exc:
+            log.write("FAILED: %s\n" % exc)
+            return 1
+        finally:
+            server.stop()
+            shutil.rmtree(work, ignore_errors=True)
+        return runner.finish_report(self.report, "--tools", argv, text_of,
+                                    args, log, t_start)
 
 
 def group_tools(group, work, server, n, getmail=None, windows=()):
@@ -629,30 +643,24 @@ def main(argv=None):
         large_size=4096,
         extra_users={BENCH_USER: (BENCH_PASSWORD, messages)})
     del messages
-    work = setup.workdir()
-    try:
-        server.start()
-        report["dovecot"] = "%d.%d.%d" % server.version
-        n = args.messages
+
+    def body(work):
         if args.links:
             run_links(args, report, server, work, getmail, expected, nbytes,
                       log)
-        for group in args.groups if not args.links else ():
-            tools, slow = group_tools(group, work, server, n, getmail)
+            return
+        for group in args.groups:
+            tools, slow = group_tools(group, work, server, args.messages,
+                                      getmail)
             warm_up(tools + slow, expected, nbytes, log, group)
             res = timed_rounds(tools, args.rounds, expected, nbytes, log)
             if slow:
                 res.update(timed_rounds(slow, args.getmail_rounds, expected,
                                         nbytes, log))
             report["results"][group] = res
-    except (runner.Mismatch, ToolFailed) as exc:
-        log.write("FAILED: %s\n" % exc)
-        return 1
-    finally:
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    return setup.finish(args, argv, links_markdown if args.links
-                        else markdown, log, t_start)
+
+    return setup.serve(server, body, links_markdown if args.links
+                       else markdown, args, argv, log, t_start)
 
 
 # --------------------------------------------------------------------------
@@ -695,12 +703,9 @@ def run_links(args, report, server, work, getmail, expected, nbytes, log):
 
 
 def links_markdown(report):
-    info = report["machine"]
     links = [wan.Link(d["rtt_ms"], d["rate_mbit"], d["queue_kib"])
              for d in report["links"]]
-    lines = [runner.header_line(info) + " · Dovecot %s · %s · destination "
-             "filesystem: %s" % (report["dovecot"], report["mpop"],
-                                 report["filesystem"]), "",
+    lines = [header(report), "",
              "Tools through emulated links (benchmarks/linkemu.py, a proxy "
              "in its own process): %d messages of %s bytes (%s bytes of "
              "mailbox) from Dovecot over plain POP3, each tool a process "

@@ -17,51 +17,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.linkemu import LinkEmulator, parse_target  # noqa: E402
+from benchmarks.linkemu import (LinkEmulator, ThreadedServer,  # noqa: E402
+                                parse_target, recv_exactly)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the emulator's tests run on Linux")
-
-
-class Server:
-    """A listening socket on 127.0.0.1 whose accepted connections are
-    handed to `handler(conn)` in a thread; errors are kept for the test."""
-
-    def __init__(self, handler):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.handler = handler
-        self.errors = []
-        self.threads = []
-        self.accepted = threading.Thread(target=self._accept, daemon=True)
-        self.accepted.start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            t = threading.Thread(target=self._run, args=(conn,), daemon=True)
-            self.threads.append(t)
-            t.start()
-
-    def _run(self, conn):
-        try:
-            with conn:
-                self.handler(conn)
-        except Exception as exc:            # reported by join()
-            self.errors.append(exc)
-
-    def join(self, timeout=10):
-        for t in list(self.threads):
-            t.join(timeout)
-        assert not self.errors, self.errors
-
-    def close(self):
-        self.sock.close()
 
 
 def echo(conn):
@@ -72,16 +32,6 @@ def echo(conn):
         conn.sendall(data)
 
 
-def recv_exactly(sock, n):
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise EOFError("EOF after %d of %d bytes" % (len(buf), n))
-        buf += chunk
-    return bytes(buf)
-
-
 def connect(link):
     s = socket.create_connection(("127.0.0.1", link.port), timeout=20)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -90,7 +40,7 @@ def connect(link):
 
 @pytest.fixture
 def echo_server():
-    srv = Server(echo)
+    srv = ThreadedServer(echo)
     yield srv
     srv.close()
 
@@ -173,7 +123,7 @@ def test_half_close_and_close_cross_the_link():
         events["server_eof"] = time.perf_counter()
         conn.sendall(b"got %d bytes" % len(data))
 
-    srv = Server(handler)
+    srv = ThreadedServer(handler)
     rtt = 0.030
     try:
         with LinkEmulator(("127.0.0.1", srv.port), rtt_ms=rtt * 1e3) as link:
@@ -203,7 +153,7 @@ def test_server_close_reaches_client_as_eof():
     def handler(conn):
         conn.sendall(b"bye")
 
-    srv = Server(handler)
+    srv = ThreadedServer(handler)
     try:
         with LinkEmulator(("127.0.0.1", srv.port), rtt_ms=10) as link:
             with connect(link) as s:
@@ -223,7 +173,7 @@ def test_a_sender_nobody_reads_from_is_blocked():
     def handler(conn):
         release.wait(20)
 
-    srv = Server(handler)
+    srv = ThreadedServer(handler)
     limit = 64 * 1024 * 1024
     try:
         with LinkEmulator(("127.0.0.1", srv.port), rtt_ms=2, rate_mbit=100,
