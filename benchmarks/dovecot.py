@@ -528,8 +528,7 @@ def memory_table(report):
 
 def links_markdown(report):
     info = report["machine"]
-    links = [wan.Link(d["rtt_ms"], d["rate_mbit"], d["queue_kib"])
-             for d in report["links"]]
+    links = [wan.Link.from_dict(d) for d in report["links"]]
     lines = [runner.header_line(info) + " · Dovecot: %s" % report["dovecot"],
              ""]
     if links:
@@ -614,7 +613,7 @@ def parse_args(argv):
                       if a.link_windows is not None else list(LINK_WINDOWS))
     a.memory = a.memory or a.memory_only
     try:
-        a.memory_link = wan.parse_link(a.memory_link, a.queue)
+        a.memory_link = wan.parse_link(a.memory_link, a.queue, a.nagle)
     except ValueError as exc:
         p.error(str(exc))
     if a.rounds is None:

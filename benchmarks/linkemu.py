@@ -84,6 +84,7 @@ DEFAULT_SOCKBUF = 128 * 1024
 DEFAULT_QUEUE_NO_RATE = 16 * 1024 * 1024
 QUEUE_MARGIN = 64 * 1024
 IOV_MAX = 512
+NAGLE_MSS = 1448                # a 1500-byte MTU path with TCP timestamps
 # A select() sleeping longer than EARLY_AFTER returns EARLY_BY sooner and
 # the loop sleeps the rest: on this kind of machine a 20 ms sleep ends
 # ~150 µs late, a 0.3 ms one ~25 µs late.
@@ -96,6 +97,7 @@ EOF, RESET = "eof", "reset"
 class _Stop(Exception):
     """SIGTERM or SIGINT: leave the loop (select() would otherwise be
     restarted after the handler)."""
+
 
 _RESET_ERRORS = (errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN,
                  errno.ECONNABORTED, errno.ETIMEDOUT)
@@ -112,13 +114,16 @@ def default_queue(rtt_ms, rate_mbit):
     return int(rate_mbit * 1e6 / 8 * rtt_ms / 1e3) + QUEUE_MARGIN
 
 
-def describe(rtt_ms, rate_mbit):
-    """'50 ms / 100 Mbit/s', '50 ms', 'loopback'."""
+def describe(rtt_ms, rate_mbit, nagle=False):
+    """'50 ms / 100 Mbit/s', '50 ms', '50 ms / 100 Mbit/s, Nagle',
+    'loopback'."""
     if rtt_ms is None:
         return "loopback"
     text = "%g ms" % rtt_ms
     if rate_mbit:
         text += " / %g Mbit/s" % rate_mbit
+    if nagle:
+        text += ", Nagle"
     return text
 
 
@@ -165,9 +170,6 @@ class Direction:
         if self.rate is None:
             line.append((now + self.delay, pipe, data))
             return
-        backlog = self.backlog(now)
-        if backlog > self.max_backlog:
-            self.max_backlog = backlog
         dep = max(now, self.last_departure)
         view = memoryview(data)
         seg, rate, delay = self.segment, self.rate, self.delay
@@ -176,6 +178,9 @@ class Direction:
             dep += len(piece) / rate
             line.append((dep + delay, pipe, piece))
         self.last_departure = dep
+        backlog = (dep - now) * rate
+        if backlog > self.max_backlog:
+            self.max_backlog = backlog
 
     def push_marker(self, pipe, marker, now):
         """A FIN or a reset: after every byte before it."""
@@ -196,6 +201,8 @@ class Pipe:
         self.pending_bytes = 0
         self.fin = False                  # pass on a FIN once pending is sent
         self.done = False                 # FIN passed on
+        self.nagle = None                 # bytes held by Nagle (--nagle)
+        self.small_acked_at = 0.0         # the last partial segment's ACK
 
 
 class Connection:
@@ -211,8 +218,10 @@ class Connection:
 
 class Emulator:
     def __init__(self, listener, target, rtt_ms, rate_mbit, queue_bytes,
-                 handshake=True, sockbuf=DEFAULT_SOCKBUF, control=None):
+                 handshake=True, sockbuf=DEFAULT_SOCKBUF, control=None,
+                 nagle=False):
         self.listener = listener
+        self.nagle = nagle
         self.target = target
         delay = rtt_ms / 2e3
         self.delay = delay
@@ -251,6 +260,8 @@ class Emulator:
         # the client's bytes cross the link while the server side opens
         conn.up = Pipe(conn, client, server, self.up)
         conn.down = Pipe(conn, server, client, self.down)
+        if self.nagle:
+            conn.up.nagle = bytearray()
         self.conns.append(conn)
         self.stats["connections"] += 1
 
@@ -309,10 +320,39 @@ class Emulator:
             self._reset_across(pipe, now)
             return
         if data:
-            pipe.direction.push(pipe, data, now)
+            if pipe.nagle is None:
+                pipe.direction.push(pipe, data, now)
+            else:
+                pipe.nagle += data
+                self._nagle(pipe, now)
         else:
             pipe.reading = False
+            if pipe.nagle:                # a FIN takes what is held along
+                pipe.direction.push(pipe, bytes(pipe.nagle), now)
+                pipe.nagle.clear()
             pipe.direction.push_marker(pipe, EOF, now)
+
+    def _nagle(self, pipe, now):
+        """The client's Nagle algorithm as Linux applies it on a real
+        path (with Minshall's change): full segments go at once; a
+        partial one waits while an earlier partial one is unacknowledged,
+        and goes when its ACK is back.  The ACK is taken to leave the
+        server with the first byte it sends after the segment arrived
+        (behind what already waits in the bottleneck), one delay later
+        it is back."""
+        held = pipe.nagle
+        full = len(held) - len(held) % NAGLE_MSS
+        d = pipe.direction
+        if full:
+            d.push(pipe, bytes(held[:full]), now)
+            del held[:full]
+        if held and now >= pipe.small_acked_at:
+            d.push(pipe, bytes(held), now)
+            held.clear()
+            arrival = d.line[-1][0]
+            back = self.down if d is self.up else self.up
+            pipe.small_acked_at = (max(arrival, back.last_departure)
+                                   + back.delay)
 
     def _release(self, direction, now):
         line = direction.line
@@ -424,6 +464,12 @@ class Emulator:
                         deadline = conn.connect_at
                 elif not conn.connected:
                     writers.append(conn.server)
+                up_pipe = conn.up
+                if up_pipe.nagle:
+                    if up_pipe.small_acked_at <= now:
+                        self._nagle(up_pipe, now)
+                    elif deadline is None or up_pipe.small_acked_at < deadline:
+                        deadline = up_pipe.small_acked_at
                 for pipe in (conn.up, conn.down):
                     if pipe.pending and conn.connected:
                         writers.append(pipe.dst)
@@ -515,7 +561,8 @@ class LinkEmulator:
     rate gives a plain (but still proxied) connection."""
 
     def __init__(self, target, rtt_ms=0, rate_mbit=None, queue_bytes=None,
-                 handshake=True, sockbuf=DEFAULT_SOCKBUF, listen_port=0):
+                 handshake=True, sockbuf=DEFAULT_SOCKBUF, listen_port=0,
+                 nagle=False):
         if isinstance(target, str):
             target = parse_target(target)
         self.target = tuple(target)
@@ -525,6 +572,7 @@ class LinkEmulator:
         self.handshake = handshake
         self.sockbuf = sockbuf
         self.listen_port = listen_port
+        self.nagle = nagle
         self.proc = None
         self.port = None
         self.stats = None
@@ -534,7 +582,7 @@ class LinkEmulator:
         return "127.0.0.1"
 
     def __str__(self):
-        return describe(self.rtt_ms, self.rate_mbit)
+        return describe(self.rtt_ms, self.rate_mbit, self.nagle)
 
     def start(self):
         cmd = [sys.executable, "-m", "benchmarks.linkemu", "--stdin-control",
@@ -548,6 +596,8 @@ class LinkEmulator:
             cmd += ["--queue", str(max(1, self.queue_bytes // 1024))]
         if not self.handshake:
             cmd.append("--no-handshake")
+        if self.nagle:
+            cmd.append("--nagle")
         env = dict(os.environ)
         env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"]
                                     if env.get("PYTHONPATH") else "")
@@ -851,6 +901,10 @@ def parse_args(argv):
     p.add_argument("--no-handshake", action="store_true",
                    help="open the server connection at once, not 1.5 RTT "
                         "after accepting")
+    p.add_argument("--nagle", action="store_true",
+                   help="hold the client's small writes as its Nagle "
+                        "algorithm would on a real path (the client's "
+                        "own kernel cannot: its ACKs come over loopback)")
     p.add_argument("--stdin-control", action="store_true",
                    help="exit when standard input ends")
     c = p.add_argument_group("calibration (instead of proxying)")
@@ -913,7 +967,7 @@ def main(argv=None):
     emu = Emulator(listener, target, args.rtt, args.rate,
                    args.queue * 1024 if args.queue else None,
                    handshake=not args.no_handshake,
-                   sockbuf=args.sockbuf * 1024,
+                   sockbuf=args.sockbuf * 1024, nagle=args.nagle,
                    control=sys.stdin if args.stdin_control else None)
 
     def stop(signum, frame):

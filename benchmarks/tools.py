@@ -703,8 +703,7 @@ def run_links(args, report, server, work, getmail, expected, nbytes, log):
 
 
 def links_markdown(report):
-    links = [wan.Link(d["rtt_ms"], d["rate_mbit"], d["queue_kib"])
-             for d in report["links"]]
+    links = [wan.Link.from_dict(d) for d in report["links"]]
     lines = [header(report), "",
              "Tools through emulated links (benchmarks/linkemu.py, a proxy "
              "in its own process): %d messages of %s bytes (%s bytes of "

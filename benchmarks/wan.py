@@ -20,10 +20,12 @@ CEILING = "ceiling (all RETR in flight)"
 
 
 class Link:
-    def __init__(self, rtt_ms=None, rate_mbit=None, queue_kib=None):
+    def __init__(self, rtt_ms=None, rate_mbit=None, queue_kib=None,
+                 nagle=False):
         self.rtt_ms = rtt_ms
         self.rate_mbit = rate_mbit
         self.queue_kib = queue_kib
+        self.nagle = nagle
 
     @property
     def loopback(self):
@@ -31,7 +33,7 @@ class Link:
 
     @property
     def label(self):
-        return describe(self.rtt_ms, self.rate_mbit)
+        return describe(self.rtt_ms, self.rate_mbit, self.nagle)
 
     def ideal(self, wire_bytes, round_trips=1):
         """Seconds the link needs at best for `round_trips` exchanges
@@ -46,17 +48,30 @@ class Link:
 
     def as_dict(self):
         return {"label": self.label, "rtt_ms": self.rtt_ms,
-                "rate_mbit": self.rate_mbit, "queue_kib": self.queue_kib}
+                "rate_mbit": self.rate_mbit, "queue_kib": self.queue_kib,
+                "nagle": self.nagle}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(d["rtt_ms"], d["rate_mbit"], d.get("queue_kib"),
+                   d.get("nagle", False))
 
 
-def parse_link(text, queue_kib=None):
-    rtt, _, rate = text.strip().partition(":")
+def parse_link(text, queue_kib=None, nagle=False):
+    """RTT_MS[:RATE_MBIT[:nagle]] -> Link."""
+    fields = text.strip().split(":")
+    if len(fields) == 3 and fields[2].strip() == "nagle":
+        nagle = True
+        fields.pop()
     try:
-        link = Link(float(rtt), float(rate) if rate.strip() else None,
-                    queue_kib)
+        if len(fields) > 2:
+            raise ValueError
+        rate = fields[1] if len(fields) == 2 else ""
+        link = Link(float(fields[0]), float(rate) if rate.strip() else None,
+                    queue_kib, nagle)
     except ValueError:
-        raise ValueError("a link is RTT_MS:RATE_MBIT (e.g. 50:100), not %r"
-                         % text) from None
+        raise ValueError("a link is RTT_MS:RATE_MBIT[:nagle] (e.g. 50:100), "
+                         "not %r" % text) from None
     if link.rtt_ms < 0 or (link.rate_mbit is not None
                            and link.rate_mbit <= 0):
         raise ValueError("link %r: RTT must be >= 0, rate > 0" % text)
@@ -76,7 +91,12 @@ def add_arguments(p, windows_help):
                         "bandwidth-delay product + 64 KiB)")
     g.add_argument("--links", metavar="RTT:RATE,...",
                    help="a matrix: every client through each of these "
-                        "links, e.g. 10:1000,50:100,200:20, after loopback")
+                        "links, e.g. 10:1000,50:100,200:20, after loopback "
+                        "(RTT:RATE:nagle: with --nagle for that link)")
+    g.add_argument("--nagle", action="store_true",
+                   help="the emulator holds the clients' small writes as "
+                        "their Nagle algorithm would on a real path "
+                        "(linkemu --nagle)")
     g.add_argument("--no-loopback", action="store_true",
                    help="with --links: leave out the loopback "
                         "column")
@@ -93,9 +113,9 @@ def links_from_args(args, parser):
     try:
         if args.rtt is not None:
             links.append(parse_link("%r:%s" % (args.rtt, args.rate or ""),
-                                    args.queue))
+                                    args.queue, args.nagle))
         if args.links:
-            links += [parse_link(t, args.queue)
+            links += [parse_link(t, args.queue, args.nagle)
                       for t in args.links.split(",") if t.strip()]
     except ValueError as exc:
         parser.error(str(exc))
@@ -133,7 +153,8 @@ class Through:
                     (self.server.host, getattr(self.server, name)),
                     rtt_ms=self.link.rtt_ms, rate_mbit=self.link.rate_mbit,
                     queue_bytes=(self.link.queue_kib * 1024
-                                 if self.link.queue_kib else None))
+                                 if self.link.queue_kib else None),
+                    nagle=self.link.nagle)
                 emu.start()
                 self.emulators.append(emu)
                 setattr(self, name, emu.port)
@@ -214,7 +235,7 @@ def link_lines(report_links, wire_bytes, round_trips=1, trips_text="RTT"):
     for ld in report_links:
         if ld.get("rtt_ms") is None:
             continue
-        link = Link(ld["rtt_ms"], ld["rate_mbit"])
+        link = Link.from_dict(ld)
         text = "%s: ideal %s (%s + %s bytes of replies / rate)" % (
             ld["label"], runner.fmt_time(link.ideal(wire_bytes, round_trips)),
             trips_text, "{:,}".format(wire_bytes))

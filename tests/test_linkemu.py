@@ -195,3 +195,26 @@ def test_a_sender_nobody_reads_from_is_blocked():
         release.set()
         srv.close()
     assert 0 < sent < limit
+
+
+def test_nagle_holds_a_small_write_until_the_last_one_is_acked(echo_server):
+    """--nagle: the second of two small writes waits for the first one's
+    ACK (one RTT) before it crosses, as a client's Nagle algorithm makes
+    it on a real path; without it both cross at once."""
+    rtt = 0.060
+    done = {}
+    for nagle in (False, True):
+        with LinkEmulator(("127.0.0.1", echo_server.port), rtt_ms=rtt * 1e3,
+                          nagle=nagle) as link:
+            with connect(link) as s:
+                s.sendall(b"0")
+                assert recv_exactly(s, 1) == b"0"     # past the handshake
+                t0 = time.perf_counter()
+                s.sendall(b"a")
+                time.sleep(0.005)       # two writes, not one, for the proxy
+                s.sendall(b"b")
+                assert recv_exactly(s, 2) == b"ab"
+                done[nagle] = time.perf_counter() - t0
+    assert done[False] >= rtt
+    assert done[True] >= 2 * rtt
+    assert done[False] < done[True]
