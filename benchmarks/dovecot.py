@@ -34,12 +34,14 @@ with the same w, for w in --windows, in alternating rounds too.
 import argparse
 import gc
 import hashlib
+import json
 import os
 import ssl
+import subprocess
 import sys
 import time
 
-from . import runner
+from . import _ceiling, runner, wan
 
 ROOT = runner.ROOT
 TESTS = os.path.join(ROOT, "tests")
@@ -47,6 +49,10 @@ BENCH_USER = "bench"
 BENCH_PASSWORD = "bench-secret"
 DEFAULT_WINDOWS = (1, 2, 4, 8, 16, 32, 64)
 RAW_WINDOW = 64
+LINK_WINDOWS = (8, 32, 128)
+MEMORY_LINK = "200:20"
+MEMORY_USER = "benchmem"
+
 
 # The targets of issue 10 (reported, never enforced).
 TARGET_PLAIN_VS_STDLIB = 2.8
@@ -72,7 +78,7 @@ def bench_messages(count, size, seed=2000):
 # --------------------------------------------------------------------------
 # the raw pipelined client
 
-TERMINATOR = b"\r\n.\r\n"
+TERMINATOR = _ceiling.TERMINATOR
 
 
 class RawClient:
@@ -82,27 +88,12 @@ class RawClient:
         self.sock = sock
         self.buf = bytearray(1 << 20)
 
-    def _command(self, line):
-        if line is not None:
-            self.sock.sendall(line + b"\r\n")
-        data = b""
-        while not data.endswith(b"\r\n"):
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise EOFError("server closed the connection")
-            data += chunk
-        if not data.startswith(b"+OK"):
-            raise RuntimeError("server said %r" % data)
-        return data
-
     def login(self, user, password):
-        self._command(None)                     # greeting
-        self._command(b"USER " + user.encode())
-        self._command(b"PASS " + password.encode())
+        _ceiling.login(self.sock, user, password)
 
     def quit(self):
         try:
-            self._command(b"QUIT")
+            _ceiling.command(self.sock, b"QUIT")
         finally:
             self.sock.close()
 
@@ -213,7 +204,7 @@ class Client:
         self.window = window
 
     def connect(self, target):
-        if self.kind == "raw":
+        if self.kind in ("raw", "ceiling"):
             return target.raw()
         return target.pop3(self.module)
 
@@ -231,6 +222,8 @@ class Client:
             return list(conn.fetch_many(numbers, window=self.window))
         if kind == "raw":
             return conn.retr_all(numbers, self.window or RAW_WINDOW, keep)
+        if kind == "ceiling":
+            return _ceiling.retr_all(conn.sock, numbers, conn.buf, keep)
         raise ValueError(kind)
 
     def canonical(self, result, numbers, keep):
@@ -260,14 +253,18 @@ def digest(messages):
 
 def verify(clients, target, numbers, log):
     """Runs each client once (the warm-up); all must get the same bytes.
-    Returns (count, total bytes, sha256)."""
+    Returns (count, total bytes, sha256, bytes of RETR replies on the
+    wire as a raw client read them, or None without one)."""
     ref = None
+    wire = None
     for c in clients:
         conn = c.connect(target)
-        keep = bytearray() if c.kind == "raw" else None
+        keep = bytearray() if c.kind in ("raw", "ceiling") else None
         result = c.run(conn, numbers, keep)
         c.close(conn)
         d = digest(c.canonical(result, numbers, keep))
+        if keep is not None:
+            wire = len(keep)
         del result, keep
         if ref is None:
             ref = (c.label, d)
@@ -278,10 +275,10 @@ def verify(clients, target, numbers, log):
     log.write("  %s: all %d clients got %d messages, %d bytes, sha256 %s...\n"
               % (target.transport, len(clients), ref[1][0], ref[1][1],
                  ref[1][2][:16]))
-    return ref[1]
+    return ref[1] + (wire,)
 
 
-def timed_rounds(clients, target, numbers, rounds, log):
+def timed_rounds(clients, target, numbers, rounds, log, verbose=False):
     """Alternating rounds; returns {label: {"times": [...], "cpu": [...]}}."""
     out = {c.label: {"times": [], "cpu": []} for c in clients}
     for r in range(rounds):
@@ -297,7 +294,14 @@ def timed_rounds(clients, target, numbers, rounds, log):
             c.close(conn)
             out[c.label]["times"].append(elapsed)
             out[c.label]["cpu"].append(cpu)
-        log.write("  %s round %d/%d done\n" % (target.transport, r + 1, rounds))
+        if verbose:
+            log.write("  %s round %d/%d: %s\n" % (
+                target.transport, r + 1, rounds, ", ".join(
+                    "%s %s" % (c.label, fmt_s(out[c.label]["times"][-1]))
+                    for c in clients)))
+        else:
+            log.write("  %s round %d/%d done\n"
+                      % (target.transport, r + 1, rounds))
     return runner.summarize(out)
 
 
@@ -397,6 +401,156 @@ def markdown(report):
         lines += sweep_table(report["sweep"], nbytes)
         lines += ["", "Sweep rounds: %d." % report["sweep_rounds"]]
     lines += [""] + ["Targets: " + t for t in targets(report["results"])]
+    if report.get("memory"):
+        lines += [""] + memory_table(report)
+    for note in report.get("notes", []):
+        lines += ["", note]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------
+# through emulated links (--rtt, --links) and the memory probe (--memory)
+
+def link_clients(args, poplib, cpoplib):
+    """The clients run through every link: fetch_many() with its default
+    window and with each --link-windows window, the ceiling, and with
+    --serial the one-message-per-round-trip loops."""
+    clients = []
+    if args.serial:
+        clients += [Client("stdlib retr", "retr", poplib),
+                    Client("cpoplib retr", "retr", cpoplib),
+                    Client("cpoplib fetch", "fetch", cpoplib)]
+    clients.append(Client("fetch_many, default window", "fetch_many",
+                          cpoplib))
+    clients += [Client("fetch_many, window=%d" % w, "fetch_many", cpoplib,
+                       window=w) for w in args.link_windows]
+    clients.append(Client(wan.CEILING, "ceiling"))
+    return clients
+
+
+def run_links(args, server, report, numbers, log):
+    """Every client through every link (loopback: straight to Dovecot),
+    in alternating rounds per link; one table, clients x links.  The
+    server has been started."""
+    import poplib
+    import cpoplib
+    clients = link_clients(args, poplib, cpoplib)
+    report.update(mode="dovecot-links", links=[l.as_dict() for l in
+                                               args.links],
+                  clients=[c.label for c in clients], link_results={},
+                  wire_bytes={}, transports=args.transports)
+    ports = tuple({"plain": "pop3_port", "pop3s": "pop3s_port"}[t]
+                  for t in args.transports)
+    if args.links:
+        # verified (and warmed up) straight on Dovecot, untimed
+        for transport in args.transports:
+            target = Target(server, transport, server.ca_file)
+            _, nbytes, sha, wire = verify(clients, target, numbers, log)
+            report["payload_bytes"] = nbytes
+            report["wire_bytes"][transport] = wire
+            report.setdefault("sha256", {})[transport] = sha
+            report["link_results"][transport] = {}
+    for link, ld in zip(args.links, report["links"]):
+        log.write("link %s:\n" % link.label)
+        with wan.Through(server, link, ports) as via:
+            with wan.cpu_share(via, ld):
+                for transport in args.transports:
+                    target = Target(via, transport, server.ca_file)
+                    report["link_results"][transport][link.label] = \
+                        timed_rounds(clients, target, numbers, args.rounds,
+                                     log, verbose=True)
+        ld["emulator"] = via.stats
+
+
+def memory_messages(args):
+    """The memory probe's mailbox: --memory-messages messages of --size,
+    every 20th one of --memory-large MiB instead."""
+    n = args.memory_messages
+    large = [m for _, m in bench_messages(n // 20,
+                                          int(args.memory_large * 2 ** 20),
+                                          seed=77)]
+    small = [m for _, m in bench_messages(n - len(large), args.size,
+                                          seed=78)]
+    out = []
+    for i in range(n):
+        src = large if (i + 1) % 20 == 0 and large else small
+        out.append(("mem-%d" % (i + 1), src.pop()))
+    return out
+
+
+def memory_probes(args, server, log):
+    """Peak RSS of fetch_many() over the memory mailbox through
+    --memory-link, default window and each --link-windows window, each in
+    a fresh process (benchmarks/_fetchmanyprobe.py)."""
+    rows = []
+    env = dict(os.environ, CPOPLIB_BENCH_PASSWORD=BENCH_PASSWORD)
+    link = args.memory_link
+    with wan.Through(server, link) as via:
+        for w in [None] + list(args.link_windows):
+            log.write("memory, %s, window %s...\n"
+                      % (link.label, w or "default"))
+            cmd = [sys.executable, "-m", "benchmarks._fetchmanyprobe",
+                   "--host", via.host, "--port", str(via.pop3_port),
+                   "--user", MEMORY_USER, "--password-env",
+                   "CPOPLIB_BENCH_PASSWORD",
+                   "--count", str(args.memory_messages)]
+            if w:
+                cmd += ["--window", str(w)]
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
+                                  text=True, timeout=3600)
+            if proc.returncode != 0:
+                log.write(proc.stderr)
+                raise RuntimeError("memory probe failed (window %s)" % w)
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            row["link"] = link.label
+            rows.append(row)
+    return rows
+
+
+def memory_table(report):
+    rows = report["memory"]
+    lines = ["Peak memory of fetch_many() through %s: a fresh process "
+             "per window iterates fetch_many() over %d messages (%s bytes; "
+             "every 20th is a large one), dropping each; peak = VmHWM "
+             "after a reset to the RSS before (%s), minus that RSS."
+             % (rows[0]["link"], rows[0]["messages"],
+                "{:,}".format(rows[0]["bytes"]), rows[0]["method"]), "",
+             "| window | peak RSS over start | largest message | peak ÷ "
+             "largest | time |", "|---|--:|--:|--:|--:|"]
+    for r in rows:
+        lines.append("| %s | %s | %s | %.2f | %s |" % (
+            r["window"] or "default", runner.fmt_mem(r["delta_kib"]),
+            runner.fmt_mem(r["largest"] / 1024),
+            r["delta_kib"] * 1024 / r["largest"] if r["largest"] else 0,
+            fmt_s(r["elapsed"])))
+    return lines
+
+
+def links_markdown(report):
+    info = report["machine"]
+    links = [wan.Link.from_dict(d) for d in report["links"]]
+    lines = [runner.header_line(info) + " · Dovecot: %s" % report["dovecot"],
+             ""]
+    if links:
+        lines += [
+            "Dovecot through emulated links (benchmarks/linkemu.py, a proxy "
+            "in its own process): %d messages, %s bytes of message data, "
+            "user %r; each link %d alternating rounds, medians with "
+            "(min–max); connecting and logging in are not timed; **×** = "
+            "client median ÷ the ceiling's median on the same link.  The "
+            "ceiling is a raw client with every RETR in flight (writer "
+            "thread; counts bytes, parses nothing)."
+            % (report["count"], "{:,}".format(report["payload_bytes"]),
+               BENCH_USER, report["rounds"]), ""]
+    for transport, res in report.get("link_results", {}).items():
+        if len(report["link_results"]) > 1:
+            lines += ["%s:" % transport, ""]
+        lines += wan.matrix_table(res, links, report["clients"]) + [""]
+        lines += wan.cpu_table(res, links, report["clients"]) + [""]
+        lines += wan.link_lines(report["links"],
+                                report["wire_bytes"][transport]) + [""]
+    if report.get("memory"):
+        lines += memory_table(report)
     for note in report.get("notes", []):
         lines += ["", note]
     return "\n".join(lines) + "\n"
@@ -411,12 +565,14 @@ def parse_args(argv):
         description="Whole-mailbox retrieval from a private Dovecot: stdlib "
                     "retr() loop, cpoplib retr()/fetch()/fetch_many(), and "
                     "a raw pipelined client; plus a fetch_many window sweep.")
-    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--rounds", type=int,
+                   help="alternating rounds (default 7; through links 3)")
     p.add_argument("--messages", type=int, default=2000)
     p.add_argument("--size", type=int, default=20 * 1024,
                    help="bytes per message (default 20 KiB)")
-    p.add_argument("--transports", default="plain,pop3s",
-                   help="comma-separated: plain, pop3s")
+    p.add_argument("--transports",
+                   help="comma-separated: plain, pop3s (default both; "
+                        "through links: plain)")
     p.add_argument("--windows", default=",".join(map(str, DEFAULT_WINDOWS)),
                    help="window sweep (comma-separated; empty: no sweep)")
     p.add_argument("--sweep-rounds", type=int,
@@ -426,11 +582,44 @@ def parse_args(argv):
                    help="only the window sweep (no client comparison)")
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--markdown", metavar="PATH")
+    g = wan.add_arguments(
+        p, "fetch_many windows run through the links besides the default "
+           "(default %s)" % ",".join(map(str, LINK_WINDOWS)))
+    g.add_argument("--serial", action="store_true",
+                   help="through links, also the one-at-a-time clients "
+                        "(stdlib and cpoplib retr(), fetch()): each "
+                        "message costs them a round trip")
+    m = p.add_argument_group("peak memory of fetch_many() through a link")
+    m.add_argument("--memory", action="store_true",
+                   help="also measure it (a fresh process per window)")
+    m.add_argument("--memory-only", action="store_true",
+                   help="measure only that")
+    m.add_argument("--memory-link", default=MEMORY_LINK, metavar="RTT:RATE",
+                   help="the link (default %s)" % MEMORY_LINK)
+    m.add_argument("--memory-messages", type=int, default=200,
+                   help="messages in its mailbox (default 200: of "
+                        "--size, every 20th one of --memory-large)")
+    m.add_argument("--memory-large", type=float, default=4.0, metavar="MIB",
+                   help="size of its large messages (default 4 MiB)")
     a = p.parse_args(argv)
+    a.links = wan.links_from_args(a, p)
+    if a.transports is None:
+        a.transports = "plain" if a.links else "plain,pop3s"
     a.transports = [t.strip() for t in a.transports.split(",") if t.strip()]
     if not set(a.transports) <= {"plain", "pop3s"}:
         p.error("--transports: plain, pop3s")
     a.windows = [int(w) for w in a.windows.split(",") if w.strip()]
+    a.link_windows = (wan.parse_windows(a.link_windows)
+                      if a.link_windows is not None else list(LINK_WINDOWS))
+    a.memory = a.memory or a.memory_only
+    try:
+        a.memory_link = wan.parse_link(a.memory_link, a.queue, a.nagle)
+    except ValueError as exc:
+        p.error(str(exc))
+    if a.rounds is None:
+        a.rounds = 3 if a.links else 7
+    if a.rounds < 1:
+        p.error("--rounds must be at least 1")
     if a.sweep_rounds is None:
         a.sweep_rounds = a.rounds
     return a
@@ -461,13 +650,15 @@ def main(argv=None):
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     log.write("generating %d messages of %d bytes...\n"
               % (args.messages, args.size))
-    messages = bench_messages(args.messages, args.size)
+    users = {BENCH_USER: (BENCH_PASSWORD,
+                          bench_messages(args.messages, args.size))}
+    if args.memory:
+        users[MEMORY_USER] = (BENCH_PASSWORD, memory_messages(args))
     log.write("starting Dovecot...\n")
-    server = ds.DovecotServer(
-        large_size=4096,
-        extra_users={BENCH_USER: (BENCH_PASSWORD, messages)})
-    del messages
+    server = ds.DovecotServer(large_size=4096, extra_users=users)
+    del users
     numbers = list(range(1, args.messages + 1))
+    links_mode = bool(args.links or args.memory_only)
     main_clients = [
         Client("stdlib retr", "retr", poplib),
         Client("cpoplib retr", "retr", cpoplib),
@@ -483,31 +674,32 @@ def main(argv=None):
     try:
         server.start()
         report["dovecot"] = "%d.%d.%d" % server.version
-        for transport in args.transports:
+        if links_mode:
+            run_links(args, server, report, numbers, log)
+        for transport in args.transports if not links_mode else ():
             target = Target(server, transport, server.ca_file)
-            count, nbytes, sha = verify(main_clients + sweep_clients, target,
-                                        numbers, log)
+            count, nbytes, sha, _ = verify(main_clients + sweep_clients,
+                                           target, numbers, log)
             report["payload_bytes"] = nbytes
             report.setdefault("sha256", {})[transport] = sha
             if not args.sweep_only:
                 report["results"][transport] = timed_rounds(
                     main_clients, target, numbers, args.rounds, log)
-        for transport in args.transports:
+        for transport in args.transports if not links_mode else ():
             if sweep_clients:
                 target = Target(server, transport, server.ca_file)
                 report["sweep"][transport] = timed_rounds(
                     sweep_clients, target, numbers, args.sweep_rounds, log)
+        if args.memory:
+            report["memory"] = memory_probes(args, server, log)
     except runner.Mismatch as exc:
         log.write("MISMATCH: %s\n" % exc)
         return 1
     finally:
         server.stop()
-    report["notes"].append("Run: python -m benchmarks --dovecot %s"
-                           % " ".join(argv if argv is not None
-                                      else sys.argv[1:]))
-    report["elapsed_s"] = time.perf_counter() - t_start
-    runner.emit_report(report, markdown(report), args, log)
-    return 0
+    return runner.finish_report(report, "--dovecot", argv,
+                                links_markdown if links_mode else markdown,
+                                args, log, t_start)
 
 
 if __name__ == "__main__":

@@ -454,6 +454,17 @@ def emit_report(report, text, args, log):
             f.write("\n")
     log.write("total %.1f s\n" % report["elapsed_s"])
 
+def finish_report(report, mode, argv, text_of, args, log, t_start):
+    """The end of a mode's run: note the command line (`mode`: its
+    option, e.g. "--dovecot"), the total time, then emit_report() the
+    Markdown text_of(report) gives.  Returns 0."""
+    report["notes"].append("Run: python -m benchmarks %s %s" % (
+        mode, " ".join(argv if argv is not None else sys.argv[1:])))
+    report["elapsed_s"] = time.perf_counter() - t_start
+    emit_report(report, text_of(report), args, log)
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     # Modes with their own options (see benchmarks/README.md): not part of

@@ -65,7 +65,7 @@ import tempfile
 import time
 from collections import Counter
 
-from . import runner
+from . import runner, wan
 from .dovecot import BENCH_PASSWORD, BENCH_USER, _dovecot_server, \
     bench_messages
 
@@ -113,8 +113,11 @@ class Tool:
 
     group = "maildir"
     env = None
+    user, password = BENCH_USER, BENCH_PASSWORD
 
-    def __init__(self, label, work, server, count):
+    def __init__(self, label, work, server, count, account=None):
+        if account is not None:
+            self.user, self.password = account
         self.label = label
         self.work = os.path.join(work, "".join(
             c if c.isalnum() else "-" for c in label))
@@ -143,6 +146,7 @@ class Tool:
 
 class Mpop(Tool):
     delivery = None
+    only_new = "off"
 
     def configure(self):
         rc = os.path.join(self.run_dir, "mpoprc")
@@ -151,14 +155,14 @@ class Mpop(Tool):
             f.write("defaults\n"
                     "host %s\nport %d\ntls off\nauth user\n"
                     "user %s\npassword %s\n"
-                    "keep on\nonly_new off\npipelining on\n"
+                    "keep on\nonly_new %s\npipelining on\n"
                     "uidls_file %s\n"
                     "account bench\n"
                     "delivery %s\n"
                     "account default : bench\n"
-                    % (self.server.host, self.server.pop3_port, BENCH_USER,
-                       BENCH_PASSWORD, os.path.join(self.run_dir, "uidls"),
-                       delivery))
+                    % (self.server.host, self.server.pop3_port, self.user,
+                       self.password, self.only_new,
+                       os.path.join(self.run_dir, "uidls"), delivery))
         os.chmod(rc, 0o600)
         self.argv = ["mpop", "-C", rc, "-q"]
         if self.delivery is None:
@@ -175,16 +179,17 @@ class MpopDiscard(Mpop):
 
 class CpoplibFetch(Tool):
 
-    def __init__(self, *a, sync=None, **kw):
+    def __init__(self, *a, sync=None, window=None, **kw):
         super().__init__(*a, **kw)
         self.sync = sync
-        self.env = dict(os.environ, CPOPLIB_BENCH_PASSWORD=BENCH_PASSWORD)
+        self.window = window
+        self.env = dict(os.environ, CPOPLIB_BENCH_PASSWORD=self.password)
 
     def configure(self):
         self.argv = [sys.executable, "-m", "cpoplib", "fetch",
                      "--host", self.server.host,
                      "--port", str(self.server.pop3_port),
-                     "--user", BENCH_USER, "--password-env",
+                     "--user", self.user, "--password-env",
                      "CPOPLIB_BENCH_PASSWORD", "--allow-plaintext",
                      "--state", os.path.join(self.run_dir, "state.json")]
         if self.group == "maildir":
@@ -193,6 +198,8 @@ class CpoplibFetch(Tool):
             self.argv += ["--dry-run", "--all"]   # summary line checked
         if self.sync:
             self.argv += ["--sync", self.sync]
+        if self.window:
+            self.argv += ["--window", str(self.window)]
 
 
 class CpoplibDryRun(CpoplibFetch):
@@ -206,6 +213,35 @@ class CpoplibDryRun(CpoplibFetch):
         if want not in output:
             raise runner.Mismatch("%s: expected %r in its summary, got %r"
                                   % (self.label, want, output[-300:]))
+
+
+class Ceiling(Tool):
+    """benchmarks/_ceiling.py as a process: every RETR in flight,
+    nothing stored (the link's ceiling)."""
+
+    group = "discard"
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.env = dict(os.environ, CPOPLIB_BENCH_PASSWORD=self.password,
+                        PYTHONPATH=runner.ROOT)
+
+    def configure(self):
+        self.argv = [sys.executable, "-m", "benchmarks._ceiling",
+                     "--host", self.server.host,
+                     "--port", str(self.server.pop3_port),
+                     "--user", self.user, "--password-env",
+                     "CPOPLIB_BENCH_PASSWORD", "--count", str(self.count)]
+
+    def messages(self):
+        return None
+
+    def check_output(self, output, count, nbytes):
+        words = output.split()
+        if len(words) < 4 or words[:2] != [str(count), "messages,"]:
+            raise runner.Mismatch("%s: expected %d messages, got %r"
+                                  % (self.label, count, output[-300:]))
+        self.wire_bytes = int(words[2])   # replies as read, QUIT's too
 
 
 class Getmail(Tool):
@@ -226,8 +262,8 @@ class Getmail(Tool):
                     "\n[destination]\ntype = Maildir\npath = %s/\n%s"
                     "\n[options]\nverbose = 0\nread_all = true\n"
                     "delete = false\nmessage_log_syslog = false\n"
-                    % (self.server.host, self.server.pop3_port, BENCH_USER,
-                       BENCH_PASSWORD, self.dest,
+                    % (self.server.host, self.server.pop3_port, self.user,
+                       self.password, self.dest,
                        "user = nobody\n" if self.owner else ""))
         os.chmod(rc, 0o600)
         state = os.path.join(self.run_dir, "getmail-state")
@@ -274,12 +310,30 @@ class ToolFailed(Exception):
     pass
 
 
-def run_once(tool):
-    """Run the tool once on a fresh destination: (wall s, cpu s, output)."""
+def run_once(tool, rss=False):
+    """Run the tool once on a fresh destination: see run_again()."""
     tool.prepare()
+    return run_again(tool, rss)
+
+
+GNU_TIME = "/usr/bin/time"
+
+
+def run_again(tool, rss=False):
+    """Run the tool once more on what its last run left (destination,
+    state or UIDL file): (wall s, cpu s, output, peak RSS KiB or None).
+
+    The peak is asked for with rss=True and measured by GNU time (%M),
+    which the command then runs under, where it is installed: os.wait4's
+    ru_maxrss cannot serve, it counts the resident set of the forking
+    benchmark process itself (the child's memory before its exec)."""
     os.sync()
+    argv, rss_file = tool.argv, None
+    if rss and os.access(GNU_TIME, os.X_OK):
+        rss_file = os.path.join(tool.run_dir, "maxrss")
+        argv = [GNU_TIME, "-f", "%M", "-o", rss_file] + argv
     t0 = time.perf_counter()
-    proc = subprocess.Popen(tool.argv, env=tool.env, cwd=tool.work,
+    proc = subprocess.Popen(argv, env=tool.env, cwd=tool.work,
                             stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = proc.stdout.read()
@@ -290,8 +344,12 @@ def run_once(tool):
     if proc.returncode != 0:
         raise ToolFailed("%s exited with %d:\n%s" % (
             tool.label, proc.returncode, out.decode(errors="replace")[-2000:]))
-    return wall, usage.ru_utime + usage.ru_stime, out.decode(
-        errors="replace")
+    peak = None
+    if rss_file is not None:
+        with open(rss_file) as f:
+            peak = int(f.read().split()[-1])
+    return (wall, usage.ru_utime + usage.ru_stime,
+            out.decode(errors="replace"), peak)
 
 
 def check(tool, expected, output, nbytes):
@@ -311,7 +369,7 @@ def timed_rounds(tools, rounds, expected, nbytes, log):
     out = {t.label: {"times": [], "cpu": []} for t in tools}
     for r in range(rounds):
         for t in tools:
-            wall, cpu, output = run_once(t)
+            wall, cpu, output, _ = run_once(t)
             check(t, expected, output, nbytes)
             out[t.label]["times"].append(wall)
             out[t.label]["cpu"].append(cpu)
@@ -364,11 +422,15 @@ def targets(report):
     return out
 
 
+def header(report):
+    """The machine line of every --tools table."""
+    return runner.header_line(report["machine"]) + (
+        " · Dovecot %s · %s · destination filesystem: %s"
+        % (report["dovecot"], report["mpop"], report["filesystem"]))
+
+
 def markdown(report):
-    info = report["machine"]
-    lines = [runner.header_line(info) + " · Dovecot %s · %s · destination "
-             "filesystem: %s" % (report["dovecot"], report["mpop"],
-                                 report["filesystem"]), "",
+    lines = [header(report), "",
              "Tools mode: %d messages of %s bytes each from Dovecot over "
              "plain POP3 (%s bytes of mailbox), each tool a process of its "
              "own, timed whole (start-up to exit); alternating rounds, "
@@ -406,9 +468,12 @@ def parse_args(argv):
         description="cpoplib fetch against mpop and getmail6 on a private "
                     "Dovecot: the whole download, to a Maildir and to "
                     "nowhere.")
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--getmail-rounds", type=int, default=1,
-                   help="rounds of the getmail6 rows (default 1; 0: none)")
+    p.add_argument("--rounds", type=int,
+                   help="alternating rounds (default 7; through links 3)")
+    p.add_argument("--getmail-rounds", type=int,
+                   help="rounds of the getmail6 rows (default 1, through "
+                        "links 0: it fetches one message per round trip; "
+                        "0: none)")
     p.add_argument("--messages", type=int, default=2000)
     p.add_argument("--size", type=int, default=20 * 1024,
                    help="bytes per message (default 20 KiB)")
@@ -419,12 +484,38 @@ def parse_args(argv):
                         "system's temporary directory); not a tmpfs")
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--markdown", metavar="PATH")
+    wan.add_arguments(p, "through links, also `cpoplib fetch --window W` "
+                         "(Maildir) for each W (default: none)")
+    sc = p.add_argument_group("scale (see benchmarks/README.md)")
+    sc.add_argument("--scale", action="store_true",
+                    help="instead: mailboxes of many small messages, "
+                         "cpoplib fetch against mpop to a Maildir, first "
+                         "run and a rerun with nothing new")
+    sc.add_argument("--scale-sizes", metavar="N,...",
+                    help="mailbox sizes (default 2000,20000,100000)")
+    sc.add_argument("--scale-message-size", type=int, default=1024,
+                    metavar="BYTES", help="bytes per message (default 1024)")
     a = p.parse_args(argv)
+    a.links = wan.links_from_args(a, p)
+    a.link_windows = wan.parse_windows(a.link_windows)
     a.groups = [g.strip() for g in a.groups.split(",") if g.strip()]
     if not set(a.groups) <= {"maildir", "discard"}:
         p.error("--groups: maildir, discard")
+    if a.rounds is None:
+        a.rounds = 3 if (a.links or a.scale) else 7
+    if a.getmail_rounds is None:
+        a.getmail_rounds = 0 if a.links else 1
     if a.rounds < 1:
         p.error("--rounds must be at least 1")
+    if a.scale:
+        if len(a.links) > 1:
+            p.error("--scale runs on loopback or through one --rtt link")
+        try:
+            a.scale_sizes = [int(x) for x in (a.scale_sizes or
+                                              "2000,20000,100000").split(",")
+                             if x.strip()]
+        except ValueError:
+            p.error("--scale-sizes: numbers, comma-separated")
     return a
 
 
@@ -437,35 +528,106 @@ def tool_version(argv):
     return out.splitlines()[0].strip() if out else None
 
 
+class Setup:
+    """What every --tools run needs: Dovecot's helper module, mpop's
+    version, where destinations go and its filesystem, the report's
+    start.  error: an exit status (after a message), or None."""
+
+    def __init__(self, args, mode, log):
+        self.error = None
+        self.ds = _dovecot_server()
+        if self.ds.find_dovecot() is None:
+            log.write("benchmarks --tools: dovecot is not installed "
+                      "(apt-get install dovecot-core dovecot-pop3d)\n")
+            self.error = 2
+            return
+        self.mpop = tool_version(["mpop", "--version"])
+        if self.mpop is None:
+            log.write("benchmarks --tools: mpop is not installed "
+                      "(apt-get install mpop)\n")
+            self.error = 2
+            return
+        self.parent = (args.workdir or self.ds._pick_tmp_parent()
+                       or tempfile.gettempdir())
+        fstype, tmpfs = filesystem_of(self.parent)
+        if tmpfs:
+            log.write("benchmarks --tools: %s is a tmpfs, where syncing "
+                      "costs nothing; give --workdir on a disk filesystem\n"
+                      % self.parent)
+            self.error = 2
+            return
+        info = runner.machine_info()
+        import cpoplib
+        info["cpoplib"] = getattr(cpoplib, "__version__", None)
+        self.report = {"machine": info, "mode": mode, "rounds": args.rounds,
+                       "mpop": self.mpop, "filesystem": fstype,
+                       "argv": sys.argv[1:], "results": {}, "notes": [],
+                       "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+    def workdir(self):
+        work = tempfile.mkdtemp(prefix="cpoplib-bench-tools-",
+                                dir=self.parent)
+        os.chmod(work, 0o755)
+        return work
+
+    def serve(self, server, body, text_of, args, argv, log, t_start):
+        """Start `server`, run body(work) with a fresh work directory,
+        stop and clean up; then the report (text_of(report): its
+        Markdown).  Returns the exit status."""
+        work = self.workdir()
+        try:
+            server.start()
+            self.report["dovecot"] = "%d.%d.%d" % server.version
+            body(work)
+        except (runner.Mismatch, ToolFailed) as exc:
+            log.write("FAILED: %s\n" % exc)
+            return 1
+        finally:
+            server.stop()
+            shutil.rmtree(work, ignore_errors=True)
+        return runner.finish_report(self.report, "--tools", argv, text_of,
+                                    args, log, t_start)
+
+
+def group_tools(group, work, server, n, getmail=None, windows=()):
+    """The tools of a group: (alternating ones, getmail6's slow ones)."""
+    if group == "discard":
+        return [MpopDiscard("mpop → /dev/null", work, server, n),
+                CpoplibDryRun("cpoplib fetch --dry-run", work, server, n)], []
+    tools = [Mpop("mpop", work, server, n),
+             CpoplibFetch("cpoplib fetch", work, server, n)]
+    if not windows:
+        tools.append(CpoplibFetch("cpoplib fetch --sync file", work,
+                                  server, n, sync="file"))
+    tools += [CpoplibFetch("cpoplib fetch --window %d" % w, work, server, n,
+                           window=w) for w in windows]
+    slow = []
+    if getmail is not None:
+        slow = [Getmail("getmail6", work, server, n, getmail, False),
+                Getmail("getmail6 on cpoplib", work, server, n, getmail,
+                        True)]
+    return tools, slow
+
+
+def warm_up(tools, expected, nbytes, log, what):
+    log.write("%s: warm-up and check...\n" % what)
+    for t in tools:
+        check(t, expected, run_once(t)[2], nbytes)
+
+
 def main(argv=None):
     args = parse_args(argv)
     log = sys.stderr
     t_start = time.perf_counter()
-    ds = _dovecot_server()
-    if ds.find_dovecot() is None:
-        log.write("benchmarks --tools: dovecot is not installed "
-                  "(apt-get install dovecot-core dovecot-pop3d)\n")
-        return 2
-    mpop = tool_version(["mpop", "--version"])
-    if mpop is None:
-        log.write("benchmarks --tools: mpop is not installed "
-                  "(apt-get install mpop)\n")
-        return 2
+    setup = Setup(args, "tools-scale" if args.scale else "tools", log)
+    if setup.error is not None:
+        return setup.error
+    if args.scale:
+        from . import scale
+        return scale.run(args, argv, setup, log, t_start)
+    report = setup.report
+    report.update(count=args.messages, size=args.size)
     getmail = getmail_script() if args.getmail_rounds > 0 else None
-    parent = args.workdir or ds._pick_tmp_parent() or tempfile.gettempdir()
-    fstype, tmpfs = filesystem_of(parent)
-    if tmpfs:
-        log.write("benchmarks --tools: %s is a tmpfs, where syncing costs "
-                  "nothing; give --workdir on a disk filesystem\n" % parent)
-        return 2
-    info = runner.machine_info()
-    import cpoplib
-    info["cpoplib"] = getattr(cpoplib, "__version__", None)
-    report = {"machine": info, "mode": "tools", "rounds": args.rounds,
-              "count": args.messages, "size": args.size, "mpop": mpop,
-              "filesystem": fstype,
-              "argv": sys.argv[1:], "results": {}, "notes": [],
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if args.getmail_rounds > 0 and getmail is None:
         report["notes"].append("getmail6 rows skipped: getmail6 is not "
                                "installed in this environment (pip "
@@ -477,54 +639,102 @@ def main(argv=None):
     report["mailbox_bytes"] = nbytes = sum(len(m.replace(b"\n", b"\r\n"))
                                            for _, m in messages)
     log.write("starting Dovecot...\n")
-    server = ds.DovecotServer(
+    server = setup.ds.DovecotServer(
         large_size=4096,
         extra_users={BENCH_USER: (BENCH_PASSWORD, messages)})
     del messages
-    work = tempfile.mkdtemp(prefix="cpoplib-bench-tools-", dir=parent)
-    os.chmod(work, 0o755)
-    try:
-        server.start()
-        report["dovecot"] = "%d.%d.%d" % server.version
-        n = args.messages
+
+    def body(work):
+        if args.links:
+            run_links(args, report, server, work, getmail, expected, nbytes,
+                      log)
+            return
         for group in args.groups:
-            if group == "maildir":
-                tools = [Mpop("mpop", work, server, n),
-                         CpoplibFetch("cpoplib fetch", work, server, n),
-                         CpoplibFetch("cpoplib fetch --sync file", work,
-                                      server, n, sync="file")]
-                slow = []
-                if getmail is not None:
-                    slow = [Getmail("getmail6", work, server, n, getmail,
-                                    False),
-                            Getmail("getmail6 on cpoplib", work, server, n,
-                                    getmail, True)]
-            else:
-                tools = [MpopDiscard("mpop → /dev/null", work, server, n),
-                         CpoplibDryRun("cpoplib fetch --dry-run", work,
-                                       server, n)]
-                slow = []
-            log.write("%s: warm-up and check...\n" % group)
-            for t in tools + slow:
-                _, _, output = run_once(t)
-                check(t, expected, output, nbytes)
+            tools, slow = group_tools(group, work, server, args.messages,
+                                      getmail)
+            warm_up(tools + slow, expected, nbytes, log, group)
             res = timed_rounds(tools, args.rounds, expected, nbytes, log)
             if slow:
                 res.update(timed_rounds(slow, args.getmail_rounds, expected,
                                         nbytes, log))
             report["results"][group] = res
-    except (runner.Mismatch, ToolFailed) as exc:
-        log.write("FAILED: %s\n" % exc)
-        return 1
-    finally:
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    report["notes"].append("Run: python -m benchmarks --tools %s"
-                           % " ".join(argv if argv is not None
-                                      else sys.argv[1:]))
-    report["elapsed_s"] = time.perf_counter() - t_start
-    runner.emit_report(report, markdown(report), args, log)
-    return 0
+
+    return setup.serve(server, body, links_markdown if args.links
+                       else markdown, args, argv, log, t_start)
+
+
+# --------------------------------------------------------------------------
+# through emulated links (--rtt, --links)
+
+def run_links(args, report, server, work, getmail, expected, nbytes, log):
+    """Every tool of every group, and the ceiling, through every link in
+    alternating rounds (one set per link); checked first on loopback."""
+    n = args.messages
+    report.update(mode="tools-links",
+                  links=[l.as_dict() for l in args.links], link_results={})
+
+    def tools_for(dest, endpoint):
+        os.mkdir(dest)
+        os.chmod(dest, 0o755)
+        tools, slow = [], []
+        for group in args.groups:
+            t, s = group_tools(group, dest, endpoint, n, getmail,
+                               args.link_windows)
+            tools += t
+            slow += s
+        tools.append(Ceiling(wan.CEILING, dest, endpoint, n))
+        return tools, slow
+
+    tools, slow = tools_for(os.path.join(work, "check"), server)
+    report["tools"] = [t.label for t in tools + slow]
+    warm_up(tools + slow, expected, nbytes, log, "all tools, on loopback")
+    report["wire_bytes"] = tools[-1].wire_bytes
+    for i, (link, ld) in enumerate(zip(args.links, report["links"])):
+        log.write("link %s:\n" % link.label)
+        with wan.Through(server, link) as via:
+            tools, slow = tools_for(os.path.join(work, "link-%d" % i), via)
+            with wan.cpu_share(via, ld):
+                res = timed_rounds(tools, args.rounds, expected, nbytes, log)
+                if slow:
+                    res.update(timed_rounds(slow, args.getmail_rounds,
+                                            expected, nbytes, log))
+        ld["emulator"] = via.stats
+        report["link_results"][link.label] = res
+
+
+def links_markdown(report):
+    links = [wan.Link.from_dict(d) for d in report["links"]]
+    lines = [header(report), "",
+             "Tools through emulated links (benchmarks/linkemu.py, a proxy "
+             "in its own process): %d messages of %s bytes (%s bytes of "
+             "mailbox) from Dovecot over plain POP3, each tool a process "
+             "timed whole (start-up, connecting with the emulated "
+             "handshake, logging in, fetching, delivering, syncing, QUIT); "
+             "%d alternating rounds per link, medians with (min–max); "
+             "**×** = tool median ÷ the ceiling's median on the same link.  "
+             "The ceiling (benchmarks/_ceiling.py, also a process) logs in "
+             "and sends every RETR and QUIT at once, reads and counts, "
+             "stores nothing.  Maildir rows: each tool's default "
+             "durability (see the loopback table's notes); every run's "
+             "destination was checked."
+             % (report["count"], "{:,}".format(report["size"]),
+                "{:,}".format(report["mailbox_bytes"]), report["rounds"]),
+             ""]
+    lines += wan.matrix_table(report["link_results"], links,
+                              report["tools"]) + [""]
+    lines += ["Client CPU (user + system of the process and the children "
+              "it waited for):", ""]
+    lines += wan.cpu_table(report["link_results"], links,
+                           report["tools"]) + [""]
+    lines += wan.link_lines(
+        report["links"], report["wire_bytes"], 5,
+        "5 RTT: connect and greeting 2, USER, PASS, RETR…QUIT")
+    lines += ["", "The ideal leaves out what no link adds: the interpreter's "
+              "start-up and the server's own time (the loopback column "
+              "shows both)."]
+    for note in report.get("notes", []):
+        lines += ["", note]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
