@@ -1035,6 +1035,7 @@ offered_mechanisms(POP3Object *self, cpoplib_state *st)
     PyObject *caps, *list, *item;
     Py_ssize_t n;
     long mask = 0;
+    int has;
 
     caps = cpoplib_capa(self, st);
     if (caps == NULL) {
@@ -1044,6 +1045,14 @@ offered_mechanisms(POP3Object *self, cpoplib_state *st)
         PyErr_Clear();             /* no CAPA: no SASL either */
         return 0;
     }
+    /* what CAPA says of PIPELINING stands for the session: fetch_many()
+       then needs no CAPA of its own */
+    has = PySequence_Contains(caps, st->str_pipelining_cap);
+    if (has < 0) {
+        Py_DECREF(caps);
+        return -1;
+    }
+    self->pipelining = has;
     list = PyObject_GetItem(caps, st->str_sasl_cap);
     Py_DECREF(caps);
     if (list == NULL) {

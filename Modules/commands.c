@@ -325,6 +325,45 @@ cpoplib_apop_impl(POP3Object *self, PyObject *user, PyObject *password)
     return res;
 }
 
+/* Whether to pipeline: CAPA's PIPELINING, asked once per connection. */
+int
+cpoplib_server_pipelines(POP3Object *conn)
+{
+    cpoplib_state *st = cpoplib_pop3_state(conn);
+    PyObject *caps;
+    int has;
+
+    if (conn->pipelining >= 0) {
+        return conn->pipelining;
+    }
+    caps = cpoplib_capa(conn, st);
+    if (caps == NULL) {
+        /* capa() turns the server's -ERR into its own error_proto, with
+           the reply as __context__: only that means "no CAPA" */
+        PyObject *exc = cpoplib_fetch_exception();
+        PyObject *reply = PyException_GetContext(exc);
+        int refused = cpoplib_is_err_reply(st, exc)
+                      || (PyObject_TypeCheck(exc,
+                                             (PyTypeObject *)st->error_proto)
+                          && cpoplib_is_err_reply(st, reply));
+        Py_XDECREF(reply);
+        if (!refused) {
+            cpoplib_restore_exception(exc);
+            return -1;
+        }
+        Py_DECREF(exc);          /* no CAPA: no pipelining */
+        conn->pipelining = 0;
+        return 0;
+    }
+    has = PySequence_Contains(caps, st->str_pipelining_cap);
+    Py_DECREF(caps);
+    if (has < 0) {
+        return -1;
+    }
+    conn->pipelining = has;
+    return has;
+}
+
 /* ---- the other commands ---- */
 
 PyObject *

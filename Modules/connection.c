@@ -243,6 +243,7 @@ cpoplib_pop3_traverse(POP3Object *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->dict);
     Py_VISIT(self->module);
+    Py_VISIT(self->corked);
     return 0;
 }
 
@@ -252,6 +253,7 @@ int
 cpoplib_pop3_clear(POP3Object *self)
 {
     Py_CLEAR(self->dict);
+    Py_CLEAR(self->corked);
     return 0;
 }
 

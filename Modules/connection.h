@@ -30,6 +30,11 @@ typedef struct {
        iterator was finalized while it could not drain): every command
        fails from then on. */
     int out_of_step;
+    /* While not NULL (a bytearray), the built-in _putline() appends each
+       line here instead of sending it; cpoplib_uncork() sends them all
+       with one sendall(): pipelined commands leave in one segment, not
+       one each (which Nagle's algorithm would hold back a round trip). */
+    PyObject *corked;
 } POP3Object;
 
 static inline cpoplib_state *
@@ -137,6 +142,13 @@ PyObject *cpoplib_getresp(POP3Object *self, cpoplib_state *st);
 PyObject *cpoplib_getlongresp(POP3Object *self, cpoplib_state *st);
 PyObject *cpoplib_close(POP3Object *self, cpoplib_state *st);
 
+/* Start collecting the lines the built-in _putline() sends (see
+ * POP3Object.corked); cpoplib_uncork() sends what was collected in one
+ * sendall() and stops collecting, and must be called before anything is
+ * read.  0, or -1 with an exception set (then nothing was sent). */
+int cpoplib_cork(POP3Object *self);
+int cpoplib_uncork(POP3Object *self, cpoplib_state *st);
+
 /* Send `line` (a str) through self._shortcmd() or self._longcmd() and
  * return the response. */
 PyObject *cpoplib_run_command(POP3Object *self, PyObject *line,
@@ -157,6 +169,10 @@ PyObject *cpoplib_top_impl(POP3Object *self, PyObject *which,
 PyObject *cpoplib_listing_impl(POP3Object *self, PyObject *bare,
                                PyObject *fmt, PyObject *which);
 PyObject *cpoplib_quit_impl(POP3Object *self);
+/* Whether to pipeline on this connection: CAPA's PIPELINING, asked once
+ * per connection (or since STLS; login() records what its CAPA said).
+ * 1, 0 (no CAPA counts as no), or -1 with an exception set. */
+int cpoplib_server_pipelines(POP3Object *conn);
 /* `fmt % arg` as a short (longcmd = 0) or multi-line command */
 PyObject *cpoplib_command1(POP3Object *self, PyObject *fmt, PyObject *arg,
                            int longcmd);
@@ -189,6 +205,9 @@ PyObject *cpoplib_fetch_into_impl(POP3Object *self, PyObject *which,
  * st->cmd_list): uidl_map() and list_map() */
 PyObject *cpoplib_listing_map(POP3Object *self, PyObject *command,
                               int numeric);
+/* listing_maps(): (list_map(), uidl_map() or None when the server has no
+ * UIDL), both commands in one write when the server pipelines */
+PyObject *cpoplib_listing_maps_impl(POP3Object *self);
 /* The response to a RETR already sent, as fetch() returns it; `cap` is
  * MAX_RESPONSE_SIZE as read (and validated) by the caller, -1 for none. */
 PyObject *cpoplib_read_message(POP3Object *self, Py_ssize_t cap);
@@ -204,9 +223,14 @@ PyObject *cpoplib_login_impl(POP3Object *self, PyObject *user,
 /* ---- pipeline.c ---- */
 
 extern PyType_Spec cpoplib_fetch_iter_spec;
+/* sizes: a mapping {number: octets} or NULL/None */
 PyObject *cpoplib_fetch_many_impl(POP3Object *self, PyObject *which,
                                   PyObject *delete_, PyObject *pipeline,
-                                  PyObject *window);
+                                  PyObject *window, PyObject *sizes);
+/* DELE for each of `which`, pipelined when the server pipelines: the
+ * list of responses; on -ERR what is in flight is read, nothing more is
+ * sent, and error_proto is raised with the number in `which`. */
+PyObject *cpoplib_dele_many_impl(POP3Object *self, PyObject *which);
 
 /* ---- methods.c ---- */
 

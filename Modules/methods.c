@@ -665,32 +665,82 @@ pop3_fetch_into(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
 }
 
 PyDoc_STRVAR(pop3_fetch_many_doc,
-"fetch_many($self, /, which, *, delete=False, pipeline=None, window=None)\n"
+"fetch_many($self, /, which, *, delete=False, pipeline=None, window=None,\n"
+"           sizes=None)\n"
 "--\n\n"
 "Iterate over (which, message) for each message number in which, in\n"
 "order; each message as fetch() returns it.  With pipelining (the\n"
-"server's CAPA lists PIPELINING, or pipeline=True) up to window RETR\n"
-"commands (default 8) are in flight at once.  With delete=True a\n"
-"message is deleted (DELE, committed at quit()) once the caller asks\n"
-"for the next one.  On -ERR the responses in flight are drained and\n"
-"error_proto is raised with the message number as its `which`\n"
-"attribute.  Until the iterator is exhausted or closed, other commands\n"
-"on the connection raise RuntimeError.");
+"server's CAPA lists PIPELINING, or pipeline=True) several RETR\n"
+"commands are in flight at once: window of them if given, else a window\n"
+"that adapts to the link -- from 4, doubling each round while that\n"
+"raises the throughput, up to 128 -- and sizes ({number: octets}, say\n"
+"list_map()) keeps the replies in flight under 32 MiB.  The iterator's\n"
+"window attribute says where it is.  With delete=True a message is\n"
+"deleted (DELE, committed at quit()) once the caller asks for the next\n"
+"one.  On -ERR the responses in flight are drained and error_proto is\n"
+"raised with the message number as its `which` attribute.  Until the\n"
+"iterator is exhausted or closed, other commands on the connection, and\n"
+"reads of its file, raise RuntimeError.");
 
 static PyObject *
 pop3_fetch_many(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
                 PyObject *kwnames)
 {
     static const char *const names[] = {"which", "delete", "pipeline",
-                                        "window", NULL};
+                                        "window", "sizes", NULL};
     static const cpoplib_argspec spec = {"fetch_many", names, 0, 1, 1};
-    PyObject *argv[4];
+    PyObject *argv[5];
 
     if (cpoplib_parse_args(&spec, args, nargs, kwnames, argv) < 0) {
         return NULL;
     }
     return cpoplib_fetch_many_impl(self, argv[0], argv[1], argv[2],
-                                   argv[3]);
+                                   argv[3], argv[4]);
+}
+
+PyDoc_STRVAR(pop3_dele_many_doc,
+"dele_many($self, /, which)\n--\n\n"
+"Mark each message number in which for deletion (DELE; the server\n"
+"deletes at quit()), pipelined in one write per window when the server\n"
+"pipelines.  Returns the list of responses.  On -ERR the responses in\n"
+"flight are read, nothing more is sent, and error_proto is raised with\n"
+"the message number as its `which` attribute (the DELEs before it\n"
+"stand).");
+
+static PyObject *
+pop3_dele_many(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
+               PyObject *kwnames)
+{
+    static const char *const names[] = {"which", NULL};
+    static const cpoplib_argspec spec = {"dele_many", names, 0, 1, 1};
+    PyObject *which, *res;
+
+    if (cpoplib_parse_args(&spec, args, nargs, kwnames, &which) < 0
+        || cpoplib_claim(self) < 0) {
+        return NULL;
+    }
+    res = cpoplib_dele_many_impl(self, which);
+    cpoplib_release(self);
+    return res;
+}
+
+PyDoc_STRVAR(pop3_listing_maps_doc,
+"listing_maps($self, /)\n--\n\n"
+"(list_map(), uidl_map()) from one round trip: LIST and UIDL in one\n"
+"write when the server pipelines.  The second is None when the server\n"
+"answers UIDL with -ERR (it has no unique ids).");
+
+static PyObject *
+pop3_listing_maps(POP3Object *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *res;
+
+    if (cpoplib_claim(self) < 0) {
+        return NULL;
+    }
+    res = cpoplib_listing_maps_impl(self);
+    cpoplib_release(self);
+    return res;
 }
 
 /* uidl_map() and list_map() */
@@ -870,6 +920,9 @@ static PyMethodDef pop3_methods[] = {
     {"fetch", FAST(pop3_fetch), FASTKW, pop3_fetch_doc},
     {"fetch_into", FAST(pop3_fetch_into), FASTKW, pop3_fetch_into_doc},
     {"fetch_many", FAST(pop3_fetch_many), FASTKW, pop3_fetch_many_doc},
+    {"dele_many", FAST(pop3_dele_many), FASTKW, pop3_dele_many_doc},
+    {"listing_maps", (PyCFunction)pop3_listing_maps, METH_NOARGS,
+     pop3_listing_maps_doc},
     {"uidl_map", (PyCFunction)pop3_uidl_map, METH_NOARGS, pop3_uidl_map_doc},
     {"list_map", (PyCFunction)pop3_list_map, METH_NOARGS, pop3_list_map_doc},
     {"__getstate__", (PyCFunction)pop3_getstate, METH_NOARGS,

@@ -1,14 +1,29 @@
-/* pipeline.c -- POP3.fetch_many(): many messages in order, with a
- * bounded window of RETR commands in flight when the server pipelines
- * (RFC 2449 PIPELINING), and DELE for each message once the caller has
- * come back for the next one.
+/* pipeline.c -- POP3.fetch_many(): many messages in order, with a window
+ * of RETR commands in flight when the server pipelines (RFC 2449
+ * PIPELINING), and DELE for each message once the caller has come back
+ * for the next one; and POP3.dele_many(), DELE for many messages the same
+ * way.
  *
  * The iterator reserves the connection from its first step until it is
  * exhausted or closed: between two steps the caller's own code runs, and
  * any other command on the connection would read a reply meant for a
  * RETR in flight, so it is refused (RuntimeError) before it sends
- * anything.  Responses are read in the order the commands went out; a
- * queue of (kind, index) entries says what each one answers.
+ * anything, and the connection's file refuses to be read.  Responses are
+ * read in the order the commands went out; a queue of (kind, index,
+ * size) entries says what each one answers.  The commands of one refill
+ * leave in one write (the connection is corked around it), so that
+ * Nagle's algorithm does not hold them back a round trip.
+ *
+ * The window: fixed when the caller gives one; with window=None it adapts
+ * to the link, as TCP's slow start does.  It starts at 4 and doubles after
+ * each round (a window's worth of messages received) as long as the
+ * round's throughput rose by at least a fifth over the best so far; after
+ * two rounds without such a gain it stays.  It never exceeds WINDOW_CAP
+ * commands, and with the messages' sizes known (sizes=) the replies in
+ * flight never exceed BYTES_IN_FLIGHT bytes (but one message always may
+ * go): an early stop then drains at most that much.  The client's memory
+ * does not grow with the window -- replies in flight wait in the kernel's
+ * buffers and the server's, and one message is read at a time.
  *
  * Failure: when a RETR or DELE gets -ERR, every response still in flight
  * is read and dropped, so the connection stays in step, and error_proto
@@ -18,31 +33,46 @@
  * (break out of the loop, close(), garbage collection) drains the same
  * way and deletes nothing more.
  *
- * Memory: at most `window` RETR commands are in flight.  Bytes in flight
- * are bounded by the kernel's socket buffers (the server blocks once they
- * are full); cpoplib reads only one response at a time, into the
- * message it is building.
- *
  * May call: commands.c, connection.c, errors.c, protocol.c, reader.c,
- * retrieval.c.  Python code it runs: the hooks, capa(), attribute reads.
+ * retrieval.c.  Python code it runs: the hooks, capa(), attribute reads,
+ * the sizes mapping.
  */
 #include "connection.h"
 
-/* The default window: RETR commands in flight at once. */
-#define DEFAULT_WINDOW 8
+/* The adaptive window: where it starts, the most RETR commands it puts
+ * in flight (a few hundred bytes of commands, which no server's receive
+ * buffer is too small for: sending never waits on a server that answers
+ * before it reads on), and the most reply bytes in flight when the sizes
+ * are known. */
+#define WINDOW_START 4
+#define WINDOW_CAP 128
+#define BYTES_IN_FLIGHT ((Py_ssize_t)32 << 20)
+/* A fixed window may be up to this */
+#define WINDOW_MAX 1024
 
 enum { ENTRY_RETR, ENTRY_DELE };
 
 typedef struct {
     int kind;
     Py_ssize_t index;           /* into `which` */
+    Py_ssize_t size;            /* RETR: the message's size if known */
 } entry;
 
 typedef struct {
     PyObject_HEAD
     POP3Object *conn;           /* strong */
     PyObject *which;            /* a list of message numbers */
-    Py_ssize_t window;
+    PyObject *sizes;            /* a mapping number -> octets, or NULL */
+    Py_ssize_t window;          /* RETR commands allowed in flight now */
+    Py_ssize_t max_window;
+    int adaptive;               /* window=None */
+    /* the adaptive window's round: messages left to receive in it, their
+       bytes, when it began, the best throughput of a round so far and
+       how many rounds in a row brought no gain */
+    Py_ssize_t round_left;
+    double round_bytes, round_start, best_rate;
+    int flat_rounds;
+    Py_ssize_t bytes_in_flight; /* of the RETRs in flight, as known */
     int delete_;
     int pipeline;               /* -1: ask CAPA at the first step */
     int started;
@@ -61,7 +91,7 @@ typedef struct {
 /* ---- the queue of commands in flight ---- */
 
 static int
-queue_push(FetchIterObject *it, int kind, Py_ssize_t index)
+queue_push(FetchIterObject *it, int kind, Py_ssize_t index, Py_ssize_t size)
 {
     if (it->count >= it->queue_cap) {
         /* cannot happen: at most 2 * window entries are in flight */
@@ -69,7 +99,8 @@ queue_push(FetchIterObject *it, int kind, Py_ssize_t index)
                         "fetch_many(): too many commands in flight");
         return -1;
     }
-    it->queue[(it->head + it->count) % it->queue_cap] = (entry){kind, index};
+    it->queue[(it->head + it->count) % it->queue_cap] =
+        (entry){kind, index, size};
     it->count++;
     return 0;
 }
@@ -88,14 +119,15 @@ queue_pop(FetchIterObject *it)
 
 /* Send `fmt % which[index]` through self._putcmd() and queue it. */
 static int
-send_command(FetchIterObject *it, int kind, Py_ssize_t index)
+send_command(FetchIterObject *it, int kind, Py_ssize_t index,
+             Py_ssize_t size)
 {
     cpoplib_state *st = cpoplib_pop3_state(it->conn);
     PyObject *which = PyList_GET_ITEM(it->which, index);
     PyObject *line, *res;
 
     if (it->count >= it->queue_cap) {
-        return queue_push(it, kind, index);     /* raises */
+        return queue_push(it, kind, index, size);     /* raises */
     }
     Py_INCREF(which);
     line = cpoplib_format_command(kind == ENTRY_RETR ? st->fmt_retr
@@ -110,13 +142,78 @@ send_command(FetchIterObject *it, int kind, Py_ssize_t index)
         return -1;
     }
     Py_DECREF(res);
-    if (queue_push(it, kind, index) < 0) {
+    if (queue_push(it, kind, index, size) < 0) {
         return -1;
     }
     if (kind == ENTRY_RETR) {
         it->retr_in_flight++;
+        it->bytes_in_flight += size;
     }
     return 0;
+}
+
+/* The size of which[index] from the sizes mapping: 0 when unknown (no
+ * mapping, no entry, not a non-negative int), -1 with an exception set
+ * when the mapping itself fails otherwise. */
+static Py_ssize_t
+known_size(FetchIterObject *it, Py_ssize_t index)
+{
+    PyObject *value;
+    Py_ssize_t size;
+
+    if (it->sizes == NULL) {
+        return 0;
+    }
+    value = PyObject_GetItem(it->sizes, PyList_GET_ITEM(it->which, index));
+    if (value == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_LookupError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        return 0;
+    }
+    size = PyLong_Check(value) ? PyLong_AsSsize_t(value) : 0;
+    Py_DECREF(value);
+    if (size == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return size < 0 ? 0 : size;
+}
+
+/* After a message of `size` bytes arrived: the adaptive window's round
+ * accounting (see the file's header). */
+static void
+adapt_window(FetchIterObject *it, Py_ssize_t size)
+{
+    double now, rate;
+
+    if (!it->adaptive) {
+        return;
+    }
+    it->round_bytes += (double)size;
+    if (--it->round_left > 0) {
+        return;
+    }
+    now = cpoplib_monotonic();
+    rate = it->round_bytes / (now - it->round_start > 1e-6
+                              ? now - it->round_start : 1e-6);
+    if (rate >= it->best_rate * 1.2) {
+        it->flat_rounds = 0;
+    }
+    else {
+        it->flat_rounds++;
+    }
+    if (rate > it->best_rate) {
+        it->best_rate = rate;
+    }
+    if (it->flat_rounds < 2 && it->window < it->max_window) {
+        it->window = it->window * 2 < it->max_window ? it->window * 2
+                                                     : it->max_window;
+    }
+    it->round_left = it->window;
+    it->round_bytes = 0.0;
+    it->round_start = now;
 }
 
 /* The error being raised answers which[index]: record that on it. */
@@ -149,8 +246,12 @@ read_front(FetchIterObject *it, entry *e, PyObject **message)
     *message = NULL;
     if (e->kind == ENTRY_RETR) {
         it->retr_in_flight--;
+        it->bytes_in_flight -= e->size;
         *message = cpoplib_read_message(it->conn, it->cap);
         res = *message;
+        if (res != NULL) {
+            adapt_window(it, PyBytes_GET_SIZE(res));
+        }
     }
     else {
         res = cpoplib_getresp(it->conn, st);
@@ -257,43 +358,64 @@ finish(FetchIterObject *it)
     }
 }
 
-/* Whether to pipeline: CAPA's PIPELINING, asked once per connection. */
+/* Send what the window allows (and the DELE of the message handed over
+ * last), corked into one write when pipelining.  0 or -1; whatever was
+ * queued has gone out unless the connection broke (it->broken). */
 static int
-server_pipelines(POP3Object *conn)
+refill(FetchIterObject *it)
 {
-    cpoplib_state *st = cpoplib_pop3_state(conn);
-    PyObject *caps;
-    int has;
+    cpoplib_state *st = cpoplib_pop3_state(it->conn);
+    Py_ssize_t n = PyList_GET_SIZE(it->which);
+    int rc = 0;
 
-    if (conn->pipelining >= 0) {
-        return conn->pipelining;
-    }
-    caps = cpoplib_capa(conn, st);
-    if (caps == NULL) {
-        /* capa() turns the server's -ERR into its own error_proto, with
-           the reply as __context__: only that means "no CAPA" */
-        PyObject *exc = cpoplib_fetch_exception();
-        PyObject *reply = PyException_GetContext(exc);
-        int refused = cpoplib_is_err_reply(st, exc)
-                      || (PyObject_TypeCheck(exc,
-                                             (PyTypeObject *)st->error_proto)
-                          && cpoplib_is_err_reply(st, reply));
-        Py_XDECREF(reply);
-        if (!refused) {
-            cpoplib_restore_exception(exc);
-            return -1;
-        }
-        Py_DECREF(exc);          /* no CAPA: no pipelining */
-        conn->pipelining = 0;
-        return 0;
-    }
-    has = PySequence_Contains(caps, st->str_pipelining_cap);
-    Py_DECREF(caps);
-    if (has < 0) {
+    if (it->pipeline && cpoplib_cork(it->conn) < 0) {
         return -1;
     }
-    conn->pipelining = has;
-    return has;
+    /* the caller came back: the message handed over last may go */
+    if (it->to_delete >= 0) {
+        Py_ssize_t index = it->to_delete;
+        it->to_delete = -1;
+        if (!it->pipeline && (drain(it) < 0 || PyErr_Occurred())) {
+            rc = -1;
+        }
+        else if (send_command(it, ENTRY_DELE, index, 0) < 0) {
+            rc = -1;
+        }
+    }
+    while (rc == 0 && it->retr_in_flight < it->window && it->next_send < n) {
+        Py_ssize_t size = known_size(it, it->next_send);
+
+        if (size < 0) {
+            rc = -1;
+            break;
+        }
+        if (it->retr_in_flight > 0
+            && it->bytes_in_flight + size > BYTES_IN_FLIGHT) {
+            break;                  /* enough bytes on their way */
+        }
+        if (!it->pipeline && it->count > 0
+            && (drain(it) < 0 || PyErr_Occurred())) {
+            rc = -1;
+            break;
+        }
+        if (send_command(it, ENTRY_RETR, it->next_send, size) < 0) {
+            rc = -1;
+            break;
+        }
+        it->next_send++;
+    }
+    if (it->pipeline) {
+        PyObject *pending = rc < 0 ? cpoplib_fetch_exception() : NULL;
+
+        if (cpoplib_uncork(it->conn, st) < 0) {
+            /* how much of the batch left is unknown */
+            it->broken = 1;
+            cpoplib_chain_context(pending);
+            return -1;
+        }
+        cpoplib_restore_exception(pending);
+    }
+    return rc;
 }
 
 /* One step, with the connection claimed: the next (which, message). */
@@ -308,36 +430,21 @@ fetch_iter_step(FetchIterObject *it)
         it->started = 1;
         it->conn->reserved = (void *)it;
         if (it->pipeline < 0 && n > 0) {
-            int pipelines = server_pipelines(it->conn);
+            int pipelines = cpoplib_server_pipelines(it->conn);
             if (pipelines < 0) {
                 goto error;
             }
             it->pipeline = pipelines;
         }
         if (!it->pipeline) {
-            it->window = 1;
+            it->window = it->max_window = 1;
+            it->adaptive = 0;
         }
+        it->round_left = it->window;
+        it->round_start = cpoplib_monotonic();
     }
-    /* the caller came back: the message handed over last may go */
-    if (it->to_delete >= 0) {
-        Py_ssize_t index = it->to_delete;
-        it->to_delete = -1;
-        if (!it->pipeline && (drain(it) < 0 || PyErr_Occurred())) {
-            goto error;
-        }
-        if (send_command(it, ENTRY_DELE, index) < 0) {
-            goto error;
-        }
-    }
-    while (it->retr_in_flight < it->window && it->next_send < n) {
-        if (!it->pipeline && it->count > 0
-            && (drain(it) < 0 || PyErr_Occurred())) {
-            goto error;
-        }
-        if (send_command(it, ENTRY_RETR, it->next_send) < 0) {
-            goto error;
-        }
-        it->next_send++;
+    if (refill(it) < 0) {
+        goto error;
     }
     for (;;) {
         if (it->count == 0) {
@@ -441,6 +548,7 @@ fetch_iter_traverse(FetchIterObject *it, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(it));
     Py_VISIT(it->conn);
     Py_VISIT(it->which);
+    Py_VISIT(it->sizes);
     Py_VISIT(it->held);
     return 0;
 }
@@ -455,6 +563,7 @@ fetch_iter_clear(FetchIterObject *it)
     it->finished = 1;
     Py_CLEAR(it->conn);
     Py_CLEAR(it->which);
+    Py_CLEAR(it->sizes);
     return 0;
 }
 
@@ -472,6 +581,15 @@ fetch_iter_dealloc(FetchIterObject *it)
     tp->tp_free(it);
     Py_DECREF(tp);
 }
+
+static PyMemberDef fetch_iter_members[] = {
+    {"window", CPOPLIB_T_PYSSIZET, offsetof(FetchIterObject, window),
+     CPOPLIB_READONLY,
+     "RETR commands the iterator lets be in flight now: the window given,\n"
+     "or where the adaptive window (window=None) has got to; 1 without\n"
+     "pipelining."},
+    {NULL}
+};
 
 static PyMethodDef fetch_iter_methods[] = {
     {"close", (PyCFunction)fetch_iter_close, METH_NOARGS,
@@ -491,6 +609,7 @@ static PyType_Slot fetch_iter_slots[] = {
     {Py_tp_iter, PyObject_SelfIter},
     {Py_tp_iternext, fetch_iter_next},
     {Py_tp_methods, fetch_iter_methods},
+    {Py_tp_members, fetch_iter_members},
     {0, NULL}
 };
 
@@ -515,12 +634,12 @@ tristate(PyObject *arg)
 PyObject *
 cpoplib_fetch_many_impl(POP3Object *self, PyObject *which,
                         PyObject *delete_, PyObject *pipeline,
-                        PyObject *window)
+                        PyObject *window, PyObject *sizes)
 {
     cpoplib_state *st = cpoplib_pop3_state(self);
     FetchIterObject *it;
-    Py_ssize_t w = DEFAULT_WINDOW, cap;
-    int del = 0, pipe = tristate(pipeline);
+    Py_ssize_t w = WINDOW_START, maxw = WINDOW_CAP, cap;
+    int del = 0, pipe = tristate(pipeline), adaptive = 1;
 
     if (pipeline != NULL && pipeline != Py_None && pipe < 0) {
         return NULL;
@@ -536,11 +655,22 @@ cpoplib_fetch_many_impl(POP3Object *self, PyObject *which,
         if (w == -1 && PyErr_Occurred()) {
             return NULL;
         }
-        if (w < 1 || w > 1024) {
+        if (w < 1 || w > WINDOW_MAX) {
             PyErr_SetString(PyExc_ValueError,
                             "window must be between 1 and 1024");
             return NULL;
         }
+        maxw = w;
+        adaptive = 0;
+    }
+    if (sizes == Py_None) {
+        sizes = NULL;
+    }
+    if (sizes != NULL && !PyMapping_Check(sizes)) {
+        PyErr_Format(PyExc_TypeError,
+                     "sizes must be a mapping of message numbers to sizes, "
+                     "not %.200s", Py_TYPE(sizes)->tp_name);
+        return NULL;
     }
     /* before anything is sent, and once: a bad value must not cost the
        connection in the middle of a batch */
@@ -553,14 +683,17 @@ cpoplib_fetch_many_impl(POP3Object *self, PyObject *which,
         return NULL;
     }
     it->conn = (POP3Object *)Py_NewRef(self);
+    it->sizes = Py_XNewRef(sizes);
     it->window = w;
+    it->max_window = maxw;
+    it->adaptive = adaptive;
     it->delete_ = del;
     it->pipeline = pipe;
     it->cap = cap;
     it->to_delete = -1;
-    /* at most w RETRs in flight, and a DELE is read at most w RETRs
-       after it was sent */
-    it->queue_cap = 2 * w + 2;
+    /* at most max_window RETRs in flight, and a DELE is read at most that
+       many RETRs after it was sent */
+    it->queue_cap = 2 * maxw + 2;
     it->queue = PyMem_New(entry, it->queue_cap);
     if (it->queue == NULL) {
         Py_DECREF(it);
@@ -572,4 +705,114 @@ cpoplib_fetch_many_impl(POP3Object *self, PyObject *which,
         return NULL;
     }
     return (PyObject *)it;
+}
+
+/* ---- dele_many() ---- */
+
+PyObject *
+cpoplib_dele_many_impl(POP3Object *self, PyObject *which)
+{
+    cpoplib_state *st = cpoplib_pop3_state(self);
+    PyObject *numbers, *responses = NULL, *failure = NULL, *resp, *line;
+    Py_ssize_t n, sent = 0, got = 0, window;
+    int pipelines;
+
+    numbers = PySequence_List(which);
+    if (numbers == NULL) {
+        return NULL;
+    }
+    n = PyList_GET_SIZE(numbers);
+    pipelines = n > 1 ? cpoplib_server_pipelines(self) : 0;
+    if (pipelines < 0) {
+        goto error;
+    }
+    window = pipelines ? WINDOW_CAP : 1;
+    responses = PyList_New(0);
+    if (responses == NULL) {
+        goto error;
+    }
+    while (got < sent || (failure == NULL && sent < n)) {
+        /* after a -ERR nothing more is sent; what is in flight is read */
+        if (failure == NULL && sent < n && sent - got < window) {
+            int rc = 0;
+            PyObject *pending;
+
+            if (pipelines && cpoplib_cork(self) < 0) {
+                goto error;
+            }
+            while (rc == 0 && sent < n && sent - got < window) {
+                line = cpoplib_format_command(
+                    st->fmt_dele, PyList_GET_ITEM(numbers, sent));
+                resp = line == NULL ? NULL : cpoplib_putcmd(self, st, line);
+                Py_XDECREF(line);
+                if (resp == NULL) {
+                    rc = -1;
+                    break;
+                }
+                Py_DECREF(resp);
+                sent++;
+            }
+            pending = rc < 0 ? cpoplib_fetch_exception() : NULL;
+            if (pipelines && cpoplib_uncork(self, st) < 0) {
+                cpoplib_chain_context(pending);
+                if (sent > got) {
+                    self->out_of_step = 1;   /* how much went out? */
+                }
+                goto error;
+            }
+            if (pending != NULL) {
+                /* the DELEs sent still have their replies coming */
+                failure = pending;
+                continue;
+            }
+        }
+        resp = cpoplib_getresp(self, st);
+        if (resp == NULL) {
+            PyObject *exc = cpoplib_fetch_exception();
+
+            if (!cpoplib_is_err_reply(st, exc)) {
+                /* not a whole reply: the stream is somewhere inside */
+                cpoplib_restore_exception(exc);
+                cpoplib_chain_context(failure);
+                if (sent > got + 1) {
+                    self->out_of_step = 1;
+                }
+                Py_CLEAR(responses);
+                goto done;
+            }
+            if (failure == NULL) {
+                if (PyObject_SetAttr(exc, st->str_which,
+                                     PyList_GET_ITEM(numbers, got)) < 0) {
+                    cpoplib_chain_context(exc);
+                    goto error;
+                }
+                failure = exc;
+            }
+            else {
+                Py_DECREF(exc);     /* a later -ERR: the first one stands */
+            }
+            got++;
+            continue;
+        }
+        if (PyList_Append(responses, resp) < 0) {
+            Py_DECREF(resp);
+            goto error;
+        }
+        Py_DECREF(resp);
+        got++;
+    }
+    if (failure != NULL) {
+        cpoplib_restore_exception(failure);
+        failure = NULL;
+        Py_CLEAR(responses);
+    }
+    goto done;
+
+error:
+    Py_XDECREF(failure);
+    Py_CLEAR(responses);
+
+done:
+    Py_DECREF(numbers);
+    return responses;
 }

@@ -121,6 +121,60 @@ cpoplib_format_command(PyObject *fmt, PyObject *args)
     return PyUnicode_Format(fmt, args);
 }
 
+/* ---- corking: pipelined commands in one write ---- */
+
+/* Send what is corked now, keeping the cork: before a _putline()
+ * override sends a line of its own (order on the wire) and before any
+ * read (a hook that reads during a corked batch would otherwise wait for
+ * replies to commands not yet sent). */
+static int
+flush_cork(POP3Object *self, cpoplib_state *st)
+{
+    if (self->corked == NULL || PyByteArray_GET_SIZE(self->corked) == 0) {
+        return 0;
+    }
+    if (cpoplib_uncork(self, st) < 0) {
+        return -1;
+    }
+    return cpoplib_cork(self);
+}
+
+int
+cpoplib_cork(POP3Object *self)
+{
+    assert(self->corked == NULL);
+    self->corked = PyByteArray_FromStringAndSize(NULL, 0);
+    return self->corked == NULL ? -1 : 0;
+}
+
+int
+cpoplib_uncork(POP3Object *self, cpoplib_state *st)
+{
+    PyObject *corked = self->corked, *sock, *data, *res;
+
+    self->corked = NULL;
+    if (corked == NULL || PyByteArray_GET_SIZE(corked) == 0) {
+        Py_XDECREF(corked);
+        return 0;
+    }
+    data = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(corked),
+                                     PyByteArray_GET_SIZE(corked));
+    Py_DECREF(corked);
+    if (data == NULL) {
+        return -1;
+    }
+    sock = PyObject_GetAttr((PyObject *)self, st->str_sock);
+    res = sock == NULL ? NULL
+          : PyObject_CallMethodOneArg(sock, st->str_sendall, data);
+    Py_XDECREF(sock);
+    Py_DECREF(data);
+    if (res == NULL) {
+        return -1;
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
 /* ---- dispatch through self ---- */
 
 /* 1 if `hook` resolves on self to the built-in implementation, 0 if a
@@ -189,6 +243,9 @@ putline(POP3Object *self, cpoplib_state *st, PyObject *line)
         return NULL;
     }
     if (!is_default) {
+        if (flush_cork(self, st) < 0) {
+            return NULL;
+        }
         return cpoplib_call_hook(self, st, HOOK_PUTLINE, line);
     }
     return cpoplib_putline_impl(self, st, line);
@@ -245,7 +302,7 @@ cpoplib_getresp(POP3Object *self, cpoplib_state *st)
 {
     int is_default = cpoplib_hook_is_default(self, st, HOOK_GETRESP);
 
-    if (is_default < 0) {
+    if (is_default < 0 || flush_cork(self, st) < 0) {
         return NULL;
     }
     if (!is_default) {
@@ -260,7 +317,7 @@ cpoplib_getlongresp(POP3Object *self, cpoplib_state *st)
 {
     int is_default = cpoplib_hook_is_default(self, st, HOOK_GETLONGRESP);
 
-    if (is_default < 0) {
+    if (is_default < 0 || flush_cork(self, st) < 0) {
         return NULL;
     }
     if (!is_default) {
@@ -383,6 +440,20 @@ cpoplib_putline_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
     }
     if (PySys_Audit("poplib.putline", "OO", (PyObject *)self, line) < 0) {
         return NULL;
+    }
+    if (self->corked != NULL && PyBytes_CheckExact(line)) {
+        /* collected; cpoplib_uncork() sends it with the others */
+        PyObject *corked = self->corked;
+        Py_ssize_t used = PyByteArray_GET_SIZE(corked);
+        Py_ssize_t n = PyBytes_GET_SIZE(line);
+
+        if (PyByteArray_Resize(corked, used + n + 2) < 0) {
+            return NULL;
+        }
+        memcpy(PyByteArray_AS_STRING(corked) + used, PyBytes_AS_STRING(line),
+               (size_t)n);
+        memcpy(PyByteArray_AS_STRING(corked) + used + n, "\r\n", 2);
+        Py_RETURN_NONE;
     }
     sock = PyObject_GetAttr((PyObject *)self, st->str_sock);
     if (sock == NULL) {
@@ -741,7 +812,8 @@ cpoplib_getline_impl(POP3Object *self, cpoplib_state *st,
     int wire;
 
     *out_line = *out_octets = NULL;
-    if (cpoplib_current_maxline(st, &maxline) < 0) {
+    if (flush_cork(self, st) < 0
+        || cpoplib_current_maxline(st, &maxline) < 0) {
         return -1;
     }
     file = PyObject_GetAttr((PyObject *)self, st->str_file);

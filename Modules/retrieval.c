@@ -470,22 +470,19 @@ cpoplib_fetch_into_impl(POP3Object *self, PyObject *which,
 
 /* ---- uidl_map() and list_map() ---- */
 
-/* {msgnum: value} from `command`'s listing; the value is the second
- * field as bytes (UIDL) or as an int (LIST).  The lines are parsed by
- * pop3_parse_listing() (fuzzed with the rest of the parser). */
-PyObject *
-cpoplib_listing_map(POP3Object *self, PyObject *command, int numeric)
+/* {msgnum: value} from the lines of a listing result (resp, lines,
+ * octets) of `command`; the value is the second field as bytes (UIDL) or
+ * as an int (LIST).  The lines are parsed by pop3_parse_listing()
+ * (fuzzed with the rest of the parser). */
+static PyObject *
+parse_listing(cpoplib_state *st, PyObject *result, PyObject *command,
+              int numeric)
 {
-    cpoplib_state *st = cpoplib_pop3_state(self);
-    PyObject *result, *lines = NULL, *it = NULL, *line, *map;
+    PyObject *lines = NULL, *it = NULL, *line, *map;
 
-    result = cpoplib_run_command(self, command, 1);
-    if (result == NULL) {
-        return NULL;
-    }
     map = PyDict_New();
     if (map == NULL) {
-        goto error;
+        return NULL;
     }
     lines = PySequence_GetItem(result, 1);
     if (lines == NULL) {
@@ -539,13 +536,138 @@ cpoplib_listing_map(POP3Object *self, PyObject *command, int numeric)
     }
     Py_DECREF(it);
     Py_DECREF(lines);
-    Py_DECREF(result);
     return map;
 
 error:
     Py_XDECREF(it);
     Py_XDECREF(lines);
-    Py_XDECREF(map);
-    Py_DECREF(result);
+    Py_DECREF(map);
     return NULL;
+}
+
+PyObject *
+cpoplib_listing_map(POP3Object *self, PyObject *command, int numeric)
+{
+    cpoplib_state *st = cpoplib_pop3_state(self);
+    PyObject *result = cpoplib_run_command(self, command, 1), *map;
+
+    if (result == NULL) {
+        return NULL;
+    }
+    map = parse_listing(st, result, command, numeric);
+    Py_DECREF(result);
+    return map;
+}
+
+/* The UIDL half of listing_maps(): None, with no exception, for the
+ * server's -ERR (no UIDL), else what parse_listing() gives. */
+static PyObject *
+uidl_or_none(POP3Object *self, cpoplib_state *st, PyObject *result)
+{
+    PyObject *exc;
+
+    if (result != NULL) {
+        PyObject *map = parse_listing(st, result, st->cmd_uidl, 0);
+        Py_DECREF(result);
+        return map;
+    }
+    exc = cpoplib_fetch_exception();
+    if (cpoplib_is_err_reply(st, exc)) {
+        Py_DECREF(exc);
+        Py_RETURN_NONE;
+    }
+    cpoplib_restore_exception(exc);
+    return NULL;
+}
+
+PyObject *
+cpoplib_listing_maps_impl(POP3Object *self)
+{
+    cpoplib_state *st = cpoplib_pop3_state(self);
+    PyObject *sizes = NULL, *uidls = NULL, *list = NULL, *uidl, *res;
+    PyObject *pending;
+    Py_ssize_t cap;
+    int pipelines, direct, rc;
+
+    pipelines = cpoplib_server_pipelines(self);
+    if (pipelines < 0) {
+        return NULL;
+    }
+    direct = pipelines ? cpoplib_hook_is_default(self, st, HOOK_LONGCMD)
+                       : 0;
+    if (direct < 0) {
+        return NULL;
+    }
+    if (!direct) {
+        /* one after the other, through self._longcmd() */
+        sizes = cpoplib_listing_map(self, st->cmd_list, 1);
+        if (sizes == NULL) {
+            return NULL;
+        }
+        uidls = uidl_or_none(self, st,
+                             cpoplib_run_command(self, st->cmd_uidl, 1));
+        goto done;
+    }
+    /* both commands in one write, then both responses */
+    if (cpoplib_current_response_cap(st, &cap) < 0
+        || cpoplib_cork(self) < 0) {
+        return NULL;
+    }
+    res = cpoplib_putcmd(self, st, st->cmd_list);
+    rc = res == NULL ? -1 : 0;
+    Py_XDECREF(res);
+    if (rc == 0) {
+        res = cpoplib_putcmd(self, st, st->cmd_uidl);
+        rc = res == NULL ? -2 : 0;      /* -2: LIST went, UIDL did not */
+        Py_XDECREF(res);
+    }
+    if (rc < 0) {
+        pending = cpoplib_fetch_exception();
+        if (cpoplib_uncork(self, st) == 0 && rc == -2) {
+            /* read LIST's response, so that the connection stays in step */
+            Py_XDECREF(cpoplib_getlongresp(self, st));
+            PyErr_Clear();
+        }
+        cpoplib_chain_context(pending);
+        return NULL;
+    }
+    if (cpoplib_uncork(self, st) < 0) {
+        return NULL;
+    }
+    list = cpoplib_getlongresp(self, st);
+    if (list == NULL) {
+        /* LIST failed: UIDL's response is still to read */
+        pending = cpoplib_fetch_exception();
+        if (cpoplib_is_err_reply(st, pending)) {
+            Py_XDECREF(cpoplib_getlongresp(self, st));
+            PyErr_Clear();
+        }
+        else {
+            self->out_of_step = 1;      /* inside LIST's response */
+        }
+        cpoplib_restore_exception(pending);
+        return NULL;
+    }
+    uidl = cpoplib_getlongresp(self, st);
+    /* UIDL's failure waits while LIST's lines are parsed */
+    pending = uidl == NULL ? cpoplib_fetch_exception() : NULL;
+    sizes = parse_listing(st, list, st->cmd_list, 1);
+    Py_DECREF(list);
+    if (sizes == NULL) {
+        Py_XDECREF(uidl);
+        Py_XDECREF(pending);
+        return NULL;
+    }
+    cpoplib_restore_exception(pending);
+    uidls = uidl_or_none(self, st, uidl);
+
+done:
+    if (uidls == NULL) {
+        Py_DECREF(sizes);
+        return NULL;
+    }
+    res = PyTuple_Pack(2, sizes, uidls);
+    Py_DECREF(sizes);
+    Py_DECREF(uidls);
+    return res;
 }

@@ -7,7 +7,7 @@ import socket
 import ssl
 import sys
 from builtins import list as _list  # conflicts with a method named "list"
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from re import Pattern
 from types import TracebackType
 from typing import Any, BinaryIO, Final, NoReturn, Protocol, TypeAlias, final, overload, type_check_only
@@ -67,8 +67,16 @@ class POP3:
     def fetch(self, which: Any) -> bytes: ...
     def fetch_into(self, which: Any, file: _Writer) -> int: ...
     def fetch_many(
-        self, which: Iterable[Any], *, delete: bool = False, pipeline: bool | None = None, window: int | None = None
+        self,
+        which: Iterable[Any],
+        *,
+        delete: bool = False,
+        pipeline: bool | None = None,
+        window: int | None = None,
+        sizes: Mapping[Any, int] | None = None,
     ) -> _FetchIterator: ...
+    def dele_many(self, which: Iterable[Any]) -> _list[bytes]: ...
+    def listing_maps(self) -> tuple[dict[int, int], dict[int, bytes] | None]: ...
     def uidl_map(self) -> dict[int, bytes]: ...
     def list_map(self) -> dict[int, int]: ...
     def auth(
@@ -113,6 +121,8 @@ class POP3_SSL(POP3):
 
 @type_check_only
 class _FetchIterator(Iterator[tuple[Any, bytes]]):  # not exported at run time
+    @property
+    def window(self) -> int: ...
     def __next__(self) -> tuple[Any, bytes]: ...
     def close(self) -> None: ...
 

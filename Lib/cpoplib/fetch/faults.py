@@ -6,7 +6,8 @@ process ``os._exit(97)`` the N-th time it reaches POINT, one of
 ``delivered`` (a message written to its staging name), ``synced`` (a
 batch's files made durable, state not yet updated), ``committed`` (state
 updated, files not yet renamed), ``published`` (batch renamed),
-``deleted`` (a DELE sent) and ``before-quit``.  The kill-and-rerun tests
+``deleted`` (the DELEs sent and answered, in one pipelined batch) and
+``before-quit``.  The kill-and-rerun tests
 use it.
 
 ``CPOPLIB_FETCH_SKIP_SYNC=SITE[,SITE...]`` turns the named sync sites of

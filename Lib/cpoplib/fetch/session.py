@@ -157,18 +157,16 @@ def _fetch(acct, out, result, started):
         conn = connect(acct, out)
         authenticate(conn, acct, out)
         try:
-            sizes = conn.list_map()
-            try:
-                uidls = conn.uidl_map()
-            except cpoplib.error_proto as exc:
-                out.warn("%s: the server has no UIDL (%s): fetching every "
-                         "message" % (acct.name, _server_text(exc)))
-                uidls = None
+            # LIST and UIDL in one round trip when the server pipelines
+            sizes, uidls = conn.listing_maps()
         except cpoplib.error_proto as exc:
             raise FetchError(EXIT_PROTOCOL, "LIST failed: %s"
                              % _server_text(exc))
         except OSError as exc:
             raise _connection_error(acct, exc)
+        if uidls is None:
+            out.warn("%s: the server has no UIDL: fetching every message"
+                     % acct.name)
         uid = {n: u.decode("latin-1") for n, u in (uidls or {}).items()}
         if uidls is None or acct.all:
             numbers = sorted(sizes)
@@ -197,13 +195,14 @@ def _fetch(acct, out, result, started):
                                        and uid.get(n) in state.delivered})
         if acct.delete and committed:
             try:
-                for n in committed:
-                    conn.dele(n)
-                    faults.fault("deleted")
-                    result.deleted += 1
+                conn.dele_many(committed)       # pipelined
+                faults.fault("deleted")
+                result.deleted += len(committed)
             except cpoplib.error_proto as exc:
-                raise FetchError(EXIT_PROTOCOL, "DELE failed: %s"
-                                 % _server_text(exc))
+                which = getattr(exc, "which", None)
+                raise FetchError(EXIT_PROTOCOL, "DELE%s failed: %s"
+                                 % ("" if which is None else " %s" % which,
+                                    _server_text(exc)))
             except OSError as exc:
                 raise _connection_error(acct, exc)
         faults.fault("before-quit")
@@ -259,7 +258,7 @@ def _transfer(conn, acct, out, dest, state, numbers, sizes, uid, result,
 
     if not numbers:
         return committed, None
-    it = conn.fetch_many(numbers, window=acct.window)
+    it = conn.fetch_many(numbers, window=acct.window, sizes=sizes)
     try:
         while True:
             try:
@@ -299,4 +298,7 @@ def _transfer(conn, acct, out, dest, state, numbers, sizes, uid, result,
     it.close()
     commit()
     out.end_progress(acct.name)
+    out.verbose("%s: RETR window %s (%s)" % (
+        acct.name, it.window,
+        "fixed" if acct.window else "adaptive, where it got to"))
     return committed, failure

@@ -1,0 +1,423 @@
+"""Pipelined commands: fetch_many()'s adaptive window and its caps, one
+write per refill, dele_many(), listing_maps(), and the round trips of a
+whole `cpoplib fetch` run.
+
+The server here (PipelineServer) answers one command at a time, as POP3
+servers do, and records what the client's pipelining looked like from
+the other end: how many commands were waiting unanswered at most, how
+many arrived in one read, and how often it had answered everything and
+had to wait for the client (a round trip).
+"""
+import os
+import random
+import socket
+import threading
+
+import pytest
+
+import cpoplib
+from cpoplib.fetch import cli
+
+GREETING = b"+OK pipeline test server ready\r\n"
+
+
+def body(n, size, rng):
+    """A message of about `size` bytes, with a dot-led line."""
+    lines = [b"Subject: message %d" % n, b"", b".dot-led line of %d" % n]
+    while sum(len(x) + 2 for x in lines) < size:
+        lines.append(b"%d " % n + bytes(rng.choice(b"abcdefgh ")
+                                        for _ in range(rng.randrange(10, 90))))
+    return b"".join(x + b"\r\n" for x in lines)
+
+
+def wire(data):
+    return b"".join((b"." + x if x.startswith(b".") else x) + b"\r\n"
+                    for x in data.split(b"\r\n")[:-1]) + b".\r\n"
+
+
+class PipelineServer:
+    """A POP3 server for one connection on 127.0.0.1, in a thread.
+
+    messages   {n: bytes}, served by RETR (dot-stuffed)
+    errors     RETR/DELE of these numbers gets -ERR
+    eof_in     RETR of this number sends half the reply, then EOF
+    rcvbuf     a small SO_RCVBUF, and reading only when everything
+               received is answered (a server that does not read ahead)
+    uidl       whether UIDL is known
+    """
+
+    def __init__(self, messages, pipelining=True, errors=(), eof_in=None,
+                 rcvbuf=None, uidl=True, user_only=True):
+        self.messages = messages
+        self.pipelining = pipelining
+        self.errors = set(errors)
+        self.eof_in = eof_in
+        self.rcvbuf = rcvbuf
+        self.uidl = uidl
+        self.user_only = user_only
+        self.commands = []
+        self.deleted = []
+        self.quit = False
+        self.max_waiting = 0      # commands received, not yet answered
+        self.reads = []           # complete command lines per recv()
+        # the command that ended each wait with every command answered
+        # (the client's turn: a round trip)
+        self.turns = []
+        self.listener = socket.socket()
+        if rcvbuf:
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF,
+                                     rcvbuf)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.listener.close()
+        self.thread.join(30)
+
+    def _reply(self, cmd, arg):
+        if cmd == b"CAPA":
+            caps = [b"USER", b"TOP"] + ([b"UIDL"] if self.uidl else [])
+            if self.pipelining:
+                caps.append(b"PIPELINING")
+            return b"+OK\r\n" + b"".join(c + b"\r\n" for c in caps) + b".\r\n"
+        if cmd in (b"USER", b"PASS", b"NOOP"):
+            return b"+OK\r\n"
+        if cmd == b"LIST" and not arg:
+            return b"+OK\r\n" + b"".join(
+                b"%d %d\r\n" % (n, len(m)) for n, m in self.messages.items()
+            ) + b".\r\n"
+        if cmd == b"UIDL" and not arg and self.uidl:
+            return b"+OK\r\n" + b"".join(
+                b"%d uid-%d\r\n" % (n, n) for n in self.messages) + b".\r\n"
+        if cmd in (b"RETR", b"DELE"):
+            n = int(arg)
+            if n in self.errors or n not in self.messages:
+                return b"-ERR no such message %d\r\n" % n
+            if cmd == b"DELE":
+                self.deleted.append(n)
+                return b"+OK deleted\r\n"
+            return b"+OK\r\n" + wire(self.messages[n])
+        if cmd == b"QUIT":
+            self.quit = True
+            return b"+OK bye\r\n"
+        return b"-ERR unknown command\r\n"
+
+    def _serve(self):
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            return
+        sock.settimeout(30)
+        buf = b""
+        try:
+            sock.sendall(GREETING)
+            while True:
+                waited = b"\n" not in buf     # all answered: a round trip
+                if b"\n" not in buf or not self.rcvbuf:
+                    sock.setblocking(b"\n" not in buf)
+                    sock.settimeout(30 if b"\n" not in buf else 0)
+                    try:
+                        data = sock.recv(65536)
+                    except (BlockingIOError, socket.timeout):
+                        data = None
+                    if data == b"":
+                        return
+                    if data:
+                        self.reads.append(data.count(b"\n"))
+                        buf += data
+                sock.settimeout(30)
+                self.max_waiting = max(self.max_waiting, buf.count(b"\n"))
+                line, _, buf = buf.partition(b"\n")
+                self.commands.append(line.rstrip(b"\r"))
+                if waited:
+                    self.turns.append(line.split()[0].upper())
+                cmd, _, arg = line.strip().partition(b" ")
+                cmd = cmd.upper()
+                if cmd == b"RETR" and self.eof_in is not None \
+                        and int(arg) == self.eof_in:
+                    reply = b"+OK\r\n" + wire(self.messages[int(arg)])
+                    sock.sendall(reply[:len(reply) // 2])
+                    sock.shutdown(socket.SHUT_WR)
+                    return
+                sock.sendall(self._reply(cmd, arg))
+                if cmd == b"QUIT":
+                    return
+        except OSError:
+            return
+        finally:
+            sock.close()
+
+
+def mailbox(count, size=2000, seed=7):
+    rng = random.Random(seed)
+    return {n: body(n, size, rng) for n in range(1, count + 1)}
+
+
+def connect(srv):
+    conn = cpoplib.POP3("127.0.0.1", srv.port, timeout=20)
+    conn.user("u")
+    conn.pass_("p")
+    return conn
+
+
+# ---- the adaptive window ----
+
+def test_adaptive_window_grows_and_every_message_is_whole():
+    msgs = mailbox(600, size=1500)
+    with PipelineServer(msgs) as srv:
+        conn = connect(srv)
+        it = conn.fetch_many(range(1, 601))
+        windows, got = set(), {}
+        for n, message in it:
+            windows.add(it.window)
+            got[n] = message
+        conn.quit()
+    assert got == msgs
+    assert min(windows) == 4
+    assert len(windows) >= 3, windows       # it passed through several
+    assert max(windows) <= 128
+    assert srv.max_waiting <= 128
+
+
+def test_window_cap_and_one_write_per_refill():
+    """Never more than 128 commands waiting at the server, and the
+    commands of a refill arrive together (one write), not one per
+    segment."""
+    msgs = mailbox(1000, size=300)
+    with PipelineServer(msgs) as srv:
+        conn = connect(srv)
+        assert dict(conn.fetch_many(range(1, 1001))) == msgs
+        conn.quit()
+    assert srv.max_waiting <= 128
+    assert max(srv.reads) >= 2              # several commands in one read
+
+
+def test_a_fixed_window_is_kept():
+    msgs = mailbox(100, size=300)
+    with PipelineServer(msgs) as srv:
+        conn = connect(srv)
+        it = conn.fetch_many(range(1, 101), window=3)
+        assert [it.window for _ in it] == [3] * 100
+        conn.quit()
+    assert srv.max_waiting <= 3
+
+
+def test_without_pipelining_one_at_a_time():
+    msgs = mailbox(20, size=300)
+    with PipelineServer(msgs, pipelining=False) as srv:
+        conn = connect(srv)
+        it = conn.fetch_many(range(1, 21))
+        assert dict(it) == msgs
+        assert it.window == 1
+        conn.quit()
+    assert srv.max_waiting == 1
+
+
+def test_sizes_keep_the_bytes_in_flight_bounded():
+    """With sizes saying each message is 10 MiB, at most 32 MiB of
+    replies are asked for at a time: 3 messages (4 with the first)."""
+    msgs = mailbox(40, size=300)
+    sizes = {n: 10 << 20 for n in msgs}
+    with PipelineServer(msgs) as srv:
+        conn = connect(srv)
+        assert dict(conn.fetch_many(range(1, 41), sizes=sizes)) == msgs
+        conn.quit()
+    assert srv.max_waiting <= 3
+
+
+@pytest.mark.parametrize("bad", [{}, [1, 2]])
+def test_sizes_unknown_or_not_a_mapping(bad):
+    """Sizes not known for a message count as unknown; something that
+    cannot be looked up is refused before anything is sent."""
+    msgs = mailbox(3, size=300)
+    with PipelineServer(msgs) as srv:
+        conn = connect(srv)
+        assert dict(conn.fetch_many([1, 2, 3], sizes=bad)) == msgs
+        with pytest.raises(TypeError, match="mapping"):
+            conn.fetch_many([1, 2, 3], sizes=42)
+        conn.quit()
+
+
+def test_a_server_that_reads_only_when_it_has_answered():
+    """A small receive buffer and a server that reads nothing until it
+    has written every reply owed: the client's refills must still fit,
+    or both sides would wait on full buffers."""
+    msgs = mailbox(400, size=20000)
+    with PipelineServer(msgs, rcvbuf=2048) as srv:
+        conn = connect(srv)
+        assert dict(conn.fetch_many(range(1, 401))) == msgs
+        conn.quit()
+
+
+@pytest.mark.parametrize("where", [3, 10, 30])
+def test_err_mid_growth_drains_and_deletes_what_was_handed_over(where):
+    msgs = mailbox(200, size=500)
+    with PipelineServer(msgs, errors=[where]) as srv:
+        conn = connect(srv)
+        got = []
+        with pytest.raises(cpoplib.error_proto) as info:
+            for n, message in conn.fetch_many(range(1, 201), delete=True):
+                assert message == msgs[n]
+                got.append(n)
+        assert info.value.which == where
+        assert conn.noop() == b"+OK"           # in step
+        conn.quit()
+    assert got == list(range(1, where))
+    assert srv.deleted == got
+
+
+@pytest.mark.parametrize("where", [2, 9, 33])
+def test_eof_mid_growth(where):
+    """The server hangs up in the middle of message `where`: an error,
+    every message handed over before it whole and in order (a reset may
+    take the last ones with it), and no command afterwards gets a stale
+    reply."""
+    msgs = mailbox(100, size=500)
+    with PipelineServer(msgs, eof_in=where) as srv:
+        conn = connect(srv)
+        got = []
+        with pytest.raises((cpoplib.error_proto, OSError)):
+            for n, message in conn.fetch_many(range(1, 101), delete=True):
+                assert message == msgs[n]
+                got.append(n)
+        assert got == list(range(1, len(got) + 1)) and len(got) < where
+        # DELEs the server read before it hung up: never one for a
+        # message not handed over
+        assert srv.deleted == got[:len(srv.deleted)]
+        with pytest.raises((cpoplib.error_proto, OSError)):
+            conn.noop()                       # refused: never a stale reply
+        conn.close()
+
+
+@pytest.mark.parametrize("stop_after", [1, 6, 40])
+def test_early_break_drains(stop_after):
+    msgs = mailbox(300, size=500)
+    with PipelineServer(msgs) as srv:
+        conn = connect(srv)
+        it = conn.fetch_many(range(1, 301), delete=True)
+        for i, (n, message) in enumerate(it, 1):
+            if i == stop_after:
+                break
+        it.close()
+        assert conn.noop() == b"+OK"
+        conn.quit()
+    assert srv.deleted == list(range(1, stop_after))
+
+
+# ---- login() and CAPA ----
+
+def test_login_capa_spares_fetch_many_its_own():
+    msgs = mailbox(5, size=300)
+    with PipelineServer(msgs) as srv:
+        conn = cpoplib.POP3("127.0.0.1", srv.port, timeout=20)
+        conn.login("u", "p", allow_plaintext=True)
+        assert dict(conn.fetch_many(range(1, 6))) == msgs
+        conn.quit()
+    assert srv.commands.count(b"CAPA") == 1
+    assert srv.max_waiting > 1
+
+
+# ---- dele_many() and listing_maps() ----
+
+def test_dele_many_pipelines():
+    msgs = mailbox(300, size=100)
+    with PipelineServer(msgs) as srv:
+        conn = connect(srv)
+        responses = conn.dele_many(range(1, 301))
+        assert responses == [b"+OK deleted"] * 300
+        conn.quit()
+    assert srv.deleted == list(range(1, 301))
+    assert 1 < srv.max_waiting <= 128
+
+
+def test_dele_many_stops_at_err_in_step():
+    msgs = mailbox(300, size=100)
+    with PipelineServer(msgs, errors=[50]) as srv:
+        conn = connect(srv)
+        with pytest.raises(cpoplib.error_proto) as info:
+            conn.dele_many(range(1, 301))
+        assert info.value.which == 50
+        assert info.value.args == (b"-ERR no such message 50",)
+        assert conn.noop() == b"+OK"
+        conn.quit()
+    assert 49 in srv.deleted and 50 not in srv.deleted
+    # nothing after the -ERR was sent once it was seen
+    assert len(srv.deleted) < 299
+
+
+def test_dele_many_without_pipelining():
+    msgs = mailbox(10, size=100)
+    with PipelineServer(msgs, pipelining=False) as srv:
+        conn = connect(srv)
+        assert len(conn.dele_many(range(1, 11))) == 10
+        conn.quit()
+    assert srv.max_waiting == 1 and srv.deleted == list(range(1, 11))
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_listing_maps(pipelining):
+    msgs = mailbox(7, size=100)
+    with PipelineServer(msgs, pipelining=pipelining) as srv:
+        conn = connect(srv)
+        sizes, uidls = conn.listing_maps()
+        assert sizes == conn.list_map() and uidls == conn.uidl_map()
+        conn.quit()
+    assert sizes == {n: len(m) for n, m in msgs.items()}
+    assert srv.max_waiting == (2 if pipelining else 1)
+
+
+def test_listing_maps_without_uidl():
+    msgs = mailbox(3, size=100)
+    with PipelineServer(msgs, uidl=False) as srv:
+        conn = connect(srv)
+        sizes, uidls = conn.listing_maps()
+        assert uidls is None and sorted(sizes) == [1, 2, 3]
+        assert conn.noop() == b"+OK"
+        conn.quit()
+
+
+def test_listing_maps_through_a_longcmd_override():
+    """An overridden _longcmd is used, so the commands go one by one."""
+    calls = []
+
+    class Traced(cpoplib.POP3):
+        def _longcmd(self, line):
+            calls.append(line)
+            return super()._longcmd(line)
+
+    msgs = mailbox(3, size=100)
+    with PipelineServer(msgs) as srv:
+        conn = Traced("127.0.0.1", srv.port, timeout=20)
+        sizes, uidls = conn.listing_maps()
+        conn.quit()
+    assert calls[-2:] == ["LIST", "UIDL"] and len(sizes) == len(uidls) == 3
+
+
+# ---- a whole fetch run ----
+
+def test_round_trips_of_a_fetch_run(tmp_path, monkeypatch):
+    """A `cpoplib fetch --delete` of 60 messages: around the transfer,
+    one round trip each for CAPA, USER, PASS, LIST with UIDL, all the
+    DELEs, and QUIT -- six, where one per command would be 66 (CAPA
+    twice, LIST, UIDL, 60 DELEs)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CPOPLIB_TEST_PW", "p")
+    msgs = mailbox(60, size=3000)
+    with PipelineServer(msgs) as srv:
+        code = cli.main(["--host", "127.0.0.1", "--port", str(srv.port),
+                         "--user", "u", "--password-env", "CPOPLIB_TEST_PW",
+                         "--allow-plaintext", "--delete", "--quiet",
+                         "--maildir", str(tmp_path / "Mail"),
+                         "--state", str(tmp_path / "state")])
+    assert code == 0
+    assert srv.quit and srv.deleted == list(range(1, 61))
+    assert len(os.listdir(tmp_path / "Mail" / "new")) == 60
+    assert srv.commands.count(b"CAPA") == 1
+    around = [t for t in srv.turns if t != b"RETR"]
+    assert around == [b"CAPA", b"USER", b"PASS", b"LIST", b"DELE", b"QUIT"]
