@@ -62,7 +62,7 @@ def record(argv, out, env=None, cwd=None, timeout=120):
 _LINE = re.compile(r"^(\d+) +(.*)$")
 _CALL = re.compile(r"^(\w+)\((.*)\) += (.*)$", re.S)
 _RESUMED = re.compile(r"^<\.\.\. (\w+) resumed>(.*)$", re.S)
-_RET = re.compile(r"^(-?\d+|0x[0-9a-f]+|\?)(?: (E\w+))?")
+_RET = re.compile(r"^(0x[0-9a-f]+|-?\d+|\?)(?: (E\w+))?")
 _HEX = re.compile(r"\\x([0-9a-f]{2})")
 
 
@@ -94,6 +94,8 @@ def _value(token):
                              % token[:80])
         body = token[1:-1]
         return bytes.fromhex(_HEX.sub(r"\1", body)) if body else b""
+    if re.fullmatch(r"0[0-7]+", token):
+        return int(token, 8)            # a mode
     if re.fullmatch(r"-?\d+", token):
         return int(token)
     if token == "AT_FDCWD":
