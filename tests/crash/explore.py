@@ -171,8 +171,12 @@ class Workload:
         if self.skip:
             env["CPOPLIB_FETCH_SKIP_SYNC"] = ",".join(self.skip)
         if os.environ.get("LD_PRELOAD"):
-            # a sanitizer runtime: the fetcher needs it, strace does not
+            # a sanitizer runtime: the fetcher needs it, strace does not,
+            # and LeakSanitizer cannot run under ptrace (the runs in this
+            # process still have it)
             env["CPOPLIB_CRASH_LD_PRELOAD"] = os.environ["LD_PRELOAD"]
+            env["ASAN_OPTIONS"] = ":".join(filter(None, [
+                env.get("ASAN_OPTIONS"), "detect_leaks=0"]))
         self.server.reset([])
         ever = []
         runs = []

@@ -141,10 +141,13 @@ def parse(path):
 def strace_works():
     """strace can trace here (it needs ptrace, which a container may
     forbid); the reason if not."""
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)     # a sanitizer runtime: not for strace
     try:
         proc = subprocess.run(
             ["strace", "-f", "-qq", "--seccomp-bpf", "-e", "trace=fsync",
-             "-o", os.devnull, "--", "true"], stdin=subprocess.DEVNULL,
+             "-o", os.devnull, "--", "true"], env=env,
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)
