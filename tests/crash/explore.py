@@ -137,9 +137,8 @@ class Point:
     (QUIT expunges when the server gets it: before the QUIT is sent the
     messages are all there) and every message it ever had."""
 
-    def __init__(self, index, run, server, ever):
-        self.index, self.run, self.server, self.ever = (index, run, server,
-                                                        ever)
+    def __init__(self, index, server, ever):
+        self.index, self.server, self.ever = index, server, ever
 
 
 class Workload:
@@ -209,8 +208,8 @@ class Workload:
                             if op.kind == "quit"), None)
             for k in range(start + 1, end + 1):
                 done = quit_at is not None and quit_at < k
-                self.points.append(Point(k, len(self.points), after if done
-                                         else before, ever))
+                self.points.append(Point(k, after if done else before,
+                                         ever))
             start = end
         self.seconds = time.monotonic() - started
         return self
@@ -239,8 +238,7 @@ def _note_dotlock(trace, ino, chunk):
         m = _DOTLOCK.search(line)
         if not m:
             continue
-        record = fetch_state._parse(line + b"\n") if not line.endswith(
-            b"\n") else fetch_state._parse(line)
+        record = fetch_state._parse(line + b"\n")
         if record is None or not (record.get("mbox") or {}).get("path"):
             continue
         trace.note_identity(record["mbox"]["path"] + ".lock",
