@@ -127,8 +127,8 @@ class Trace:
     def _resolve(self, pid, dirfd, path):
         """(directory ino, last name) of a path, or None outside the
         root; name None for the root itself."""
-        path = path.decode("utf-8", "surrogateescape") if isinstance(path, bytes) \
-            else path
+        if isinstance(path, bytes):
+            path = path.decode("utf-8", "surrogateescape")
         if path.startswith("/"):
             base = None
         elif dirfd == -100:
