@@ -444,8 +444,8 @@ class Report:
 
 def explore(work, stop_at_first=False, every=1):
     """Check every distinct crash state of the recorded workload `work`
-    (of every `every`-th crash point); stop at the first violation if
-    asked (the mutation check)."""
+    (of every `every`-th crash point); stop at the first violation or
+    finding if asked (the mutation check)."""
     started = time.monotonic()
     report = Report(work)
     seen = set()
@@ -468,8 +468,8 @@ def explore(work, stop_at_first=False, every=1):
                 if outcome.problems:
                     report.violations.append((crash.describe(),
                                               outcome.problems))
-                    if stop_at_first:
-                        return report
+                if stop_at_first and (outcome.problems or outcome.findings):
+                    return report
     finally:
         report.seconds = time.monotonic() - started
     return report
