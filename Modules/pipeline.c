@@ -758,9 +758,6 @@ cpoplib_dele_many_impl(POP3Object *self, PyObject *which)
             pending = rc < 0 ? cpoplib_fetch_exception() : NULL;
             if (pipelines && cpoplib_uncork(self, st) < 0) {
                 cpoplib_chain_context(pending);
-                if (sent > got) {
-                    self->out_of_step = 1;   /* how much went out? */
-                }
                 goto error;
             }
             if (pending != NULL) {
@@ -770,6 +767,7 @@ cpoplib_dele_many_impl(POP3Object *self, PyObject *which)
             }
         }
         resp = cpoplib_getresp(self, st);
+        got++;
         if (resp == NULL) {
             PyObject *exc = cpoplib_fetch_exception();
 
@@ -777,15 +775,12 @@ cpoplib_dele_many_impl(POP3Object *self, PyObject *which)
                 /* not a whole reply: the stream is somewhere inside */
                 cpoplib_restore_exception(exc);
                 cpoplib_chain_context(failure);
-                if (sent > got + 1) {
-                    self->out_of_step = 1;
-                }
-                Py_CLEAR(responses);
-                goto done;
+                failure = NULL;
+                goto error;
             }
             if (failure == NULL) {
                 if (PyObject_SetAttr(exc, st->str_which,
-                                     PyList_GET_ITEM(numbers, got)) < 0) {
+                                     PyList_GET_ITEM(numbers, got - 1)) < 0) {
                     cpoplib_chain_context(exc);
                     goto error;
                 }
@@ -794,7 +789,6 @@ cpoplib_dele_many_impl(POP3Object *self, PyObject *which)
             else {
                 Py_DECREF(exc);     /* a later -ERR: the first one stands */
             }
-            got++;
             continue;
         }
         if (PyList_Append(responses, resp) < 0) {
@@ -802,7 +796,6 @@ cpoplib_dele_many_impl(POP3Object *self, PyObject *which)
             goto error;
         }
         Py_DECREF(resp);
-        got++;
     }
     if (failure != NULL) {
         cpoplib_restore_exception(failure);
@@ -812,6 +805,11 @@ cpoplib_dele_many_impl(POP3Object *self, PyObject *which)
     goto done;
 
 error:
+    if (sent > got) {
+        /* replies in flight that nobody will read (or commands of which
+           nobody knows how much went out) */
+        self->out_of_step = 1;
+    }
     Py_XDECREF(failure);
     Py_CLEAR(responses);
 
