@@ -173,3 +173,31 @@ def test_state_file_mode_is_private(tmp_path):
     path = tmp_path / "state.json"
     make(path, 1)
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_compact_at_the_end_of_a_run(tmp_path):
+    """A run that added many records replaces them with a snapshot itself,
+    so that the next run (nothing new, say) does not pay for it."""
+    path = tmp_path / "state.json"
+    state = State.load(str(path), "acct")
+    state.open()
+    for b in range(2000):
+        state.record_batch(["u%d-%d" % (b, i) for i in range(5)], [])
+    assert len(lines(path)) == 2001
+    state.compact()
+    assert len(lines(path)) == 1
+    state.record_batch(["after"], [])          # still open for appends
+    state.close()
+    again = State.load(str(path), "acct")
+    assert len(again.delivered) == 10001 and "after" in again.delivered
+    assert len(lines(path)) == 2
+
+
+def test_compact_leaves_a_small_journal(tmp_path):
+    path = tmp_path / "state.json"
+    state = make(path, 3)
+    state = State.load(str(path), "acct")
+    state.open()
+    state.compact()
+    state.close()
+    assert len(lines(path)) == 4

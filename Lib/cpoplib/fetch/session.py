@@ -167,13 +167,8 @@ def _fetch(acct, out, result, started):
         if uidls is None:
             out.warn("%s: the server has no UIDL: fetching every message"
                      % acct.name)
-        uid = {n: u.decode("latin-1") for n, u in (uidls or {}).items()}
-        if uidls is None or acct.all:
-            numbers = sorted(sizes)
-        else:
-            delivered = state.delivered
-            numbers = [n for n in sorted(sizes)
-                       if uid.get(n) not in delivered]
+        uid, numbers = _new_messages(sizes, uidls, state.delivered,
+                                     uidls is None or acct.all)
         out.verbose("%s: %d messages on the server, %d to fetch"
                     % (acct.name, len(sizes), len(numbers)))
         if uidls is not None and not acct.dry_run:
@@ -184,6 +179,9 @@ def _fetch(acct, out, result, started):
                                        numbers, sizes, uid, result, started)
         if not acct.dry_run:
             state.set_pending([])       # the last batch's renames are done
+            # a run that added many records replaces them with a snapshot
+            # now, not the next run (a rerun with nothing new stays quick)
+            state.compact()
         if failure is not None and failure.code == EXIT_CONNECT:
             raise failure      # no DELE, no QUIT: nothing is deleted
         if acct.delete and uidls is not None:
@@ -224,6 +222,25 @@ def _fetch(acct, out, result, started):
             state.close()
         if lock is not None:
             lock.release()
+
+
+def _new_messages(sizes, uidls, delivered, everything):
+    """({number: UIDL as str}, the numbers to fetch, in order): one pass
+    over the listing -- at 100,000 messages every pass costs."""
+    uid = {}
+    numbers = []
+    for n, u in (uidls or {}).items():
+        text = u.decode("latin-1")
+        uid[n] = text
+        if text not in delivered and n in sizes:
+            numbers.append(n)
+    if everything:
+        numbers = list(sizes)
+    elif len(uid) != len(sizes):
+        # listed without a unique id: nothing says it was fetched
+        numbers += [n for n in sizes if n not in uid]
+    numbers.sort()
+    return uid, numbers
 
 
 def _transfer(conn, acct, out, dest, state, numbers, sizes, uid, result,

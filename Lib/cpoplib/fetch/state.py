@@ -136,9 +136,11 @@ class State:
 
     def _apply(self, record):
         for when, uidls in record.get("add", ()):
-            when = int(when)
-            for uidl in uidls:
-                self.delivered.setdefault(str(uidl), when)
+            # a valid file never adds a UIDL it already has (record_batch
+            # leaves them out, a snapshot has each once): no lookups
+            if not all(isinstance(u, str) for u in uidls):
+                raise ValueError("a UIDL is not a string")
+            self.delivered.update(dict.fromkeys(uidls, int(when)))
         for uidl in record.get("forget", ()):
             self.delivered.pop(uidl, None)
         if "pending" in record:
@@ -168,9 +170,7 @@ class State:
             return
         try:
             durable.makedirs(os.path.dirname(os.path.abspath(self.path)))
-            if (not self.exists or self._migrate
-                    or self._size - self._snapshot > max(self._snapshot,
-                                                         64 << 10)):
+            if not self.exists or self._migrate or self._outgrown():
                 self._rewrite()
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
             if self._torn:
@@ -179,6 +179,20 @@ class State:
         except OSError as exc:
             raise delivery_error("cannot write the state file", exc)
         self._fd = fd
+
+    def _outgrown(self):
+        return self._size - self._snapshot > max(self._snapshot, 64 << 10)
+
+    def compact(self):
+        """Replace the file with a snapshot if its changes outweigh the
+        one it starts with (what open() would do on the next run)."""
+        if self._fd is not None and self._outgrown():
+            self.close()
+            try:
+                self._rewrite()
+            except OSError as exc:
+                raise delivery_error("cannot write the state file", exc)
+            self.open()
 
     def _rewrite(self):
         line = _line(self._snapshot_record())
