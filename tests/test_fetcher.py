@@ -171,7 +171,7 @@ def test_scripted_maildir_then_nothing_new(tmp_path, capsys, pw):
                                       state), capsys)
     assert code == 0 and "0 messages" in err
     assert len(maildir_files(md)) == 7
-    assert sorted(delivered(state)) == sorted("uid-%d" % n
+    assert sorted(delivered(state)) == sorted(b"uid-%d" % n
                                               for n in range(1, 8))
 
 
@@ -201,7 +201,7 @@ def test_scripted_delete(tmp_path, capsys, pw):
               if p.suffix == ".json"]
     assert [p.name.split("-")[0] for p in states] == [
         "u@127.0.0.1_%d" % srv.port]
-    assert sorted(delivered(states[0])) == sorted("uid-%d" % n
+    assert sorted(delivered(states[0])) == sorted(b"uid-%d" % n
                                                   for n in range(1, 6))
 
 

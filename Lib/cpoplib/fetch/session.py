@@ -167,8 +167,9 @@ def _fetch(acct, out, result, started):
         if uidls is None:
             out.warn("%s: the server has no UIDL: fetching every message"
                      % acct.name)
-        uid, numbers = _new_messages(sizes, uidls, state.delivered,
-                                     uidls is None or acct.all)
+        uid = uidls or {}
+        numbers = _new_messages(sizes, uid, state.delivered,
+                                uidls is None or acct.all)
         out.verbose("%s: %d messages on the server, %d to fetch"
                     % (acct.name, len(sizes), len(numbers)))
         if uidls is not None and not acct.dry_run:
@@ -224,23 +225,17 @@ def _fetch(acct, out, result, started):
             lock.release()
 
 
-def _new_messages(sizes, uidls, delivered, everything):
-    """({number: UIDL as str}, the numbers to fetch, in order): one pass
-    over the listing -- at 100,000 messages every pass costs."""
-    uid = {}
-    numbers = []
-    for n, u in (uidls or {}).items():
-        text = u.decode("latin-1")
-        uid[n] = text
-        if text not in delivered and n in sizes:
-            numbers.append(n)
+def _new_messages(sizes, uid, delivered, everything):
+    """The numbers to fetch, in order: one pass over the listing (at
+    100,000 messages every pass costs)."""
     if everything:
-        numbers = list(sizes)
-    elif len(uid) != len(sizes):
+        return sorted(sizes)
+    numbers = [n for n, u in uid.items() if u not in delivered and n in sizes]
+    if len(uid) != len(sizes):
         # listed without a unique id: nothing says it was fetched
         numbers += [n for n in sizes if n not in uid]
     numbers.sort()
-    return uid, numbers
+    return numbers
 
 
 def _transfer(conn, acct, out, dest, state, numbers, sizes, uid, result,

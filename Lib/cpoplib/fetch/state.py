@@ -60,7 +60,8 @@ class State:
     """An account's state, loaded from its file.
 
     delivered  {uidl: time first fetched (seconds)}; UIDLs are the
-               server's bytes decoded as latin-1 (lossless)
+               server's bytes, as uidl_map() gives them (the file holds
+               them decoded as latin-1, which is lossless)
     pending    [[staged path, final path], ...]: renames committed but
                perhaps not done (the last batch's)
     mbox       the mbox destination's record, or None
@@ -113,7 +114,7 @@ class State:
             raise ValueError("unknown format")
         now = int(time.time())
         self.delivered = dict.fromkeys(
-            (str(u) for u in data.get("uidls", [])), now)
+            (str(u).encode("latin-1") for u in data.get("uidls", [])), now)
         self.pending = [list(p) for p in data.get("pending", [])]
         self.mbox = data.get("mbox")
         self._migrate = True
@@ -138,11 +139,10 @@ class State:
         for when, uidls in record.get("add", ()):
             # a valid file never adds a UIDL it already has (record_batch
             # leaves them out, a snapshot has each once): no lookups
-            if not all(isinstance(u, str) for u in uidls):
-                raise ValueError("a UIDL is not a string")
-            self.delivered.update(dict.fromkeys(uidls, int(when)))
+            self.delivered.update(dict.fromkeys(
+                (u.encode("latin-1") for u in uidls), int(when)))
         for uidl in record.get("forget", ()):
-            self.delivered.pop(uidl, None)
+            self.delivered.pop(uidl.encode("latin-1"), None)
         if "pending" in record:
             self.pending = [list(p) for p in record["pending"]]
         if "mbox" in record:
@@ -153,7 +153,7 @@ class State:
     def _snapshot_record(self):
         by_time = {}
         for uidl, when in self.delivered.items():
-            by_time.setdefault(when, []).append(uidl)
+            by_time.setdefault(when, []).append(uidl.decode("latin-1"))
         record = {"cpoplib-state": FORMAT, "account": self.account,
                   "add": sorted([when, uidls]
                                 for when, uidls in by_time.items()),
@@ -217,7 +217,8 @@ class State:
         renames still to do (they replace the previous batch's, which were
         done), and the mbox's record if any."""
         when = int(time.time())
-        added = [u for u in uidls if u not in self.delivered]
+        added = [u.decode("latin-1") for u in uidls
+                 if u not in self.delivered]
         record = {"pending": pending}
         if added:
             record["add"] = [[when, added]]
@@ -229,7 +230,7 @@ class State:
     def forget(self, uidls):
         """Durably forget UIDLs no longer on the server (they never come
         back: RFC 1939 says a UIDL is never reused)."""
-        gone = [u for u in uidls if u in self.delivered]
+        gone = [u.decode("latin-1") for u in uidls if u in self.delivered]
         if gone:
             record = {"forget": gone}
             self._append(record)
