@@ -1023,7 +1023,28 @@ window_received(WindowObject *w, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(window_known_size_doc,
+"known_size(sizes, which, /)\n--\n\n"
+"The size of message which in the sizes mapping, as fetch_many() reads\n"
+"it: 0 when unknown (no entry, not a non-negative int).");
+
+static PyObject *
+window_known_size(PyObject *Py_UNUSED(cls), PyObject *const *args,
+                  Py_ssize_t nargs)
+{
+    Py_ssize_t size;
+
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "known_size() takes 2 arguments");
+        return NULL;
+    }
+    size = cpoplib_known_size(args[0], args[1]);
+    return size < 0 ? NULL : PyLong_FromSsize_t(size);
+}
+
 static PyMethodDef window_methods[] = {
+    {"known_size", (PyCFunction)(void (*)(void))window_known_size,
+     METH_FASTCALL | METH_STATIC, window_known_size_doc},
     {"single", (PyCFunction)window_single, METH_NOARGS, window_single_doc},
     {"start", (PyCFunction)window_start, METH_NOARGS, window_start_doc},
     {"may_send", (PyCFunction)(void (*)(void))window_may_send,
