@@ -39,7 +39,7 @@
 /* The free space get_buffer() hands out at least, and the size the
  * buffer shrinks back to; the first size of a message's bytes; the size
  * of the chunks stream() gives. */
-#define ENGINE_CHUNK ((Py_ssize_t)64 * 1024)
+#define ENGINE_CHUNK ((Py_ssize_t)256 * 1024)
 #define MESSAGE_INITIAL ((Py_ssize_t)16 * 1024)
 #define STREAM_CHUNK ((Py_ssize_t)256 * 1024)
 
@@ -642,7 +642,7 @@ engine_check(EngineObject *e, PyObject *Py_UNUSED(ignored))
 
 PyDoc_STRVAR(engine_get_buffer_doc,
 "get_buffer($self, sizehint, /)\n--\n\n"
-"A writable memoryview of the buffer's free space (at least 64 KiB),\n"
+"A writable memoryview of the buffer's free space (at least 256 KiB),\n"
 "for the event loop to receive into.");
 
 static PyObject *

@@ -51,6 +51,7 @@ import asyncio
 import base64
 import collections
 import collections.abc
+import os
 import socket
 import sys
 
@@ -158,7 +159,7 @@ class POP3:
         self._loop = None
         self._inflight = collections.deque()
         self._unsent = collections.deque()
-        self._gate = None
+        self._gate = asyncio.Lock()
         self._idle_waiters = []
         self._closed = None           # why, once closed
         self._lost_waiter = None
@@ -184,7 +185,6 @@ class POP3:
             raise RuntimeError("connect() was called already")
         sys.audit("poplib.connect", self, self.host, self.port)
         self._loop = loop = asyncio.get_running_loop()
-        self._gate = asyncio.Lock()
         context = self._ssl_context()
         self._protocol = protocol = _Protocol(self)
         start = loop.time()
@@ -261,6 +261,8 @@ class POP3:
             self._put(exp)
         else:
             self._unsent.append(exp)
+        if self._engine.buffered and self._inflight[0] is exp:
+            self._pump()        # its reply (the greeting) came already
         return exp
 
     def _submit_many(self, items, pipelined=None):
@@ -307,8 +309,8 @@ class POP3:
 
     def _expire(self, exp):
         if not exp.future.done():
-            self._abandon(exp)
             exp.future.set_exception(TimeoutError("timed out"))
+            self._abandon(exp)
 
     def _abandon(self, exp):
         """Nobody waits for exp's reply any more: drop it if it was not
@@ -438,6 +440,7 @@ class POP3:
                 self._wake(exp)
             elif not exp.future.done():
                 exp.future.set_exception(error)
+                exp.future.exception()    # raised where awaited, if at all
         waiters, self._idle_waiters = self._idle_waiters, []
         for waiter in waiters:
             if not waiter.done():
@@ -447,7 +450,13 @@ class POP3:
             transport.abort()
 
     def _lost(self, exc):
-        self._transport = None
+        transport, self._transport = self._transport, None
+        if (self._closed is None and self._inflight and transport is not None
+                and isinstance(exc, (BrokenPipeError, ConnectionResetError))):
+            # a write failed (the server closed while commands were in
+            # flight): what it sent before is still in the socket
+            if self._salvage(transport):
+                exc = None
         if self._closed is None and self._inflight:
             # the replies complete so far go to their commands; a reply
             # cut off by EOF gets the engine's error_proto('-ERR EOF'),
@@ -464,6 +473,29 @@ class POP3:
         waiter = self._lost_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _salvage(self, transport):
+        """Read what the kernel still holds for a transport whose write
+        failed; True if it read to the end of the stream."""
+        sock = transport.get_extra_info("socket")
+        try:
+            fd = os.dup(sock.fileno())
+        except (AttributeError, OSError, ValueError):
+            return False
+        engine = self._engine
+        with socket.socket(fileno=fd) as raw:
+            raw.setblocking(False)
+            while True:
+                view = engine.get_buffer(-1)
+                try:
+                    n = raw.recv_into(view)
+                except OSError:
+                    view.release()
+                    return False
+                view.release()
+                if n == 0:
+                    return True
+                engine.buffer_updated(n)
 
     async def _idle(self):
         """Until everything queued so far is answered."""
@@ -486,9 +518,9 @@ class POP3:
             self._gate.release()
             raise
 
-    async def _exchange_step(self, line, read):
+    async def _exchange_step(self, line, read, multiline=False):
         """One command inside an exchange (the gate is held)."""
-        return await self._wait(self._submit(line, read, False))
+        return await self._wait(self._submit(line, read, multiline))
 
     # ---- the commands ----
 
@@ -560,17 +592,22 @@ class POP3:
     async def apop(self, user, password):
         """Log in with APOP (MD5 of the greeting's timestamp and the
         password)."""
+        return await self._apop(user, password, self._command)
+
+    async def _apop(self, user, password, run):
         secret = password.encode(self.encoding) if isinstance(password, str) \
             else bytes(password, self.encoding)
         digest = _cpoplib._apop_digest(self.welcome, self.timestamp, secret)
-        return await self._command("APOP %s %s" % (user, digest),
-                                   self._engine.short)
+        return await run("APOP %s %s" % (user, digest), self._engine.short)
 
     async def capa(self):
         """The server's capabilities (RFC 2449) as a dict of lists."""
+        return await self._capa(self._command)
+
+    async def _capa(self, run):
         try:
             self._engine.check()
-            resp = await self._command("CAPA", self._engine.long, True)
+            resp = await run("CAPA", self._engine.long, True)
             caps = _cpoplib._capa_from_lines(resp[1])
         except ConnectionClosedError:
             raise
@@ -620,14 +657,14 @@ class POP3:
             raise error_proto("-ERR TLS support missing")
         if self._tls_established:
             raise error_proto("-ERR TLS session already established")
-        caps = await self.capa()
-        if "STLS" not in caps:
-            raise error_proto("-ERR STLS not supported by server")
-        if context is None:
-            context = _ssl._create_stdlib_context()
         await self._exclusive_enter()
         try:
-            resp = await self._exchange_step("STLS", self._engine.short)
+            caps = await self._capa(self._exchange_step)
+            if "STLS" not in caps:
+                raise error_proto("-ERR STLS not supported by server")
+            if context is None:
+                context = _ssl._create_stdlib_context()
+            resp = await self._interruptible("STLS", self._engine.short)
             self._engine.clear()
             try:
                 transport = await self._deadline(self._loop.start_tls(
@@ -872,12 +909,22 @@ class POP3:
             raise TypeError("password must be str, not %.100s"
                             % type(password).__name__)
         allow = bool(allow_plaintext)
+        await self._exclusive_enter()
+        try:
+            return await self._login(user, password, mechanism, token, allow)
+        finally:
+            self._gate.release()
+
+    async def _login(self, user, password, mechanism, token, allow):
+        run = self._exchange_step
         if mechanism is not None:
             name = SASLClient.check(mechanism, token is not None,
                                     self._tls_established, allow)
         else:
             try:
-                caps = await self.capa()
+                caps = await self._capa(run)
+            except ConnectionClosedError:
+                raise
             except error_proto:
                 caps = {}
             apop = bool(self.timestamp.match(self.welcome))
@@ -893,17 +940,13 @@ class POP3:
         else:
             secret = password
         if name == "APOP":
-            return await self.apop(user, secret)
+            return await self._apop(user, secret, run)
         if name == "USER":
-            await self.user(user)
-            return await self.pass_(secret)
+            await run("USER %s" % user, self._engine.short)
+            return await run("PASS %s" % secret, self._engine.short)
         sasl = SASLClient(name, user, secret)
         del secret
-        await self._exclusive_enter()
-        try:
-            return await self._sasl_exchange(sasl)
-        finally:
-            self._gate.release()
+        return await self._sasl_exchange(sasl)
 
     async def _sasl_exchange(self, sasl):
         loop = self._loop
