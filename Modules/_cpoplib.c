@@ -9,7 +9,8 @@
  * fields are listed once, in cpoplib.h's X-macros, and exec, traverse and
  * clear all follow those lists.
  *
- * May call: durability.c, methods.c, pipeline.c, reader.c.  Python code
+ * May call: durability.c, engine.c, methods.c, pipeline.c, reader.c,
+ * saslobj.c.  Python code
  * it runs: imports (socket, ssl, io, re, base64, builtins, poplib) at
  * exec.
  */
@@ -253,13 +254,22 @@ add_type(PyObject *module, PyType_Spec *spec, PyObject *base)
     return type;
 }
 
-/* POP3 (and POP3_SSL when ssl is there), the reader and the iterator. */
+/* POP3 (and POP3_SSL when ssl is there), the reader and the iterator;
+ * the sans-IO types of the asyncio client. */
 static int
 create_types(PyObject *module, cpoplib_state *st)
 {
     st->Reader_Type = add_type(module, &cpoplib_reader_spec, NULL);
     st->POP3_Type = add_type(module, &cpoplib_pop3_spec, NULL);
     if (st->Reader_Type == NULL || st->POP3_Type == NULL) {
+        return -1;
+    }
+    st->Engine_Type = add_type(module, &cpoplib_engine_spec, NULL);
+    st->FetchWindow_Type = add_type(module, &cpoplib_fetch_window_spec,
+                                    NULL);
+    st->SASLClient_Type = add_type(module, &cpoplib_sasl_client_spec, NULL);
+    if (st->Engine_Type == NULL || st->FetchWindow_Type == NULL
+        || st->SASLClient_Type == NULL) {
         return -1;
     }
     if (PyObject_SetAttr((PyObject *)st->POP3_Type, st->str_encoding,
@@ -337,7 +347,8 @@ module_exec(PyObject *module)
     }
     st->error_proto = make_error_proto();
     if (st->error_proto == NULL || create_types(module, st) < 0
-        || add_constants(module, st) < 0) {
+        || add_constants(module, st) < 0
+        || PyModule_AddFunctions(module, cpoplib_engine_functions) < 0) {
         return -1;
     }
     return 0;

@@ -83,13 +83,9 @@ typedef enum {
  * 1, 0, or -1.  print(tag, repr(obj)) with the builtin print. */
 int cpoplib_debugging(POP3Object *self, cpoplib_state *st, int wire);
 int cpoplib_debug_print(cpoplib_state *st, const char *tag, PyObject *obj);
-/* bytes(text, encoding); `fmt % args` as poplib builds command lines
- * (fmt: one of the state's fmt_* strings) */
-PyObject *cpoplib_encode_text(PyObject *text, PyObject *encoding);
+/* `fmt % args` as poplib builds command lines (fmt: one of the state's
+ * fmt_* strings) */
 PyObject *cpoplib_format_command(PyObject *fmt, PyObject *args);
-/* 1 if exc (may be NULL) is error_proto for an -ERR reply read whole:
- * its args are the reply line (bytes); the stream is in step after it */
-int cpoplib_is_err_reply(cpoplib_state *st, PyObject *exc);
 /* 1 if self.<hook> is the built-in implementation, 0 if it may be
  * replaced, -1 on error */
 int cpoplib_hook_is_default(POP3Object *self, cpoplib_state *st,
@@ -97,11 +93,6 @@ int cpoplib_hook_is_default(POP3Object *self, cpoplib_state *st,
 /* self.<hook>() or self.<hook>(arg) through Python (arg may be NULL) */
 PyObject *cpoplib_call_hook(POP3Object *self, cpoplib_state *st,
                             cpoplib_hook hook, PyObject *arg);
-/* The package's _MAXLINE, as poplib's readline(_MAXLINE + 1) takes it
- * (may be negative: every line is too long), and MAX_RESPONSE_SIZE (-1:
- * none), validated.  0, or -1 with an exception set. */
-int cpoplib_current_maxline(cpoplib_state *st, Py_ssize_t *maxline);
-int cpoplib_current_response_cap(cpoplib_state *st, Py_ssize_t *cap);
 /* The next line from our reader under _MAXLINE = maxline: POP3_LINE or
  * POP3_EOF, or -1 with error_proto('line too long') or another exception
  * set. */

@@ -14,16 +14,29 @@
  *                         timestamp: plain C, no Python (pop3_parser.h)
  *   0      sasl.c         the SASL client mechanisms: plain C and
  *                         libcrypto, no Python (sasl.h)
+ *   0      window.c       fetch_many()'s window of pipelined commands:
+ *                         plain C, no Python (window.h)
  *   1      errors.c       raising and chaining exceptions
  *   1      args.c         the one argument parser of every C method
  *   1      durability.c   syncfs(2) and fstatfs(2) for the fetcher
+ *   1      settings.c     _MAXLINE, MAX_RESPONSE_SIZE and
+ *                         SCRAM_MAX_ITERATIONS as read at run time
+ *   1      buffer.c       the read buffer's room: compacting, growing,
+ *                         shrinking (both readers below)
  *   2      reader.c       the read buffer of a connection and its file
  *                         type (SocketReader); the monotonic clock
  *   2      connection.c   the POP3 object's life cycle, the claim,
  *                         poplib's close() and __getstate__
+ *   2      wire.c         command lines encoded and checked; listing
+ *                         lines, STAT, CAPA and the APOP digest
  *   3      protocol.c     hooks through self, sending, reading lines and
  *                         responses, running a command, closing while
  *                         keeping an error, debug output
+ *   3      engine.c       the sans-IO response engine (ResponseEngine,
+ *                         FetchWindow) and the module functions the
+ *                         asyncio client builds commands with
+ *   3      saslobj.c      sasl.c's exchange one reply at a time, shared
+ *                         by login() and the asyncio client (SASLClient)
  *   4      commands.c     the POP3 commands and capa()
  *   5      connect.c      __init__: the socket, its file, the greeting;
  *                         TLS (POP3_SSL, stls())
@@ -78,15 +91,18 @@
 #include <string.h>
 
 #include "pop3_parser.h"
+#include "sasl.h"
 
 /* ---- compatibility: the one place that knows Python versions ---- */
 
 #if PY_VERSION_HEX >= 0x030C0000
 #  define CPOPLIB_T_PYSSIZET Py_T_PYSSIZET
+#  define CPOPLIB_T_LONGLONG Py_T_LONGLONG
 #  define CPOPLIB_READONLY Py_READONLY
 #else
 #  include "structmember.h"
 #  define CPOPLIB_T_PYSSIZET T_PYSSIZET
+#  define CPOPLIB_T_LONGLONG T_LONGLONG
 #  define CPOPLIB_READONLY READONLY
 #endif
 
@@ -168,7 +184,8 @@ typedef enum {
 
 /* The types, created by module init from their specs. */
 #define CPOPLIB_TYPES(X)                                                    \
-    X(POP3_Type) X(POP3_SSL_Type) X(Reader_Type) X(FetchIter_Type)
+    X(POP3_Type) X(POP3_SSL_Type) X(Reader_Type) X(FetchIter_Type)         \
+    X(Engine_Type) X(FetchWindow_Type) X(SASLClient_Type)
 
 typedef struct {
 #define CPOPLIB_TYPE_FIELD(name) PyTypeObject *name;
@@ -209,6 +226,10 @@ void cpoplib_chain_context(PyObject *context);
 
 /* Replace the pending exception by error_proto(msg), chained to it. */
 void cpoplib_replace_error(cpoplib_state *st, const char *msg);
+
+/* 1 if exc (may be NULL) is error_proto for an -ERR reply read whole:
+ * its args are the reply line (bytes); the stream is in step after it */
+int cpoplib_is_err_reply(cpoplib_state *st, PyObject *exc);
 
 /* ---- args.c ---- */
 
@@ -251,6 +272,38 @@ extern const char cpoplib_fs_type_doc[];
 PyObject *cpoplib_fs_type(PyObject *module, PyObject *arg);
 #  endif
 #endif
+
+/* ---- settings.c ---- */
+
+/* The package's _MAXLINE, as poplib's readline(_MAXLINE + 1) takes it
+ * (may be negative: -1 makes every line too long before anything is
+ * read, less than -1 after a line was read without limit), and
+ * MAX_RESPONSE_SIZE (-1: none), validated.  0, or -1 with an exception
+ * set. */
+int cpoplib_current_maxline(cpoplib_state *st, Py_ssize_t *maxline);
+int cpoplib_current_response_cap(cpoplib_state *st, Py_ssize_t *cap);
+/* The scanning window (pop3_parser.h's `limit`) of a _MAXLINE value:
+ * maxline + 1, or no limit for a negative one. */
+Py_ssize_t cpoplib_line_window(Py_ssize_t maxline);
+/* Add `n` octets to *total, unless that would pass `cap` (-1: none):
+ * 1, or 0 when the response is too long. */
+int cpoplib_within_cap(Py_ssize_t cap, Py_ssize_t *total, Py_ssize_t n);
+/* SCRAM_MAX_ITERATIONS, validated (1 to 999,999,999); *cap is left as
+ * it is when the setting is absent. */
+int cpoplib_scram_iteration_cap(cpoplib_state *st, unsigned long *cap);
+
+/* ---- buffer.c ---- */
+
+/* How much room to ask for when `avail` bytes are buffered and up to
+ * `limit` are wanted: grow geometrically (by at least `chunk`), never
+ * all at once. */
+Py_ssize_t cpoplib_buffer_need(Py_ssize_t avail, Py_ssize_t limit,
+                               Py_ssize_t chunk);
+/* Make room for `need` bytes from *pos in *buffer (a bytearray, or NULL:
+ * one is made), keeping [*pos, *end): *buffer may be replaced, *pos and
+ * *end moved.  0, or -1 with an exception set.  Runs no Python code. */
+int cpoplib_buffer_room(PyObject **buffer, Py_ssize_t *pos, Py_ssize_t *end,
+                        Py_ssize_t need, Py_ssize_t chunk);
 
 /* ---- reader.c ---- */
 
@@ -332,5 +385,134 @@ int cpoplib_reader_copy_body(ReaderObject *r, Py_ssize_t limit,
  * file count back (sock._decref_socketios(), which closes a socket that
  * was closed meanwhile).  0, or -1 with an exception set. */
 int cpoplib_reader_discard(ReaderObject *r);
+
+/* ---- wire.c ---- */
+
+/* bytes(text, encoding) */
+PyObject *cpoplib_encode_text(PyObject *text, PyObject *encoding);
+/* A command line (str) as bytes in `encoding`, refused with ValueError
+ * when it holds a control character (CR, LF, ...). */
+PyObject *cpoplib_encode_command(PyObject *line, PyObject *encoding);
+/* One line p[0..n) of a LIST (numeric) or UIDL listing into map, or
+ * error_proto("malformed <command> line: ..."): 0 or -1. */
+int cpoplib_listing_line(cpoplib_state *st, PyObject *map,
+                         PyObject *command, const char *p, Py_ssize_t n,
+                         int numeric);
+/* (count, size) from STAT's reply split in fields, as CPython main
+ * validates them. */
+PyObject *cpoplib_stat_result(cpoplib_state *st, PyObject *fields);
+/* capa()'s dict from the lines of CAPA's response. */
+PyObject *cpoplib_capa_from_lines(cpoplib_state *st, PyObject *rawcaps);
+/* The APOP digest (a str of 32 hex digits) of timestamp + secret, the
+ * timestamp found in `welcome` with `pattern` (the default one in C). */
+PyObject *cpoplib_apop_digest(cpoplib_state *st, PyObject *welcome,
+                              PyObject *pattern, PyObject *secret);
+/* fetch_many()'s window argument: 0 for None (adaptive), else 1 to
+ * POP3_WINDOW_MAX (ValueError otherwise).  0 or -1. */
+int cpoplib_window_arg(PyObject *window, Py_ssize_t *w);
+/* The size of `key` in the sizes mapping: 0 when unknown (no entry, not
+ * a non-negative int), -1 with an exception set when the mapping fails
+ * otherwise.  Runs Python code (the mapping). */
+Py_ssize_t cpoplib_known_size(PyObject *sizes, PyObject *key);
+
+/* ---- engine.c ---- */
+
+extern PyType_Spec cpoplib_engine_spec;
+extern PyType_Spec cpoplib_fetch_window_spec;
+/* module functions of the asyncio client: _encode_command(line,
+ * encoding), _stat_result(fields), _capa_from_lines(lines),
+ * _apop_digest(welcome, timestamp, secret) */
+extern PyMethodDef cpoplib_engine_functions[];
+
+/* ---- saslobj.c ---- */
+
+/* Pseudo-mechanisms login() also knows besides sasl.c's. */
+#define CPOPLIB_MECH_APOP (SASL_MECH_COUNT + 1)
+#define CPOPLIB_MECH_USER (SASL_MECH_COUNT + 2)
+
+/* Wipe and release a bytes object (a str line) made from a secret, when
+ * the caller owns the last reference; NULL is allowed. */
+void cpoplib_wipe_bytes(PyObject *obj);
+void cpoplib_wipe_line(PyObject *line);
+/* prefix + base64 of data, as an ASCII str. */
+PyObject *cpoplib_b64_line(const char *prefix, const unsigned char *data,
+                           size_t len);
+/* error_proto("-ERR <MECH>: <detail>"), and the exception of a local
+ * failure (memory, libcrypto, credentials) of sasl.c. */
+void cpoplib_sasl_failure(cpoplib_state *st, int mech, const char *detail);
+void cpoplib_sasl_local_error(cpoplib_state *st, int status, int mech,
+                              const char *detail);
+/* A client of sasl.c for mech with user and secret (str): SASLprep'ed
+ * for SCRAM, under SCRAM_MAX_ITERATIONS.  NULL with an exception set. */
+sasl_client *cpoplib_sasl_prepare(cpoplib_state *st, int mech,
+                                  PyObject *user, PyObject *secret);
+/* The AUTH line of c (*initial_pending: the initial response does not
+ * fit and follows an empty challenge); the initial response alone; the
+ * decoded challenge of a "+ base64" reply (PyMem_Malloc'ed). */
+PyObject *cpoplib_sasl_auth_line(cpoplib_state *st, int mech,
+                                 sasl_client *c, int *initial_pending);
+PyObject *cpoplib_sasl_initial_line(cpoplib_state *st, int mech,
+                                    sasl_client *c);
+unsigned char *cpoplib_sasl_challenge(cpoplib_state *st, int mech,
+                                      PyObject *resp, size_t *len);
+/* sasl_client_step() with the GIL released, stopping at `deadline`
+ * (cpoplib_monotonic() seconds, 0: none) or when *stop (may be NULL)
+ * becomes non-zero: a sasl_status; on SASL_ERR_INTERRUPTED an exception
+ * is set. */
+int cpoplib_sasl_step_nogil(sasl_client *c, double deadline,
+                            volatile int *stop,
+                            const unsigned char *challenge, size_t len,
+                            const unsigned char **out, size_t *out_len);
+/* login()'s mechanism= argument (a sasl_mech or CPOPLIB_MECH_*), or -1
+ * with an exception; the name of one; CAPA's SASL list as a bit set
+ * (bit m for sasl_mech m); the mechanism login() picks from a bit set
+ * (-1: APOP if the greeting allows it, else cpoplib_pick_without_apop). */
+int cpoplib_named_mechanism(PyObject *name);
+const char *cpoplib_mechanism_name(int mech);
+long cpoplib_mechanism_mask(PyObject *list);
+int cpoplib_pick_mechanism(long offered, int token);
+int cpoplib_pick_without_apop(long offered);
+/* error_proto and -1 when mech would send a password or token in the
+ * clear over an unencrypted connection without allow_plaintext. */
+int cpoplib_refuse_cleartext(cpoplib_state *st, int mech, int token,
+                             int encrypted, int allow);
+/* 1 if exc is error_proto for a reply line starting with "-ERR". */
+int cpoplib_is_err_line(cpoplib_state *st, PyObject *exc);
+
+/* The exchange of a built-in mechanism, one server reply at a time; the
+ * blocking login() and the asyncio client's drive the same machine:
+ *   line = cpoplib_sasl_begin() -- send it;
+ *   for each reply: if reading it raised, cpoplib_sasl_refused() says
+ *   what is left to do; else cpoplib_sasl_feed(): SEND (send *line),
+ *   STEP (cpoplib_sasl_step() gives the line to send), DONE, or -1 with
+ *   *after set. */
+typedef struct {
+    sasl_client *c;
+    int mech;
+    int initial_pending;
+    int failed;                  /* a step answered a reported failure */
+    unsigned char *challenge;    /* decoded, waiting for its step */
+    size_t challenge_len;
+} cpoplib_sasl_run;
+enum { CPOPLIB_SASL_SEND, CPOPLIB_SASL_STEP, CPOPLIB_SASL_DONE };
+/* What a failed exchange leaves for the caller to do. */
+enum {
+    CPOPLIB_AFTER_IN_STEP,       /* the server ended it with -ERR */
+    CPOPLIB_AFTER_CANCEL,        /* send "*" and read the server's -ERR */
+    CPOPLIB_AFTER_CLOSE          /* the server's state is unknown */
+};
+void cpoplib_sasl_exchange_init(cpoplib_sasl_run *ex, sasl_client *c,
+                                int mech);
+/* frees the client too */
+void cpoplib_sasl_exchange_clear(cpoplib_sasl_run *ex);
+PyObject *cpoplib_sasl_begin(cpoplib_state *st, cpoplib_sasl_run *ex);
+int cpoplib_sasl_feed(cpoplib_state *st, cpoplib_sasl_run *ex,
+                      PyObject *raw, PyObject **line, int *after);
+int cpoplib_sasl_step(cpoplib_state *st, cpoplib_sasl_run *ex,
+                      double deadline, volatile int *stop, PyObject **line,
+                      int *after);
+void cpoplib_sasl_refused(cpoplib_state *st, cpoplib_sasl_run *ex,
+                          int *after);
+extern PyType_Spec cpoplib_sasl_client_spec;
 
 #endif /* CPOPLIB_H */

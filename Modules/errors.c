@@ -82,6 +82,20 @@ cpoplib_error_obj(cpoplib_state *st, PyObject *obj)
     }
 }
 
+int
+cpoplib_is_err_reply(cpoplib_state *st, PyObject *exc)
+{
+    PyObject *args;
+
+    if (exc == NULL
+        || !PyObject_TypeCheck(exc, (PyTypeObject *)st->error_proto)) {
+        return 0;
+    }
+    args = ((PyBaseExceptionObject *)exc)->args;
+    return args != NULL && PyTuple_Check(args) && PyTuple_GET_SIZE(args) == 1
+           && PyBytes_Check(PyTuple_GET_ITEM(args, 0));
+}
+
 #if PY_VERSION_HEX >= 0x030C0000
 PyObject *
 cpoplib_fetch_exception(void)

@@ -14,17 +14,14 @@
  * leave in one write (the connection is corked around it), so that
  * Nagle's algorithm does not hold them back a round trip.
  *
- * The window: fixed when the caller gives one; with window=None it adapts
- * to the link, as TCP's slow start does.  It starts at 8 and grows after
- * each round (a window's worth of messages received): four times when
- * the round's throughput was half as much again as the best so far (the
- * first round always is), twice when it was a fifth more; after two
- * rounds without such a gain it stays.  It never exceeds WINDOW_CAP
- * commands, and with the messages' sizes known (sizes=) the replies in
- * flight never exceed BYTES_IN_FLIGHT bytes (but one message always may
- * go): an early stop then drains at most that much.  The client's memory
- * does not grow with the window -- replies in flight wait in the kernel's
- * buffers and the server's, and one message is read at a time.
+ * The window (window.h, shared with the asyncio client): fixed when the
+ * caller gives one; with window=None it adapts to the link, as TCP's slow
+ * start does, from 8 commands up to 128, and with the messages' sizes
+ * known (sizes=) the replies in flight never exceed 32 MiB (but one
+ * message always may go): an early stop then drains at most that much.
+ * The client's memory does not grow with the window -- replies in flight
+ * wait in the kernel's buffers and the server's, and one message is read
+ * at a time.
  *
  * Failure: when a RETR or DELE gets -ERR, every response still in flight
  * is read and dropped, so the connection stays in step, and error_proto
@@ -35,21 +32,12 @@
  * way and deletes nothing more.
  *
  * May call: commands.c, connection.c, errors.c, protocol.c, reader.c,
- * retrieval.c.  Python code it runs: the hooks, capa(), attribute reads,
- * the sizes mapping.
+ * retrieval.c, settings.c, window.c, wire.c.  Python code it runs: the
+ * hooks, capa(), attribute reads, the sizes mapping.
  */
 #include "connection.h"
 
-/* The adaptive window: where it starts, the most RETR commands it puts
- * in flight (a few hundred bytes of commands, which no server's receive
- * buffer is too small for: sending never waits on a server that answers
- * before it reads on), and the most reply bytes in flight when the sizes
- * are known. */
-#define WINDOW_START 8
-#define WINDOW_CAP 128
-#define BYTES_IN_FLIGHT ((Py_ssize_t)32 << 20)
-/* A fixed window may be up to this */
-#define WINDOW_MAX 1024
+#include "window.h"
 
 enum { ENTRY_RETR, ENTRY_DELE };
 
@@ -64,15 +52,7 @@ typedef struct {
     POP3Object *conn;           /* strong */
     PyObject *which;            /* a list of message numbers */
     PyObject *sizes;            /* a mapping number -> octets, or NULL */
-    Py_ssize_t window;          /* RETR commands allowed in flight now */
-    Py_ssize_t max_window;
-    int adaptive;               /* window=None */
-    /* the adaptive window's round: messages left to receive in it, their
-       bytes, when it began, the best throughput of a round so far and
-       how many rounds in a row brought no gain */
-    Py_ssize_t round_left;
-    double round_bytes, round_start, best_rate;
-    int flat_rounds;
+    pop3_window win;            /* RETR commands allowed in flight */
     Py_ssize_t bytes_in_flight; /* of the RETRs in flight, as known */
     int delete_;
     int pipeline;               /* -1: ask CAPA at the first step */
@@ -153,70 +133,15 @@ send_command(FetchIterObject *it, int kind, Py_ssize_t index,
     return 0;
 }
 
-/* The size of which[index] from the sizes mapping: 0 when unknown (no
- * mapping, no entry, not a non-negative int), -1 with an exception set
- * when the mapping itself fails otherwise. */
+/* The size of which[index] from the sizes mapping: 0 when unknown, -1
+ * with an exception set when the mapping itself fails otherwise. */
 static Py_ssize_t
 known_size(FetchIterObject *it, Py_ssize_t index)
 {
-    PyObject *value;
-    Py_ssize_t size;
-
     if (it->sizes == NULL) {
         return 0;
     }
-    value = PyObject_GetItem(it->sizes, PyList_GET_ITEM(it->which, index));
-    if (value == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_LookupError)) {
-            return -1;
-        }
-        PyErr_Clear();
-        return 0;
-    }
-    size = PyLong_Check(value) ? PyLong_AsSsize_t(value) : 0;
-    Py_DECREF(value);
-    if (size == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return 0;
-    }
-    return size < 0 ? 0 : size;
-}
-
-/* After a message of `size` bytes arrived: the adaptive window's round
- * accounting (see the file's header). */
-static void
-adapt_window(FetchIterObject *it, Py_ssize_t size)
-{
-    double now, rate;
-    int factor;
-
-    if (!it->adaptive) {
-        return;
-    }
-    it->round_bytes += (double)size;
-    if (--it->round_left > 0) {
-        return;
-    }
-    now = cpoplib_monotonic();
-    rate = it->round_bytes / (now - it->round_start > 1e-6
-                              ? now - it->round_start : 1e-6);
-    /* far faster (the first round always is): four times the window;
-       a fifth faster: twice; else a flat round */
-    factor = rate >= it->best_rate * 1.5 ? 4
-             : rate >= it->best_rate * 1.2 ? 2 : 1;
-    it->flat_rounds = factor > 1 ? 0 : it->flat_rounds + 1;
-    if (rate > it->best_rate) {
-        it->best_rate = rate;
-    }
-    if (it->flat_rounds < 2 && it->window * factor < it->max_window) {
-        it->window *= factor;
-    }
-    else if (it->flat_rounds < 2) {
-        it->window = it->max_window;
-    }
-    it->round_left = it->window;
-    it->round_bytes = 0.0;
-    it->round_start = now;
+    return cpoplib_known_size(it->sizes, PyList_GET_ITEM(it->which, index));
 }
 
 /* The error being raised answers which[index]: record that on it. */
@@ -253,7 +178,8 @@ read_front(FetchIterObject *it, entry *e, PyObject **message)
         *message = cpoplib_read_message(it->conn, it->cap);
         res = *message;
         if (res != NULL) {
-            adapt_window(it, PyBytes_GET_SIZE(res));
+            pop3_window_received(&it->win, PyBytes_GET_SIZE(res),
+                                 cpoplib_monotonic());
         }
     }
     else {
@@ -385,15 +311,16 @@ refill(FetchIterObject *it)
             rc = -1;
         }
     }
-    while (rc == 0 && it->retr_in_flight < it->window && it->next_send < n) {
+    while (rc == 0 && it->retr_in_flight < it->win.window
+           && it->next_send < n) {
         Py_ssize_t size = known_size(it, it->next_send);
 
         if (size < 0) {
             rc = -1;
             break;
         }
-        if (it->retr_in_flight > 0
-            && it->bytes_in_flight + size > BYTES_IN_FLIGHT) {
+        if (!pop3_window_may_send(&it->win, it->retr_in_flight,
+                                  it->bytes_in_flight, size)) {
             break;                  /* enough bytes on their way */
         }
         if (!it->pipeline && it->count > 0
@@ -440,11 +367,9 @@ fetch_iter_step(FetchIterObject *it)
             it->pipeline = pipelines;
         }
         if (!it->pipeline) {
-            it->window = it->max_window = 1;
-            it->adaptive = 0;
+            pop3_window_single(&it->win);
         }
-        it->round_left = it->window;
-        it->round_start = cpoplib_monotonic();
+        pop3_window_start(&it->win, cpoplib_monotonic());
     }
     if (refill(it) < 0) {
         goto error;
@@ -586,7 +511,7 @@ fetch_iter_dealloc(FetchIterObject *it)
 }
 
 static PyMemberDef fetch_iter_members[] = {
-    {"window", CPOPLIB_T_PYSSIZET, offsetof(FetchIterObject, window),
+    {"window", CPOPLIB_T_LONGLONG, offsetof(FetchIterObject, win.window),
      CPOPLIB_READONLY,
      "RETR commands the iterator lets be in flight now: the window given,\n"
      "or where the adaptive window (window=None) has got to; 1 without\n"
@@ -641,8 +566,8 @@ cpoplib_fetch_many_impl(POP3Object *self, PyObject *which,
 {
     cpoplib_state *st = cpoplib_pop3_state(self);
     FetchIterObject *it;
-    Py_ssize_t w = WINDOW_START, maxw = WINDOW_CAP, cap;
-    int del = 0, pipe = tristate(pipeline), adaptive = 1;
+    Py_ssize_t w = 0, cap;
+    int del = 0, pipe = tristate(pipeline);
 
     if (pipeline != NULL && pipeline != Py_None && pipe < 0) {
         return NULL;
@@ -653,18 +578,8 @@ cpoplib_fetch_many_impl(POP3Object *self, PyObject *which,
             return NULL;
         }
     }
-    if (window != NULL && window != Py_None) {
-        w = PyNumber_AsSsize_t(window, PyExc_OverflowError);
-        if (w == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (w < 1 || w > WINDOW_MAX) {
-            PyErr_SetString(PyExc_ValueError,
-                            "window must be between 1 and 1024");
-            return NULL;
-        }
-        maxw = w;
-        adaptive = 0;
+    if (cpoplib_window_arg(window, &w) < 0) {
+        return NULL;
     }
     if (sizes == Py_None) {
         sizes = NULL;
@@ -687,16 +602,14 @@ cpoplib_fetch_many_impl(POP3Object *self, PyObject *which,
     }
     it->conn = (POP3Object *)Py_NewRef(self);
     it->sizes = Py_XNewRef(sizes);
-    it->window = w;
-    it->max_window = maxw;
-    it->adaptive = adaptive;
+    pop3_window_init(&it->win, w);
     it->delete_ = del;
     it->pipeline = pipe;
     it->cap = cap;
     it->to_delete = -1;
     /* at most max_window RETRs in flight, and a DELE is read at most that
        many RETRs after it was sent */
-    it->queue_cap = 2 * maxw + 2;
+    it->queue_cap = 2 * (Py_ssize_t)it->win.max_window + 2;
     it->queue = PyMem_New(entry, it->queue_cap);
     if (it->queue == NULL) {
         Py_DECREF(it);
@@ -729,7 +642,7 @@ cpoplib_dele_many_impl(POP3Object *self, PyObject *which)
     if (pipelines < 0) {
         goto error;
     }
-    window = pipelines ? WINDOW_CAP : 1;
+    window = pipelines ? POP3_WINDOW_CAP : 1;
     responses = PyList_New(0);
     if (responses == NULL) {
         goto error;

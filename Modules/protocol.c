@@ -17,8 +17,9 @@
  * attributes or read from the reader.  Lines from the reader are copied
  * out of its buffer before anything that can run Python code.
  *
- * May call: connection.c, errors.c, pop3_parser.c, reader.c.  Python code
- * it runs: hooks, attribute reads, the socket's sendall, print().
+ * May call: connection.c, errors.c, pop3_parser.c, reader.c, settings.c,
+ * wire.c.  Python code it runs: hooks, attribute reads, the socket's
+ * sendall, print().
  */
 #include "connection.h"
 
@@ -99,21 +100,6 @@ done:
 }
 
 /* ---- command lines ---- */
-
-/* bytes(text, encoding) */
-PyObject *
-cpoplib_encode_text(PyObject *text, PyObject *encoding)
-{
-    if (PyUnicode_Check(text) && PyUnicode_Check(encoding)) {
-        const char *enc = PyUnicode_AsUTF8(encoding);
-        if (enc == NULL) {
-            return NULL;
-        }
-        return PyUnicode_AsEncodedString(text, enc, NULL);
-    }
-    return PyObject_CallFunctionObjArgs((PyObject *)&PyBytes_Type, text,
-                                        encoding, NULL);
-}
 
 PyObject *
 cpoplib_format_command(PyObject *fmt, PyObject *args)
@@ -508,25 +494,9 @@ cpoplib_putcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
     if (encoding == NULL) {
         return NULL;
     }
-    encoded = cpoplib_encode_text(line, encoding);
+    encoded = cpoplib_encode_command(line, encoding);
     Py_DECREF(encoding);
     if (encoded == NULL) {
-        return NULL;
-    }
-    if (!PyBytes_Check(encoded)) {
-        PyErr_Format(PyExc_TypeError, "encoding a command gave %.200s, not "
-                     "bytes", Py_TYPE(encoded)->tp_name);
-        Py_DECREF(encoded);
-        return NULL;
-    }
-    /* CVE-2025-15367 (CPython gh-143923): no CR, LF or other control
-       characters, so a command can never smuggle a second one. */
-    if (pop3_find_control(PyBytes_AS_STRING(encoded),
-                          (size_t)PyBytes_GET_SIZE(encoded))
-        != (size_t)PyBytes_GET_SIZE(encoded)) {
-        Py_DECREF(encoded);
-        PyErr_SetString(PyExc_ValueError,
-                        "Control characters not allowed in commands");
         return NULL;
     }
     res = putline(self, st, encoded);
@@ -535,66 +505,6 @@ cpoplib_putcmd_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
 }
 
 /* ---- receiving ---- */
-
-/* The package's _MAXLINE as poplib's `self.file.readline(_MAXLINE + 1)`
- * and `len(line) > _MAXLINE` use it: `_MAXLINE + 1` is computed, then
- * converted as io.BufferedReader.readline() converts its size, so that a
- * value poplib refuses is refused with the same exception.  *maxline may
- * be negative: -1 makes every line too long before anything is read,
- * less than -1 after a line was read without limit (readline(-n)). */
-int
-cpoplib_current_maxline(cpoplib_state *st, Py_ssize_t *maxline)
-{
-    PyObject *value = PyDict_GetItemWithError(st->namespace, st->str_maxline);
-    PyObject *limit;
-    Py_ssize_t n;
-
-    if (value == NULL) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_NameError,
-                            "name '_MAXLINE' is not defined");
-        }
-        return -1;
-    }
-    if (PyLong_CheckExact(value)) {
-        n = PyNumber_AsSsize_t(value, PyExc_OverflowError);
-        if (n == -1 && PyErr_Occurred()) {
-            return -1;
-        }
-        if (n == PY_SSIZE_T_MAX) {          /* _MAXLINE + 1 overflows */
-            PyErr_SetString(PyExc_OverflowError,
-                            "cannot fit 'int' into an index-sized integer");
-            return -1;
-        }
-        *maxline = n;
-        return 0;
-    }
-    Py_INCREF(value);
-    limit = PyNumber_Add(value, st->int_one);
-    Py_DECREF(value);
-    if (limit == NULL) {
-        return -1;
-    }
-    if (limit == Py_None) {
-        n = PY_SSIZE_T_MAX;                 /* readline(None): no limit */
-    }
-    else if (!PyIndex_Check(limit)) {
-        PyErr_Format(PyExc_TypeError,
-                     "argument should be integer or None, not '%.200s'",
-                     Py_TYPE(limit)->tp_name);
-        Py_DECREF(limit);
-        return -1;
-    }
-    else {
-        n = PyNumber_AsSsize_t(limit, PyExc_OverflowError);
-    }
-    Py_DECREF(limit);
-    if (n == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    *maxline = n == PY_SSIZE_T_MIN ? n : n - 1;
-    return 0;
-}
 
 int
 cpoplib_reader_line(cpoplib_state *st, ReaderObject *reader,
@@ -606,65 +516,13 @@ cpoplib_reader_line(cpoplib_state *st, ReaderObject *reader,
         cpoplib_error(st, "line too long");     /* readline(0) is b'' */
         return -1;
     }
-    rc = cpoplib_reader_next_line(
-        reader, maxline < 0 || maxline == PY_SSIZE_T_MAX - 1
-                ? PY_SSIZE_T_MAX : maxline + 1, span);
+    rc = cpoplib_reader_next_line(reader, cpoplib_line_window(maxline),
+                                  span);
     if (rc == POP3_TOO_LONG || (rc >= 0 && maxline < 0)) {
         cpoplib_error(st, "line too long");
         return -1;
     }
     return rc;
-}
-
-/* The package's MAX_RESPONSE_SIZE: bytes a multi-line response body may
- * take on the wire, or -1 (None, the default: no limit, as poplib). */
-int
-cpoplib_current_response_cap(cpoplib_state *st, Py_ssize_t *cap)
-{
-    PyObject *value = PyDict_GetItemWithError(st->namespace,
-                                              st->str_max_response);
-
-    *cap = -1;
-    if (value == NULL) {
-        return PyErr_Occurred() ? -1 : 0;
-    }
-    if (value == Py_None) {
-        return 0;
-    }
-    if (!PyLong_Check(value)) {
-        PyErr_Format(PyExc_TypeError,
-                     "MAX_RESPONSE_SIZE must be None or an int, not %.200s",
-                     Py_TYPE(value)->tp_name);
-        return -1;
-    }
-    int overflow;
-    long long n = PyLong_AsLongLongAndOverflow(value, &overflow);
-    if (n == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (overflow < 0 || (overflow == 0 && n < 0)) {
-        PyErr_SetString(PyExc_ValueError,
-                        "MAX_RESPONSE_SIZE must be None or >= 0");
-        return -1;
-    }
-    /* a cap past what a Py_ssize_t counts is no cap at all */
-    *cap = overflow > 0 || n > PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX
-                                                : (Py_ssize_t)n;
-    return 0;
-}
-
-int
-cpoplib_is_err_reply(cpoplib_state *st, PyObject *exc)
-{
-    PyObject *args;
-
-    if (exc == NULL
-        || !PyObject_TypeCheck(exc, (PyTypeObject *)st->error_proto)) {
-        return 0;
-    }
-    args = ((PyBaseExceptionObject *)exc)->args;
-    return args != NULL && PyTuple_Check(args) && PyTuple_GET_SIZE(args) == 1
-           && PyBytes_Check(PyTuple_GET_ITEM(args, 0));
 }
 
 /* One raw line (LF included) from self.file: a new bytes object from our
@@ -928,20 +786,6 @@ error:
 }
 
 
-/* Add `n` octets to *total, unless that would pass `cap` (-1: none). */
-static int
-within_cap(Py_ssize_t cap, Py_ssize_t *total, Py_ssize_t n)
-{
-    if (n <= 0) {
-        return 1;
-    }
-    if (cap >= 0 && n > cap - *total) {
-        return 0;
-    }
-    *total = n > PY_SSIZE_T_MAX - *total ? PY_SSIZE_T_MAX : *total + n;
-    return 1;
-}
-
 int
 cpoplib_body_reader(POP3Object *self, cpoplib_state *st, PyObject **reader)
 {
@@ -1000,7 +844,7 @@ read_body_fast(POP3Object *self, cpoplib_state *st, ReaderObject *reader,
             cpoplib_error(st, "-ERR EOF");
             return CPOPLIB_BODY_ERROR;
         }
-        if (!within_cap(cap, total, (Py_ssize_t)span.line.raw_len)) {
+        if (!cpoplib_within_cap(cap, total, (Py_ssize_t)span.line.raw_len)) {
             return CPOPLIB_BODY_TOO_LONG;
         }
         data = cpoplib_reader_span_data(reader, &span);
@@ -1064,7 +908,7 @@ read_body_generic(POP3Object *self, cpoplib_state *st, PyObject *lines,
             if (overflow > 0 || n > PY_SSIZE_T_MAX) {
                 n = PY_SSIZE_T_MAX;
             }
-            if (!within_cap(cap, &total, (Py_ssize_t)n)) {
+            if (!cpoplib_within_cap(cap, &total, (Py_ssize_t)n)) {
                 rc = CPOPLIB_BODY_TOO_LONG;
                 goto done;
             }

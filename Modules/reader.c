@@ -28,9 +28,9 @@
  * (cpoplib.h, CPOPLIB_HOLD_*): its file methods then refuse to read.  It
  * counts in the socket's _io_refs as a makefile() file does.
  *
- * May call: args.c, errors.c, pop3_parser.c.  Python code it runs: the
- * socket's recv_into, settimeout (login()'s deadline), fileno and
- * _decref_socketios, signal handlers.
+ * May call: args.c, buffer.c, errors.c, pop3_parser.c.  Python code it
+ * runs: the socket's recv_into, settimeout (login()'s deadline), fileno
+ * and _decref_socketios, signal handlers.
  */
 #include "cpoplib.h"
 
@@ -133,11 +133,11 @@ static Py_ssize_t
 reader_fill(ReaderObject *r, Py_ssize_t need)
 {
     cpoplib_state *st = PyModule_GetState(r->module);
-    PyObject *buffer = r->buffer;
+    PyObject *buffer;
     PyObject *sock = r->sock;
     PyObject *view = NULL, *window = NULL, *result = NULL;
     Py_ssize_t avail = r->end - r->pos;
-    Py_ssize_t cap = PyByteArray_GET_SIZE(buffer);
+    Py_ssize_t cap;
     Py_ssize_t got = -1;
 
     if (need <= avail) {
@@ -147,30 +147,12 @@ reader_fill(ReaderObject *r, Py_ssize_t need)
         return -1;
     }
     r->generation++;
-    /* Move the unread tail to the front when it is in the way. */
-    if (r->pos > 0 && (avail == 0 || cap - r->pos < need
-                       || cap - r->end < cap / 2)) {
-        char *data = PyByteArray_AS_STRING(buffer);
-        memmove(data, data + r->pos, (size_t)avail);
-        r->pos = 0;
-        r->end = avail;
+    if (cpoplib_buffer_room(&r->buffer, &r->pos, &r->end, need,
+                            READER_CHUNK) < 0) {
+        return -1;
     }
-    if (cap - r->pos < need) {
-        /* callers grow `need` geometrically (reader_need) */
-        if (PyByteArray_Resize(buffer, r->pos + need) < 0) {
-            return -1;
-        }
-        cap = PyByteArray_GET_SIZE(buffer);
-    }
-    else if (cap > READER_CHUNK && r->pos == 0 && r->end <= READER_CHUNK
-             && need <= READER_CHUNK) {
-        /* a long line is gone: give its memory back, never below what
-           is still buffered */
-        if (PyByteArray_Resize(buffer, READER_CHUNK) < 0) {
-            return -1;
-        }
-        cap = READER_CHUNK;
-    }
+    buffer = r->buffer;
+    cap = PyByteArray_GET_SIZE(buffer);
     if (reader_check_capacity(r) < 0) {
         return -1;
     }
@@ -277,12 +259,7 @@ done:
 static Py_ssize_t
 reader_need(Py_ssize_t avail, Py_ssize_t limit)
 {
-    Py_ssize_t step = avail > READER_CHUNK ? avail : READER_CHUNK;
-
-    if (limit - avail <= step) {
-        return limit;
-    }
-    return avail + step;
+    return cpoplib_buffer_need(avail, limit, READER_CHUNK);
 }
 
 /* The one line scanner of the reader: where the next line ends within

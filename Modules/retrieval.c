@@ -17,9 +17,9 @@
  * connection's file meanwhile gets RuntimeError instead of bytes from the
  * middle of the message.
  *
- * May call: commands.c, errors.c, pop3_parser.c, protocol.c, reader.c.
- * Python code it runs: the hooks, the destination's write(), close()
- * after a failed write.
+ * May call: commands.c, errors.c, protocol.c, reader.c, settings.c,
+ * wire.c.  Python code it runs: the hooks, the destination's write(),
+ * close() after a failed write.
  */
 #include "connection.h"
 
@@ -472,8 +472,9 @@ cpoplib_fetch_into_impl(POP3Object *self, PyObject *which,
 
 /* {msgnum: value} from the lines of a listing result (resp, lines,
  * octets) of `command`; the value is the second field as bytes (UIDL) or
- * as an int (LIST).  The lines are parsed by pop3_parse_listing()
- * (fuzzed with the rest of the parser). */
+ * as an int (LIST).  Each line goes through wire.c's
+ * cpoplib_listing_line() (pop3_parse_listing(), fuzzed with the rest of
+ * the parser). */
 static PyObject *
 parse_listing(cpoplib_state *st, PyObject *result, PyObject *command,
               int numeric)
@@ -493,11 +494,7 @@ parse_listing(cpoplib_state *st, PyObject *result, PyObject *command,
         goto error;
     }
     while ((line = PyIter_Next(it)) != NULL) {
-        PyObject *key = NULL, *value = NULL;
-        size_t start = 0, end = 0;
-        long long num = 0, second = 0;
-        const char *p;
-        int rc = -1;
+        int rc;
 
         if (!PyBytes_Check(line)) {
             PyErr_Format(PyExc_TypeError, "%U line is %.200s, not bytes",
@@ -505,27 +502,8 @@ parse_listing(cpoplib_state *st, PyObject *result, PyObject *command,
             Py_DECREF(line);
             goto error;
         }
-        p = PyBytes_AS_STRING(line);
-        if (!pop3_parse_listing(p, (size_t)PyBytes_GET_SIZE(line), numeric,
-                                &num, &second, &start, &end)) {
-            PyObject *msg = PyUnicode_FromFormat("malformed %U line: %R",
-                                                 command, line);
-            if (msg != NULL) {
-                cpoplib_error_obj(st, msg);
-                Py_DECREF(msg);
-            }
-            Py_DECREF(line);
-            goto error;
-        }
-        key = PyLong_FromLongLong(num);
-        value = numeric ? PyLong_FromLongLong(second)
-                        : PyBytes_FromStringAndSize(p + start,
-                                                    (Py_ssize_t)(end - start));
-        if (key != NULL && value != NULL) {
-            rc = PyDict_SetItem(map, key, value);
-        }
-        Py_XDECREF(key);
-        Py_XDECREF(value);
+        rc = cpoplib_listing_line(st, map, command, PyBytes_AS_STRING(line),
+                                  PyBytes_GET_SIZE(line), numeric);
         Py_DECREF(line);
         if (rc < 0) {
             goto error;

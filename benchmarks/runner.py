@@ -410,6 +410,10 @@ def parse_args(argv):
                    help="instead: the in-memory fetch()/fetch_into()/"
                         "threads rows (see python -m benchmarks --fetch "
                         "--help)")
+    p.add_argument("--aio", action="store_true",
+                   help="instead: cpoplib.aio's concurrent sessions, idle "
+                        "memory and one-connection fetch_many (see "
+                        "python -m benchmarks --aio --help)")
     p.add_argument("--tools", action="store_true",
                    help="instead: cpoplib fetch against mpop and getmail6 "
                         "on Dovecot (see python -m benchmarks --tools "
@@ -478,6 +482,9 @@ def main(argv=None):
     if "--tools" in argv:
         from . import tools
         return tools.main([a for a in argv if a != "--tools"])
+    if "--aio" in argv:
+        from . import aio
+        return aio.main([a for a in argv if a != "--aio"])
     args = parse_args(argv)
     log = sys.stderr
     t_start = time.perf_counter()

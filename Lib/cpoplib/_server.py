@@ -534,7 +534,7 @@ class Server:
         try:
             lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             lsock.bind((self.host, self._want_port))
-            lsock.listen(128)
+            lsock.listen(1024)       # 1000 clients connecting at once
             lsock.settimeout(0.5)     # so stop() is noticed promptly
         except BaseException:
             lsock.close()
