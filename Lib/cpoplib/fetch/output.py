@@ -83,22 +83,21 @@ class Output:
         """An account's end: its error (one line) and its summary line."""
         if r.error:
             self.error("%s: %s" % (r.name, r.error) if several else r.error)
-        if r.error and not r.messages and not r.dry_run:
+        if r.error and not r.messages:
             return
         rate = r.bytes / r.seconds if r.seconds > 0 else 0.0
-        text = "%s: %s%d messages, %d bytes in %.2f s (%s/s)" % (
-            r.name, "dry run: " if r.dry_run else "", r.messages, r.bytes,
-            r.seconds, size_text(rate))
+        text = "%s: %d messages, %d bytes in %.2f s (%s/s)" % (
+            r.name, r.messages, r.bytes, r.seconds, size_text(rate))
+        if r.error:
+            text += ", interrupted" if r.code in (130, 143) else ", failed"
         if r.deleted:
             text += ", %d deleted" % r.deleted
         if r.skipped:
             text += ", %d skipped (left on the server)" % len(r.skipped)
-        if r.dry_run and r.listed is not None:
-            text += "; %d messages, %d bytes on the server%s" % (
-                r.listed[0], r.listed[1],
-                "" if r.error else "; nothing written or deleted")
-        if r.error:
-            text += ", interrupted" if r.code in (130, 143) else ", failed"
+        if r.dry_run:
+            text += " -- dry run, nothing written or deleted"
+            if r.listed is not None:
+                text += "; the server has %d messages, %d bytes" % r.listed
         self.summary(text)
 
     def progress(self, name, done, total, nbytes, total_bytes, started,
