@@ -312,32 +312,46 @@ def _fetch_all(accounts, out, jobs, several):
     todo = list(enumerate(accounts))
     lock = threading.Lock()
 
-    def worker():
-        while True:
-            with lock:
-                if not todo or stop.code is not None:
-                    return
-                i, acct = todo.pop(0)
-            r = fetch_account(acct, out, stop)
-            results[i] = r
-            out.report(r, several)
+    running = [0]
+    finished = threading.Event()
 
-    threads = [threading.Thread(target=worker, daemon=True,
-                                name="cpoplib-fetch-%d" % i)
-               for i in range(min(jobs, len(accounts)))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        while t.is_alive():
-            try:
-                t.join(0.2)
-            except KeyboardInterrupt as exc:
-                if stop.code is None:
-                    out.error("terminated" if isinstance(exc, Terminated)
-                              else "interrupted")
-                stop.request(_interrupt_code(exc))
-    for i, r in enumerate(results):
-        if r is None:               # never started
-            results[i] = Result(accounts[i].name)
-            results[i].code = stop.code or EXIT_INTERRUPTED
+    def worker():
+        try:
+            while True:
+                with lock:
+                    if not todo or stop.code is not None:
+                        return
+                    i, acct = todo.pop(0)
+                r = fetch_account(acct, out, stop)
+                results[i] = r
+                out.report(r, several)
+        finally:
+            with lock:
+                running[0] -= 1
+                if not running[0]:
+                    finished.set()
+
+    count = min(jobs, len(accounts))
+    running[0] = count
+    if not count:
+        finished.set()
+    for i in range(count):
+        threading.Thread(target=worker, daemon=True,
+                         name="cpoplib-fetch-%d" % i).start()
+    # Event.wait, not Thread.join: a join that a signal's exception
+    # interrupts can leave the thread looking finished while it runs
+    while True:
+        try:
+            if finished.wait(0.2):
+                break
+        except KeyboardInterrupt as exc:
+            stop.request(_interrupt_code(exc))
+    never = [i for i, r in enumerate(results) if r is None]
+    for i in never:
+        results[i] = Result(accounts[i].name)
+        results[i].code = stop.code or EXIT_INTERRUPTED
+    if never:
+        out.error("%s before %s started" % (
+            "terminated" if stop.code == EXIT_TERMINATED else "interrupted",
+            ", ".join(accounts[i].name for i in never)))
     return results

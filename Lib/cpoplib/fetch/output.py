@@ -89,7 +89,8 @@ class Output:
         text = "%s: %d messages, %d bytes in %.2f s (%s/s)" % (
             r.name, r.messages, r.bytes, r.seconds, size_text(rate))
         if r.error:
-            text += ", interrupted" if r.code in (130, 143) else ", failed"
+            text += {130: ", interrupted", 143: ", terminated"}.get(
+                r.code, ", failed")
         if r.deleted:
             text += ", %d deleted" % r.deleted
         if r.skipped:

@@ -381,23 +381,37 @@ def _rst_table(header, rows):
 
 def reference_rst():
     """The README's reference of the settings and the exit codes."""
-    out = [REF_BEGIN, "", "Settings (``--help`` says the same):", ""]
-    rows = []
-    for s in SETTINGS:
-        flags = ", ".join("``%s``" % f for f in s.flags)
-        key = "``%s``" % s.name
-        if s.toml_negative:
-            key += ", ``%s``" % s.toml_negative
-        if s.scope == "run":
-            key += " (``[defaults]``)"
-        allowed = KIND_TEXT[s.kind]
-        if s.range_words():
-            allowed += ", " + s.range_words()
-        rows.append([flags, key, allowed, s.default_words(), s.help])
-    out += _rst_table(["option", "file key", "value", "default", "meaning"],
-                      rows)
-    out += ["", "Exit codes (%s):" % EXIT_RULE[0].lower() + EXIT_RULE[1:-1],
-            ""]
+    import textwrap
+    out = [REF_BEGIN, "",
+           "Every setting, as an option and as a key of the config file",
+           "(``--help`` says the same):", ""]
+    for group in GROUPS:
+        out += ["*%s*" % group.capitalize(), ""]
+        for s in (s for s in SETTINGS if s.group == group):
+            flags = ", ".join("``%s%s``" % (f, "" if s.kind == "bool" or
+                                            i else " " + s.metavar)
+                              for i, f in enumerate(s.flags))
+            key = "``%s``" % s.name
+            if s.toml_negative:
+                key += " (or ``%s``, its negation)" % s.toml_negative
+            if s.scope == "run":
+                key += " (in ``[defaults]`` only)"
+            allowed = KIND_TEXT[s.kind]
+            if s.range_words():
+                allowed += ", " + s.range_words()
+            text = "%s = %s (default: %s).  %s%s." % (
+                key, allowed, s.default_words(), s.help[0].upper(),
+                s.help[1:])
+            if s.exclusive:
+                others = [m for m in EXCLUSIVE[s.exclusive] if m != s.name]
+                text += "  Excludes %s on the same level." % " and ".join(
+                    "``%s``" % BY_NAME[m].flags[0] for m in others)
+            out.append(flags)
+            out += textwrap.wrap(text, 72, initial_indent="    ",
+                                 subsequent_indent="    ",
+                                 break_on_hyphens=False)
+        out.append("")
+    out += ["Exit codes.  %s" % EXIT_RULE, ""]
     out += _rst_table(["code", "meaning"],
                       [[str(c), t] for c, t in EXIT_CODES])
     out += ["", REF_END]
