@@ -23,6 +23,7 @@ import errno
 import mailbox
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -392,8 +393,11 @@ def test_progress_one_line_per_account(tmp_path, monkeypatch):
     frames = out.split("\x1b[J")
     assert any("first: " in f and "second: " in f and "/20 messages" in f
                for f in frames)
-    tail = frames[-1]
-    assert "first: 20 messages" in tail and "second: 20 messages" in tail
+    # each account's summary as it ends, its progress line gone from then
+    for name in ("first", "second"):
+        summary = out.index("%s: 20 messages, " % name)
+        assert ("%s: " % name) + "20/20 messages" not in out[summary:]
+        assert re.search(r"%s: \d+/20 messages" % name, out[:summary])
 
 
 # --------------------------------------------------------------------------
