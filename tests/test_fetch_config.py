@@ -914,3 +914,135 @@ def test_readme_reference_is_the_schemas():
         assert "``%s" % s.flags[0] in text
     for code, _ in errors.EXIT_CODES:
         assert "\n%-4d  " % code in text or "\n%d  " % code in text
+
+
+# --------------------------------------------------------------------------
+# the property: whatever the config and the command line, exit 0 or a
+# documented code, one error line, no traceback, nothing deleted unless
+# the effective setting is a real true
+
+from hypothesis import HealthCheck, given, settings as hsettings, \
+    strategies as st  # noqa: E402
+
+BOOL_KEYS = ["delete", "keep", "dry_run", "all", "ssl", "starttls",
+             "insecure", "netrc", "allow_plaintext"]
+OTHER_KEYS = ["port", "timeout", "window", "batch", "sync", "auth",
+              "max_message_size", "on_uidl_reset", "delet", "jobs"]
+WORDS = ["true", "false", "no", "0", "1", "-1", "99999", "auto", "fs",
+         "file", "stop", "fetch", "PLAIN", "USER", "FOO", "2.5", "nan", ""]
+junk = st.one_of(st.booleans(), st.integers(-3, 70000),
+                 st.floats(allow_nan=True, allow_infinity=True),
+                 st.sampled_from(WORDS), st.text(max_size=6))
+VALID = {"timeout": st.sampled_from([5, 10.0, 2.5]),
+         "window": st.integers(1, 8), "batch": st.integers(1, 5),
+         "sync": st.sampled_from(["auto", "file"]),
+         "auth": st.sampled_from(["USER", "PLAIN", "user"]),
+         "max_message_size": st.integers(1, 4),
+         "on_uidl_reset": st.sampled_from(["stop", "fetch"]),
+         "jobs": st.integers(1, 3), "port": st.integers(1, 65535),
+         "delet": st.booleans()}
+
+
+def _value(key):
+    valid = st.booleans() if key in BOOL_KEYS else VALID[key]
+    return st.integers(0, 9).flatmap(lambda n: junk if n == 9 else valid)
+
+
+tables = st.lists(st.sampled_from(BOOL_KEYS + OTHER_KEYS), max_size=3,
+                  unique=True).flatmap(lambda keys: st.fixed_dictionaries(
+                      {k: _value(k) for k in keys}))
+FLAGS = ["--delete", "--keep", "--dry-run", "--no-dry-run", "--all",
+         "--ssl", "--starttls", "--insecure", "--no-netrc", "--no-delete"]
+VALUED = {"--timeout": "timeout", "--window": "window", "--batch": "batch",
+          "--jobs": "jobs", "--sync": "sync", "--auth": "auth",
+          "--max-message-size": "max_message_size",
+          "--on-uidl-reset": "on_uidl_reset", "--port": "port"}
+options = st.lists(st.one_of(
+    st.sampled_from(FLAGS).map(lambda f: [f]),
+    st.sampled_from(sorted(VALUED)).flatmap(lambda o: st.one_of(
+        VALID[VALUED[o]].map(str), VALID[VALUED[o]].map(str),
+        st.sampled_from(WORDS)).map(lambda v: [o, v]))),
+    max_size=2)
+
+
+def _toml(value):
+    import json
+    if type(value) is bool:
+        return "true" if value else "false"
+    if type(value) is float:
+        return {"inf": "inf", "-inf": "-inf"}.get(repr(value), "nan") \
+            if value != value or value in (float("inf"), float("-inf")) \
+            else repr(value)
+    if type(value) is int:
+        return str(value)
+    return json.dumps(value)
+
+
+def _effective(levels, name, negative=None):
+    """The model of the precedence: the last level that says."""
+    result = False
+    for level in levels:
+        if name in level:
+            result = level[name]
+        if negative and negative in level:
+            result = not level[negative]
+    return result
+
+
+@pytest.fixture(scope="module")
+def shared_server():
+    """One server for every example (its mailbox set by each)."""
+    with Server(None, idle_eof=2, timeout=120) as srv:
+        yield srv
+
+
+@needs_toml
+@hsettings(max_examples=60, deadline=None, derandomize=True,
+           suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                  HealthCheck.too_slow])
+@given(defaults=tables, account=tables, argv=options)
+def test_property_any_config_any_command_line(defaults, account, argv,
+                                              isolated_home, shared_server):
+    import contextlib
+    import io
+    os.environ["CPOPLIB_TEST_PW"] = "pw"
+    flat = [w for option in argv for w in option]
+    box = Mailbox(MSGS[:3])
+    srv = shared_server
+    srv.script = box
+    before = srv.connections
+    with tempfile.TemporaryDirectory() as tmp:
+        body = toml_account(srv, maildir=_toml(os.path.join(tmp, "M")),
+                            state=_toml(os.path.join(tmp, "s.json")),
+                            **{k: _toml(v) for k, v in account.items()})
+        head = "[defaults]\n" + "".join("%s = %s\n" % (k, _toml(v))
+                                        for k, v in defaults.items())
+        config = os.path.join(tmp, "c.toml")
+        with open(config, "w") as f:
+            f.write(head + "\n" + body)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = cli.main(["--config", config, *flat])
+    err = err.getvalue()
+    assert code in DOCUMENTED, (code, err)
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    errors_ = [x for x in lines if x.startswith("cpoplib fetch: error: ")]
+    assert len(errors_) == (0 if code == 0 else 1) or code == 7, err
+    assert all(x.startswith(("cpoplib fetch: warning: ", "a: "))
+               for x in lines if x not in errors_), err
+    wrong_type = any(k in BOOL_KEYS and type(v) is not bool
+                     for table in (defaults, account) for k, v in
+                     table.items())
+    if wrong_type:
+        assert code == errors.EXIT_USAGE and srv.connections == before, err
+    cli_level = {}
+    for option in argv:
+        if option[0] in ("--delete", "--keep", "--no-delete"):
+            cli_level["delete"] = option[0] == "--delete"
+        if option[0] in ("--dry-run", "--no-dry-run"):
+            cli_level["dry_run"] = option[0] == "--dry-run"
+    levels = [defaults, account, cli_level]
+    if box.dele_sent:
+        assert _effective(levels, "delete", "keep") is True, err
+        assert _effective(levels, "dry_run") is not True, err
