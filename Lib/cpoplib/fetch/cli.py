@@ -161,8 +161,8 @@ def plan(argv):
     """(accounts, run settings) from the command line and the config file;
     FetchError(EXIT_USAGE) for anything wrong in either, before anything
     connects."""
-    from .accounts import Account
     args, cli_values = parse_args(argv)
+    from .accounts import Account       # not for --help: subprocess, ...
     path = args.config
     if path is None and "host" not in cli_values:
         path = default_config_path()
