@@ -283,7 +283,8 @@ def _main(argv):
             try:
                 resolve_credentials(acct, interactive)
             except FetchError as exc:   # this account only
-                out.error("%s: %s" % (acct.name, exc.message) if several
+                out.error("%s: %s" % (acct.name, exc.message)
+                          if several or acct.source.startswith("[")
                           else exc.message)
                 codes.append(exc.code)
                 continue

@@ -333,11 +333,16 @@ def config_table(table, path, where, run_scope):
 
 def config_accounts(data, path):
     """([defaults] values, {account name: values}) of a parsed config."""
-    for key in data:
+    for key, value in data.items():
         if key not in ("defaults", "accounts"):
+            hint = did_you_mean(key, ("defaults", "accounts"))
+            if not isinstance(value, dict):
+                raise FetchError(EXIT_USAGE, "%s: unknown key %s outside "
+                                 "the tables (settings go in [defaults] or "
+                                 "[accounts.NAME])" % (path, key))
             raise FetchError(EXIT_USAGE, "%s: unknown table [%s]%s" % (
-                path, key, did_you_mean(key, ("defaults", "accounts"))
-                .replace("mean ", "mean [").replace("?", "]?")))
+                path, key, hint.replace("mean ", "mean [").replace(
+                    "?", "]?")))
     defaults = config_table(data.get("defaults", {}), path, "[defaults]",
                             run_scope=True)
     tables = data.get("accounts")
