@@ -1046,3 +1046,16 @@ def test_property_any_config_any_command_line(defaults, account, argv,
     if box.dele_sent:
         assert _effective(levels, "delete", "keep") is True, err
         assert _effective(levels, "dry_run") is not True, err
+
+
+def test_config_on_310_without_tomli(tmp_path, capsys, monkeypatch):
+    """Python 3.10 without tomli: a config file is a one-line usage error
+    saying what to install (the command line alone still works)."""
+    config = write_config(tmp_path, '[accounts.a]\nhost = "h"\n')
+    monkeypatch.setattr(sys, "version_info", (3, 10, 13, "final", 0))
+    monkeypatch.setitem(sys.modules, "tomli", None)     # import fails
+    code, err = run(["--config", config], capsys)
+    assert code == errors.EXIT_USAGE
+    assert one_error_line(err) == (
+        "cpoplib fetch: error: a config file needs Python 3.11+ or the tomli "
+        "package (pip install tomli)\n")
