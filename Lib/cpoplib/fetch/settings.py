@@ -416,9 +416,12 @@ def reference_rst():
                                  subsequent_indent="    ",
                                  break_on_hyphens=False)
         out.append("")
-    out += ["Exit codes.  %s" % EXIT_RULE, ""]
-    out += _rst_table(["code", "meaning"],
-                      [[str(c), t] for c, t in EXIT_CODES])
+    out += textwrap.wrap("Exit codes.  %s" % EXIT_RULE, 76) + [""]
+    rows = []
+    for code, text in EXIT_CODES:
+        for i, line in enumerate(textwrap.wrap(text, 64)):
+            rows.append([str(code) if i == 0 else "", line])
+    out += _rst_table(["code", "meaning"], rows)
     out += ["", REF_END]
     return "\n".join(out) + "\n"
 
