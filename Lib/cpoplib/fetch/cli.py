@@ -207,13 +207,17 @@ class Stop:
             if self.code is None:
                 self.code = code
             conns = list(self.conns)
+        import socket
         for conn in conns:
             sock = getattr(conn, "sock", None)
             try:
+                # the socket's own shutdown, also under TLS (SSLSocket's
+                # would drop its TLS state under the thread reading it):
+                # every read and write on it fails from now on, so no
+                # QUIT can go out and nothing is deleted
                 if sock is not None:
-                    import socket
-                    sock.shutdown(socket.SHUT_RDWR)
-            except (OSError, ValueError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except (OSError, ValueError, TypeError):
                 pass
 
     def add(self, conn):
