@@ -357,6 +357,7 @@ def _fetch_all(accounts, out, jobs, several):
         results[i].code = stop.code or EXIT_INTERRUPTED
     if never:
         out.error("%s before %s started" % (
-            "terminated" if stop.code == EXIT_TERMINATED else "interrupted",
-            ", ".join(accounts[i].name for i in never)))
+            "terminated" if stop.code == EXIT_TERMINATED else "interrupted"
+            if stop.code else "stopped", ", ".join(accounts[i].name
+                                                   for i in never)))
     return results

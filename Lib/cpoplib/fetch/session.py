@@ -9,6 +9,7 @@ whose line limit is the per-message cap, so that mail with long lines is
 read whole.  A message that still cannot be taken is that message's
 failure (transfer.py): it is reported, left on the server and not
 recorded, and the account carries on."""
+import os
 import socket
 import ssl
 import time
@@ -51,15 +52,10 @@ def _tls_context(acct, out):
         return ctx
     try:
         return ssl.create_default_context(
-            cafile=acct.cafile and _expand(acct.cafile))
+            cafile=acct.cafile and os.path.expanduser(acct.cafile))
     except (OSError, ssl.SSLError) as exc:
         raise FetchError(EXIT_USAGE, "--cafile %s: %s"
                          % (acct.cafile, oserror_text(exc)))
-
-
-def _expand(path):
-    import os
-    return os.path.expanduser(path)
 
 
 def connection_error(acct, exc):
@@ -243,10 +239,18 @@ def fetch_account(acct, out, stop=None):
     result = Result(acct.name)
     result.dry_run = acct.dry_run
     started = time.monotonic()
+    pop = core.pop3_module(acct.max_message_size)
     try:
-        _fetch(acct, out, result, started, stop)
+        _fetch(pop, acct, out, result, started, stop)
     except FetchError as exc:
         result.code, result.error = exc.code, exc.message
+    except pop.error_proto as exc:          # none is expected here
+        result.code = EXIT_PROTOCOL
+        result.error = "POP3 error: %s" % server_text(exc)
+    except OSError as exc:
+        result.code = EXIT_CONNECT
+        result.error = "%s:%s: %s" % (acct.host, acct.port,
+                                      oserror_text(exc))
     except Interrupted as exc:
         result.code = exc.code
     except KeyboardInterrupt:
@@ -279,13 +283,13 @@ def _uidl_reset(acct, state, s):
                      % (len(state.delivered), len(s.uid), len(s.uid)))
 
 
-def _fetch(acct, out, result, started, stop):
+def _fetch(pop, acct, out, result, started, stop):
     from .transfer import Transfer
     dest = acct.destination()
     lock = None
     state = None
     state_path = acct.state_file()
-    s = Session(core.pop3_module(acct.max_message_size), acct, out, stop)
+    s = Session(pop, acct, out, stop)
     try:
         if acct.dry_run:
             state = State.load(state_path, acct.name)
