@@ -6,6 +6,9 @@
 #                             ("demo" or "pytest"), verbatim
 #   dovecot_dialect VERSION   2.3 or 2.4: which configuration dialect a
 #                             Dovecot version speaks (2.4 and 2.5 share one)
+#   host_debian_mirror        the Debian mirror the host's apt uses (what
+#                             debian_chroot takes unless
+#                             CPOPLIB_DEBIAN_MIRROR says otherwise)
 #   debian_chroot SUITE PKG...
 #                             builds a minimal Debian chroot in $CHROOT
 #                             (debootstrap --variant=minbase, then apt-get
@@ -51,10 +54,22 @@ dovecot_dialect() {
 CHROOT=
 CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
+# The Debian mirror the host's apt already uses (deb822 .sources files,
+# then one-line sources.list entries): the first URI ending in /debian.
+host_debian_mirror() {
+    local uris
+    uris=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null \
+           | sed -n 's/^URIs:[[:space:]]*//p'; \
+           cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+           | sed -n 's/^deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\([^[:space:]]*\).*/\2/p')
+    printf '%s\n' $uris | awk '/\/debian\/?$/ { print; exit }'
+}
+
 debian_chroot() {
     local suite=$1
     shift
-    local mirror=${CPOPLIB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+    local mirror=${CPOPLIB_DEBIAN_MIRROR:-$(host_debian_mirror)}
+    mirror=${mirror:-http://deb.debian.org/debian}
     CHROOT=$(mktemp -d "/tmp/cpoplib-chroot-$suite.XXXXXX")
     chmod 755 "$CHROOT"    # it becomes "/": Dovecot's unprivileged users need it
     trap chroot_cleanup EXIT

@@ -672,7 +672,7 @@ PyDoc_STRVAR(pop3_fetch_many_doc,
 "order; each message as fetch() returns it.  With pipelining (the\n"
 "server's CAPA lists PIPELINING, or pipeline=True) several RETR\n"
 "commands are in flight at once: window of them if given, else a window\n"
-"that adapts to the link -- from 4, doubling each round while that\n"
+"that adapts to the link -- from 8, growing each round while that\n"
 "raises the throughput, up to 128 -- and sizes ({number: octets}, say\n"
 "list_map()) keeps the replies in flight under 32 MiB.  The iterator's\n"
 "window attribute says where it is.  With delete=True a message is\n"

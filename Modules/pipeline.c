@@ -15,10 +15,11 @@
  * Nagle's algorithm does not hold them back a round trip.
  *
  * The window: fixed when the caller gives one; with window=None it adapts
- * to the link, as TCP's slow start does.  It starts at 4 and doubles after
- * each round (a window's worth of messages received) as long as the
- * round's throughput rose by at least a fifth over the best so far; after
- * two rounds without such a gain it stays.  It never exceeds WINDOW_CAP
+ * to the link, as TCP's slow start does.  It starts at 8 and grows after
+ * each round (a window's worth of messages received): four times when
+ * the round's throughput was half as much again as the best so far (the
+ * first round always is), twice when it was a fifth more; after two
+ * rounds without such a gain it stays.  It never exceeds WINDOW_CAP
  * commands, and with the messages' sizes known (sizes=) the replies in
  * flight never exceed BYTES_IN_FLIGHT bytes (but one message always may
  * go): an early stop then drains at most that much.  The client's memory
@@ -44,7 +45,7 @@
  * buffer is too small for: sending never waits on a server that answers
  * before it reads on), and the most reply bytes in flight when the sizes
  * are known. */
-#define WINDOW_START 4
+#define WINDOW_START 8
 #define WINDOW_CAP 128
 #define BYTES_IN_FLIGHT ((Py_ssize_t)32 << 20)
 /* A fixed window may be up to this */
@@ -187,6 +188,7 @@ static void
 adapt_window(FetchIterObject *it, Py_ssize_t size)
 {
     double now, rate;
+    int factor;
 
     if (!it->adaptive) {
         return;
@@ -198,18 +200,19 @@ adapt_window(FetchIterObject *it, Py_ssize_t size)
     now = cpoplib_monotonic();
     rate = it->round_bytes / (now - it->round_start > 1e-6
                               ? now - it->round_start : 1e-6);
-    if (rate >= it->best_rate * 1.2) {
-        it->flat_rounds = 0;
-    }
-    else {
-        it->flat_rounds++;
-    }
+    /* far faster (the first round always is): four times the window;
+       a fifth faster: twice; else a flat round */
+    factor = rate >= it->best_rate * 1.5 ? 4
+             : rate >= it->best_rate * 1.2 ? 2 : 1;
+    it->flat_rounds = factor > 1 ? 0 : it->flat_rounds + 1;
     if (rate > it->best_rate) {
         it->best_rate = rate;
     }
-    if (it->flat_rounds < 2 && it->window < it->max_window) {
-        it->window = it->window * 2 < it->max_window ? it->window * 2
-                                                     : it->max_window;
+    if (it->flat_rounds < 2 && it->window * factor < it->max_window) {
+        it->window *= factor;
+    }
+    else if (it->flat_rounds < 2) {
+        it->window = it->max_window;
     }
     it->round_left = it->window;
     it->round_bytes = 0.0;
@@ -755,9 +758,6 @@ cpoplib_dele_many_impl(POP3Object *self, PyObject *which)
             pending = rc < 0 ? cpoplib_fetch_exception() : NULL;
             if (pipelines && cpoplib_uncork(self, st) < 0) {
                 cpoplib_chain_context(pending);
-                if (sent > got) {
-                    self->out_of_step = 1;   /* how much went out? */
-                }
                 goto error;
             }
             if (pending != NULL) {
@@ -767,6 +767,7 @@ cpoplib_dele_many_impl(POP3Object *self, PyObject *which)
             }
         }
         resp = cpoplib_getresp(self, st);
+        got++;
         if (resp == NULL) {
             PyObject *exc = cpoplib_fetch_exception();
 
@@ -774,15 +775,12 @@ cpoplib_dele_many_impl(POP3Object *self, PyObject *which)
                 /* not a whole reply: the stream is somewhere inside */
                 cpoplib_restore_exception(exc);
                 cpoplib_chain_context(failure);
-                if (sent > got + 1) {
-                    self->out_of_step = 1;
-                }
-                Py_CLEAR(responses);
-                goto done;
+                failure = NULL;
+                goto error;
             }
             if (failure == NULL) {
                 if (PyObject_SetAttr(exc, st->str_which,
-                                     PyList_GET_ITEM(numbers, got)) < 0) {
+                                     PyList_GET_ITEM(numbers, got - 1)) < 0) {
                     cpoplib_chain_context(exc);
                     goto error;
                 }
@@ -791,7 +789,6 @@ cpoplib_dele_many_impl(POP3Object *self, PyObject *which)
             else {
                 Py_DECREF(exc);     /* a later -ERR: the first one stands */
             }
-            got++;
             continue;
         }
         if (PyList_Append(responses, resp) < 0) {
@@ -799,7 +796,6 @@ cpoplib_dele_many_impl(POP3Object *self, PyObject *which)
             goto error;
         }
         Py_DECREF(resp);
-        got++;
     }
     if (failure != NULL) {
         cpoplib_restore_exception(failure);
@@ -809,6 +805,11 @@ cpoplib_dele_many_impl(POP3Object *self, PyObject *which)
     goto done;
 
 error:
+    if (sent > got) {
+        /* replies in flight that nobody will read (or commands of which
+           nobody knows how much went out) */
+        self->out_of_step = 1;
+    }
     Py_XDECREF(failure);
     Py_CLEAR(responses);
 

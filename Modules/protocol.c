@@ -441,6 +441,10 @@ cpoplib_putline_impl(POP3Object *self, cpoplib_state *st, PyObject *line)
     if (PySys_Audit("poplib.putline", "OO", (PyObject *)self, line) < 0) {
         return NULL;
     }
+    if (self->corked != NULL && !PyBytes_CheckExact(line)
+        && flush_cork(self, st) < 0) {
+        return NULL;       /* sent below, after what was collected */
+    }
     if (self->corked != NULL && PyBytes_CheckExact(line)) {
         /* collected; cpoplib_uncork() sends it with the others */
         PyObject *corked = self->corked;

@@ -26,8 +26,9 @@ import dovecot_server
 from scripted_server import CAFILE, CERTFILE, Connection, ScriptedServer, \
     _Gone
 from test_dovecot import server  # noqa: F401  (fixture by name)
-from test_fetcher import (carol, carol_pw, dovecot_args, isolated_home,  # noqa: F401
-                          keyed, lf, maildir_files, message)
+from test_fetcher import (  # noqa: F401  (fixtures by name)
+    carol, carol_pw, dovecot_args, isolated_home, keyed, lf, maildir_files,
+    message)
 
 import cpoplib
 from cpoplib.fetch import cli, errors

@@ -172,7 +172,7 @@ def test_scripted_maildir_then_nothing_new(tmp_path, capsys, pw):
                                       state), capsys)
     assert code == 0 and "0 messages" in err
     assert len(maildir_files(md)) == 7
-    assert sorted(delivered(state)) == sorted("uid-%d" % n
+    assert sorted(delivered(state)) == sorted(b"uid-%d" % n
                                               for n in range(1, 8))
 
 

@@ -179,8 +179,9 @@ def test_adaptive_window_grows_and_every_message_is_whole():
             got[n] = message
         conn.quit()
     assert got == msgs
-    assert min(windows) == 4
-    assert len(windows) >= 3, windows       # it passed through several
+    # it starts at 8 and grows after the first round at least (how far
+    # depends on the throughput each round measures)
+    assert min(windows) == 8 and len(windows) >= 2, windows
     assert max(windows) <= 128
     assert srv.max_waiting <= 128
 

@@ -1,7 +1,8 @@
 """Leak, subinterpreter and allocation-failure tests for cpoplib.
 
 * Hot paths (retr, top, list, uidl, capa, stat, apop, -ERR replies,
-  exceptions raised while parsing, STLS) run thousands of times against
+  exceptions raised while parsing, STLS; fetch, fetch_into, fetch_many,
+  dele_many, listing_maps) run thousands of times against
   an in-process server; after a warm-up, sys.gettotalrefcount() (debug
   builds), tracemalloc's traced memory and len(gc.get_objects()) must
   not grow with the number of iterations.  On a release build only the
@@ -54,6 +55,8 @@ REPLIES = {
     b"RETR 9": b"-ERR no such message\r\n",
     b"UIDL 1": b"+OK 1 \x1b[31mx\r\n",
     b"RSET": b"+OK\r\n",
+    b"DELE 1": b"+OK deleted\r\n",
+    b"DELE 9": b"-ERR no such message\r\n",
 }
 
 
@@ -98,6 +101,30 @@ def exercise(client, mod):
         client.apop("bob", "\udcff")        # UnicodeEncodeError, nothing sent
     except UnicodeEncodeError:
         pass
+
+
+class _Sink:
+    def write(self, data):
+        return len(data)
+
+
+def exercise_retrieval(client, mod):
+    """cpoplib's own retrieval methods, their -ERR paths included."""
+    client.fetch(1)
+    client.fetch_into(1, _Sink())
+    list(client.fetch_many([1, 1, 1], pipeline=True, sizes={1: 120}))
+    list(client.fetch_many([1, 1], pipeline=True, window=2))
+    it = client.fetch_many([1, 1, 1, 1], pipeline=True)
+    next(it)
+    it.close()                              # an early stop drains
+    client.dele_many([1, 1])
+    for call in (lambda: list(client.fetch_many([1, 9, 1], pipeline=True)),
+                 lambda: client.dele_many([1, 9, 1]),
+                 client.listing_maps):       # 2**70 is no size: malformed
+        try:
+            call()
+        except mod.error_proto:
+            pass
 
 
 def traced_memory():
@@ -174,6 +201,23 @@ def measure_hot_paths(name):
         assert refs < ITERATIONS // 10, (name, "total refcount", refs)
     assert mem < 16 * 1024, (name, "tracemalloc", mem)
     assert objs < ITERATIONS // 20, (name, "gc objects", objs)
+
+
+def measure_retrieval(name="cpoplib"):
+    with ScriptedServer(serve_forever, timeout=120, record=False) as srv:
+        client = cpoplib.POP3(srv.host, srv.port, timeout=10)
+        for _ in range(WARMUP):
+            exercise_retrieval(client, cpoplib)
+        n = max(ITERATIONS // 4, 100)
+        refs, mem, objs = measure(lambda: exercise_retrieval(client, cpoplib),
+                                  n)
+        client.quit()
+        srv.join()
+    print("GROWTH", name, "refs", refs, "memory", mem, "objects", objs)
+    if refs is not None:
+        assert refs < n // 10, (name, "total refcount", refs)
+    assert mem < 16 * 1024, (name, "tracemalloc", mem)
+    assert objs < n // 20, (name, "gc objects", objs)
 
 
 def _one_stls_session(mod):
@@ -255,6 +299,12 @@ def test_hot_paths_do_not_leak(name):
     warm-up: no growth in total refcount (debug builds), traced memory
     or number of gc-tracked objects over ITERATIONS rounds."""
     _in_subprocess("measure_hot_paths", name)
+
+
+def test_retrieval_does_not_leak():
+    """fetch, fetch_into, fetch_many (adaptive, fixed, closed early, -ERR
+    mid-batch), dele_many and listing_maps, their error paths too."""
+    _in_subprocess("measure_retrieval", "cpoplib")
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

@@ -303,6 +303,52 @@ class EmlDestination(StagedDirectory):
         return name.startswith(".cpoplib-tmp-%s-" % self.tag)
 
 
+MTIME_SLACK_NS = 100 * 1000 * 1000
+
+
+def _stale_dotlock(dotlock, mbox_path, previous):
+    """Whether the mbox's dot lock is one a killed run of this account
+    left (`previous`: what the state last recorded of the mbox): the very
+    file the state names by (st_ino, mtime) while it says the mbox is
+    open, or one made after the state recorded that a run was about to
+    take the lock ("locking") while nothing holds the mbox's fcntl lock --
+    a live holder of the dot lock that uses fcntl locking too, as mailbox,
+    mutt, procmail and Postfix's local do, would hold it."""
+    try:
+        st = os.stat(dotlock)
+    except FileNotFoundError:
+        return False
+    if previous.get("open") \
+            and [st.st_ino, st.st_mtime_ns] == previous.get("dotlock"):
+        return True
+    locking = previous.get("locking")
+    # file times come from the kernel's coarse clock, up to a tick behind
+    # time.time_ns(): a lock made right after the record may look older
+    if locking is None or st.st_mtime_ns < locking - MTIME_SLACK_NS:
+        return False
+    return not _fcntl_locked(mbox_path)
+
+
+def _fcntl_locked(path):
+    """Whether another process holds an fcntl (lockf) lock on `path`.
+    Only before this process locks it: closing the descriptor would drop
+    this process's own locks on the file."""
+    import fcntl
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 class MboxDestination(Destination):
     """An mbox file through mailbox.mbox, locked (lockf and dot lock)
     for the whole run; LF line ends, "From " lines quoted by mailbox."""
@@ -317,6 +363,7 @@ class MboxDestination(Destination):
 
     def open(self, state):
         import mailbox
+        directory = os.path.dirname(self.path)
         dotlock = self.path + ".lock"
         previous = state.mbox if (state.mbox or {}).get(
             "path") == self.path else None
@@ -324,7 +371,7 @@ class MboxDestination(Destination):
             _refuse_unless(self.path, _is_mbox, "an mbox (its first line "
                            "a \"From \" line)")
         try:
-            durable.makedirs(os.path.dirname(self.path))
+            durable.makedirs(directory)
             try:
                 # created here, not by mailbox.mbox, for its mode: 0600
                 # like every other file of the fetcher, whatever the umask
@@ -333,21 +380,28 @@ class MboxDestination(Destination):
                 self.created = True
             except FileExistsError:
                 self.created = False
+            if previous and _stale_dotlock(dotlock, self.path, previous):
+                # a killed run's: gone for good before a new one is made
+                os.unlink(dotlock)
+                durable.fsync_dir(directory, "mbox-lock-dir")
+            # that this run is about to take the dot lock, before it exists:
+            # a crash before the lock is recorded leaves a lock the next
+            # run knows (see _stale_dotlock); what the previous run left
+            # to cut off stays recorded
+            intent = {"path": self.path, "open": False,
+                      "locking": time.time_ns()}
             if previous and previous.get("open"):
-                # the previous run died holding the lock: its dot lock,
-                # if still the very file it made, is stale
-                try:
-                    st = os.stat(dotlock)
-                    if [st.st_ino, st.st_mtime_ns] == previous.get("dotlock"):
-                        os.unlink(dotlock)
-                except FileNotFoundError:
-                    pass
+                intent.update(open=True, size=previous["size"])
+            state.set_mbox(intent)
             self.box = mailbox.mbox(self.path, create=True)
             try:
                 self.box.lock()
             except mailbox.ExternalClashError as exc:
                 self.box.close()
                 self.box = None
+                # not taken: the lock there is someone else's
+                intent.pop("locking")
+                state.set_mbox(intent)
                 raise FetchError(EXIT_BUSY, "mbox %s is locked by another "
                                  "program (%s)" % (self.path, exc))
             if previous and previous.get("open"):
@@ -406,8 +460,12 @@ class MboxDestination(Destination):
                 pass
             if not self.unsynced and self.state is not None:
                 try:
+                    # the dot lock's removal is durable before the state
+                    # says the mbox is closed
+                    durable.fsync_dir(os.path.dirname(self.path),
+                                      "mbox-lock-dir")
                     self.state.set_mbox(dict(self.record, open=False))
-                except FetchError:
+                except (FetchError, OSError):
                     pass
 
 

@@ -35,6 +35,8 @@ SYNC_SITES = {
     "mbox-file": "the mbox after a batch is appended",
     "mbox-truncate": "the mbox after a killed run's uncommitted tail is cut",
     "mbox-dir": "the directory of a newly created mbox",
+    "mbox-lock-dir": "the mbox's directory after its dot lock is removed, "
+                     "before the state says so",
 }
 
 

@@ -188,7 +188,7 @@ def authenticate(pop, conn, acct, out):
 
 class Session:
     """One connection of an account, logged in and listed: conn, sizes
-    {number: octets}, uid {number: UIDL as str} or None (no UIDL)."""
+    {number: octets}, uid {number: UIDL bytes} or None (no UIDL)."""
 
     def __init__(self, pop, acct, out, stop):
         self.pop, self.acct, self.out, self.stop = pop, acct, out, stop
@@ -211,8 +211,7 @@ class Session:
             self.sizes, uidls = self.conn.listing_maps()
         except (self.pop.error_proto, OSError) as exc:
             raise failed(self.pop, "LIST", exc)
-        self.uid = None if uidls is None else {
-            n: u.decode("latin-1") for n, u in uidls.items()}
+        self.uid = uidls        # {number: UIDL bytes}, as the state keys
 
     def reopen(self):
         self.close()
@@ -305,11 +304,8 @@ def _fetch(pop, acct, out, result, started, stop):
         if s.uid is None:
             out.warn("%s: the server has no UIDL: fetching every message"
                      % acct.name)
-        if s.uid is None or acct.all:
-            numbers = sorted(s.sizes)
-        else:
-            numbers = [n for n in sorted(s.sizes)
-                       if s.uid.get(n) not in state.delivered]
+        numbers = _new_messages(s.sizes, s.uid or {}, state.delivered,
+                                s.uid is None or acct.all)
         out.verbose("%s: %d messages on the server, %d to fetch"
                     % (acct.name, len(s.sizes), len(numbers)))
         if s.uid is not None and not acct.dry_run:
@@ -320,6 +316,9 @@ def _fetch(pop, acct, out, result, started, stop):
         failure = t.run(numbers)
         if not acct.dry_run:
             state.set_pending([])       # the last batch's renames are done
+            # a run that added many records replaces them with a snapshot
+            # now, not the next run (a rerun with nothing new stays quick)
+            state.compact()
         if failure is not None and failure.code == EXIT_CONNECT:
             raise failure      # no DELE, no QUIT: nothing is deleted
         s.check_stop()
@@ -327,8 +326,8 @@ def _fetch(pop, acct, out, result, started, stop):
             # what this run and earlier ones put on disk (recorded in the
             # state) but did not delete: a run killed before QUIT, or run
             # without --delete
-            doomed = [n for n in sorted(s.sizes)
-                      if s.uid[n] in state.delivered]
+            doomed = sorted(n for n, u in s.uid.items()
+                            if u in state.delivered and n in s.sizes)
         elif acct.delete:
             doomed = t.committed        # this connection's, no UIDL
         else:
@@ -358,3 +357,16 @@ def _fetch(pop, acct, out, result, started, stop):
             state.close()
         if lock is not None:
             lock.release()
+
+
+def _new_messages(sizes, uid, delivered, everything):
+    """The numbers to fetch, in order: one pass over the listing (at
+    100,000 messages every pass costs)."""
+    if everything:
+        return sorted(sizes)
+    numbers = [n for n, u in uid.items() if u not in delivered and n in sizes]
+    if len(uid) != len(sizes):
+        # listed without a unique id: nothing says it was fetched
+        numbers += [n for n in sizes if n not in uid]
+    numbers.sort()
+    return numbers

@@ -375,8 +375,8 @@ def _rst_table(header, rows):
     widths = [max(len(r[i]) for r in [header] + rows)
               for i in range(len(header))]
     rule = "  ".join("=" * w for w in widths)
-    out = [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(),
-           rule]
+    head = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    out = [rule, head.rstrip(), rule]
     for row in rows:
         out.append("  ".join(c.ljust(w) for c, w in zip(row, widths))
                    .rstrip())

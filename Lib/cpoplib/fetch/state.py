@@ -60,7 +60,8 @@ class State:
     """An account's state, loaded from its file.
 
     delivered  {uidl: time first fetched (seconds)}; UIDLs are the
-               server's bytes decoded as latin-1 (lossless)
+               server's bytes, as uidl_map() gives them (the file holds
+               them decoded as latin-1, which is lossless)
     pending    [[staged path, final path], ...]: renames committed but
                perhaps not done (the last batch's)
     mbox       the mbox destination's record, or None
@@ -113,7 +114,7 @@ class State:
             raise ValueError("unknown format")
         now = int(time.time())
         self.delivered = dict.fromkeys(
-            (str(u) for u in data.get("uidls", [])), now)
+            (str(u).encode("latin-1") for u in data.get("uidls", [])), now)
         self.pending = [list(p) for p in data.get("pending", [])]
         self.mbox = data.get("mbox")
         self._migrate = True
@@ -136,11 +137,12 @@ class State:
 
     def _apply(self, record):
         for when, uidls in record.get("add", ()):
-            when = int(when)
-            for uidl in uidls:
-                self.delivered.setdefault(str(uidl), when)
+            # a valid file never adds a UIDL it already has (record_batch
+            # leaves them out, a snapshot has each once): no lookups
+            self.delivered.update(dict.fromkeys(
+                (u.encode("latin-1") for u in uidls), int(when)))
         for uidl in record.get("forget", ()):
-            self.delivered.pop(uidl, None)
+            self.delivered.pop(uidl.encode("latin-1"), None)
         if "pending" in record:
             self.pending = [list(p) for p in record["pending"]]
         if "mbox" in record:
@@ -151,7 +153,7 @@ class State:
     def _snapshot_record(self):
         by_time = {}
         for uidl, when in self.delivered.items():
-            by_time.setdefault(when, []).append(uidl)
+            by_time.setdefault(when, []).append(uidl.decode("latin-1"))
         record = {"cpoplib-state": FORMAT, "account": self.account,
                   "add": sorted([when, uidls]
                                 for when, uidls in by_time.items()),
@@ -168,9 +170,7 @@ class State:
             return
         try:
             durable.makedirs(os.path.dirname(os.path.abspath(self.path)))
-            if (not self.exists or self._migrate
-                    or self._size - self._snapshot > max(self._snapshot,
-                                                         64 << 10)):
+            if not self.exists or self._migrate or self._outgrown():
                 self._rewrite()
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
             if self._torn:
@@ -179,6 +179,20 @@ class State:
         except OSError as exc:
             raise delivery_error("cannot write the state file", exc)
         self._fd = fd
+
+    def _outgrown(self):
+        return self._size - self._snapshot > max(self._snapshot, 64 << 10)
+
+    def compact(self):
+        """Replace the file with a snapshot if its changes outweigh the
+        one it starts with (what open() would do on the next run)."""
+        if self._fd is not None and self._outgrown():
+            self.close()
+            try:
+                self._rewrite()
+            except OSError as exc:
+                raise delivery_error("cannot write the state file", exc)
+            self.open()
 
     def _rewrite(self):
         line = _line(self._snapshot_record())
@@ -203,7 +217,8 @@ class State:
         renames still to do (they replace the previous batch's, which were
         done), and the mbox's record if any."""
         when = int(time.time())
-        added = [u for u in uidls if u not in self.delivered]
+        added = [u.decode("latin-1") for u in uidls
+                 if u not in self.delivered]
         record = {"pending": pending}
         if added:
             record["add"] = [[when, added]]
@@ -215,7 +230,7 @@ class State:
     def forget(self, uidls):
         """Durably forget UIDLs no longer on the server (they never come
         back: RFC 1939 says a UIDL is never reused)."""
-        gone = [u for u in uidls if u in self.delivered]
+        gone = [u.decode("latin-1") for u in uidls if u in self.delivered]
         if gone:
             record = {"forget": gone}
             self._append(record)

@@ -39,9 +39,9 @@ class Transfer:
     def skip(self, n, why):
         uidl = self.s.uid.get(n) if self.s.uid is not None else None
         self.result.skipped.append((n, uidl, why))
+        named = " (UIDL %s)" % uidl.decode("latin-1") if uidl else ""
         self.out.warn("%s: message %d%s skipped: %s; it stays on the "
-                      "server" % (self.acct.name, n,
-                                  " (UIDL %s)" % uidl if uidl else "", why))
+                      "server" % (self.acct.name, n, named, why))
 
     def commit(self):
         if not self.batch:

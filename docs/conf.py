@@ -1,0 +1,40 @@
+"""Sphinx configuration of cpoplib's manual (docs/).
+
+Built by .ci/docs with warnings as errors: the HTML site, the man page of
+``cpoplib fetch`` and the doctest run of every example.  The API reference
+is autodoc of the installed package (the C types' docstrings and text
+signatures), so build it with cpoplib installed.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cpoplib  # noqa: E402  (the installed build the reference documents)
+
+project = "cpoplib"
+author = "the cpoplib authors"
+copyright = "cpoplib authors"
+release = version = cpoplib.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.doctest",
+    "sphinx.ext.intersphinx",
+]
+exclude_patterns = ["_build"]
+nitpicky = False
+autodoc_member_order = "bysource"
+autodoc_default_options = {"members": True, "undoc-members": False}
+intersphinx_mapping = {}
+html_theme = "alabaster"
+html_title = "cpoplib %s" % release
+html_static_path = []
+man_pages = [
+    ("man/cpoplib-fetch", "cpoplib-fetch",
+     "download POP3 mailboxes to a Maildir, an mbox or .eml files",
+     [author], 1),
+]
+doctest_global_setup = """
+import cpoplib
+"""
