@@ -23,6 +23,7 @@ import errno
 import mailbox
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -201,21 +202,29 @@ def test_scripted_delete(tmp_path, capsys, pw):
               if p.suffix == ".json"]
     assert [p.name.split("-")[0] for p in states] == [
         "u@127.0.0.1_%d" % srv.port]
-    assert sorted(delivered(states[0])) == sorted(b"uid-%d" % n
-                                                  for n in range(1, 6))
+    # deleted for good once QUIT was answered: the state forgets them (a
+    # later run must not take their absence for a reset of the UIDLs)
+    assert delivered(states[0]) == {}
 
 
-def test_scripted_retr_error_keeps_earlier(tmp_path, capsys, pw):
+def test_scripted_retr_error_skips_that_message(tmp_path, capsys, pw):
+    """A -ERR to one RETR is that message's failure: reported by number
+    and UIDL, left on the server, not recorded; the rest is fetched and
+    deleted; exit 7."""
     msgs = [message(i) for i in range(1, 6)]
     handler = pop3_handler(msgs, retr_error=4)
+    state = tmp_path / "state.json"
     with ScriptedServer(handler) as srv:
         code, err = run(scripted_args(srv, "--maildir", tmp_path / "M",
-                                      "--delete"), capsys)
-    assert code == errors.EXIT_PROTOCOL
-    assert "RETR 4 failed: -ERR no such message" in err
+                                      "--delete", "--state", state), capsys)
+    assert code == errors.EXIT_SKIPPED, err
+    assert ("warning: u@127.0.0.1: message 4 (UIDL uid-4) skipped: the "
+            "server refused RETR 4: -ERR no such message; it stays on the "
+            "server") in err
     assert sorted(maildir_files(tmp_path / "M")) == sorted(
-        lf(m) for m in msgs[:3])
-    assert handler.deleted == [1, 2, 3]         # only what is on disk
+        lf(m) for i, m in enumerate(msgs, 1) if i != 4)
+    assert handler.deleted == [1, 2, 3, 5]      # only what is on disk
+    assert "4 messages" in err and "1 skipped" in err
     assert "Traceback" not in err
 
 
@@ -241,8 +250,10 @@ def test_plaintext_refused_without_tls(tmp_path, capsys, pw):
         argv = scripted_args(srv, "--maildir", tmp_path / "M")
         argv.remove("--allow-plaintext")
         code, err = run(argv, capsys)
-    assert code == errors.EXIT_AUTH
-    assert "login as u" in err
+    assert code == errors.EXIT_USAGE
+    assert err == ("cpoplib fetch: error: not sending the password in the "
+                   "clear (USER/PASS, no TLS): use --ssl or --starttls, or "
+                   "--allow-plaintext on a trusted network\n")
     assert srv.commands == [b"CAPA\r\n"] or b"PASS" not in srv.received
 
 
@@ -268,7 +279,8 @@ def test_unreachable(tmp_path, capsys, pw):
     (["--host", "h", "--user", "u", "--password-env", "NOPE_NOT_SET",
       "--dry-run"], "NOPE_NOT_SET is not set"),
     (["--host", "h", "--user", "u", "--password-env", "CPOPLIB_TEST_PW",
-      "--dry-run", "--delete"], "exclude each other"),
+      "--dry-run", "--delete", "--keep"],
+     "--delete and --keep contradict each other"),
     (["--host", "h", "--user", "u", "--auth", "XOAUTH2", "--dry-run"],
      "needs --token-command"),
 ])
@@ -381,8 +393,11 @@ def test_progress_one_line_per_account(tmp_path, monkeypatch):
     frames = out.split("\x1b[J")
     assert any("first: " in f and "second: " in f and "/20 messages" in f
                for f in frames)
-    tail = frames[-1]
-    assert "first: 20 messages" in tail and "second: 20 messages" in tail
+    # each account's summary as it ends, its progress line gone from then
+    for name in ("first", "second"):
+        summary = out.index("%s: 20 messages, " % name)
+        assert ("%s: " % name) + "20/20 messages" not in out[summary:]
+        assert re.search(r"%s: \d+/20 messages" % name, out[:summary])
 
 
 # --------------------------------------------------------------------------
@@ -836,11 +851,12 @@ def test_sync_modes(tmp_path, capsys, pw, monkeypatch, mode):
 
 
 def test_sync_mode_checked(capsys, pw, tmp_path):
-    with pytest.raises(SystemExit) as info:
-        cli.main(["--host", "h", "--user", "u", "--password-env",
-                      "CPOPLIB_TEST_PW", "--dry-run", "--sync", "bogus"])
-    assert info.value.code == errors.EXIT_USAGE
-    assert "invalid choice: 'bogus'" in capsys.readouterr().err
+    code = cli.main(["--host", "h", "--user", "u", "--password-env",
+                     "CPOPLIB_TEST_PW", "--dry-run", "--sync", "bogus"])
+    assert code == errors.EXIT_USAGE
+    assert capsys.readouterr().err == (
+        "cpoplib fetch: error: --sync must be one of auto, fs, file, not "
+        "'bogus'\n")
     config = tmp_path / "c.toml"
     config.write_text('[accounts.a]\nhost = "h"\nuser = "u"\n'
                       'password_env = "CPOPLIB_TEST_PW"\ndry_run = true\n'
@@ -849,7 +865,8 @@ def test_sync_mode_checked(capsys, pw, tmp_path):
         pytest.importorskip("tomli")
     code, err = run(["--config", config], capsys)
     assert code == errors.EXIT_USAGE
-    assert "--sync must be one of auto, fs, file" in err
+    assert err == ("cpoplib fetch: error: %s: [accounts.a]: sync must be one "
+                   "of auto, fs, file, not 'never'\n" % config)
 
 
 def test_second_fetcher_on_same_account_is_refused(server, carol, carol_pw,

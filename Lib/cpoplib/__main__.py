@@ -243,6 +243,9 @@ def main(argv=None):
         prog="python -m cpoplib",
         description="cpoplib: a C-accelerated drop-in replacement for "
                     "the standard library's poplib.")
+    from cpoplib import __version__
+    parser.add_argument("--version", action="version",
+                        version="cpoplib %s" % __version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser(
         "demo", help="fetch a generated mailbox from an embedded loopback "

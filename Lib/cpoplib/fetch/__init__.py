@@ -2,22 +2,30 @@
 
 Only new messages by default (a UIDL state per account), pipelined
 retrieval (``fetch_many()``), and ``--delete`` that deletes on the server
-only messages that are durably on disk.  See README.rst, "The fetcher".
+only messages that are durably on disk.  See README.rst, "The fetcher:
+cpoplib fetch".
 
 One module per part, each importing only what it needs, so that
 ``cpoplib fetch --help`` starts without ssl, mailbox or tomllib:
 
-``errors``        exit codes and FetchError, the one-line failure
+``errors``        exit codes (the one table of them) and FetchError, the
+                  one-line failure
+``settings``      the settings schema: every setting's kind, default,
+                  allowed values and help; config checks, precedence,
+                  the README's reference
 ``faults``        test-only: crash points and sync sites turned off
 ``durable``       fsync/syncfs of files and directories, atomic replace,
                   the sync sites
 ``state``         the UIDL state of an account and its lock
 ``destinations``  the Destination interface; Maildir, .eml, mbox, dry run
-``accounts``      an account's settings and credentials
+``accounts``      an account's effective settings and credentials
 ``output``        stderr: warnings, progress lines, summaries
-``session``       one account's run: connect, log in, fetch, commit,
-                  delete, quit
-``cli``           the command line, the config file, several accounts
+``core``          the fetcher's own cpoplib instance (its line limit)
+``session``       one account's run: connect, log in, list, delete, quit
+``transfer``      fetch_many() into the destination, a batch committed at
+                  a time; a bad message skipped, not the account
+``cli``           the command line, the config file, several accounts,
+                  SIGINT and SIGTERM
 
 How a run delivers, for the files-based destinations (Maildir, .eml):
 

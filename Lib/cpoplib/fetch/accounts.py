@@ -1,6 +1,7 @@
-"""An account: its settings (from the command line or a config table),
-checked before anything connects, and its credentials, resolved in the
-main thread (a password prompt needs the terminal)."""
+"""An account: its effective settings (settings.merge() of the command
+line, its config table and [defaults]), checked before anything
+connects, and its credentials, resolved in the main thread (a password
+prompt needs the terminal)."""
 import getpass
 import hashlib
 import netrc
@@ -11,60 +12,55 @@ import cpoplib
 
 from . import durable
 from .errors import EXIT_USAGE, FetchError
+from .settings import MiB, SETTINGS
 
-BATCH_MESSAGES = 100
 BATCH_BYTES = 32 << 20
 
 
 class Account:
-    """One account's settings (from the command line or a config table)."""
+    """One account's effective settings, as attributes named as the
+    settings (settings.SETTINGS)."""
 
-    FIELDS = {
-        "name": None, "host": None, "port": None, "ssl": False,
-        "starttls": False, "cafile": None, "insecure": False,
-        "timeout": 60.0, "user": None, "password_env": None,
-        "password_command": None, "netrc": True, "auth": None,
-        "token_command": None, "allow_plaintext": False, "maildir": None,
-        "mbox": None, "eml_dir": None, "dry_run": False, "state": None,
-        "all": False, "delete": False, "batch": BATCH_MESSAGES,
-        "window": None, "sync": "auto",
-    }
-
-    def __init__(self, **options):
-        unknown = set(options) - set(self.FIELDS)
-        if unknown:
-            raise FetchError(EXIT_USAGE, "unknown setting(s): %s"
-                             % ", ".join(sorted(unknown)))
-        for key, default in self.FIELDS.items():
-            value = options.get(key)
-            setattr(self, key, default if value is None else value)
+    def __init__(self, name, values, source=""):
+        for s in SETTINGS:
+            setattr(self, s.name, values.get(s.name, s.default))
+        self.name = name
+        self.source = source        # "the command line" or "[accounts.x]"
         self.password = None
         self.token = None
 
+    @property
+    def max_message_bytes(self):
+        return self.max_message_size * MiB
+
     def check(self):
+        """What no single setting says: checked on the effective
+        settings, before anything connects."""
         if not self.host:
-            raise FetchError(EXIT_USAGE, "no host (--host)")
-        if self.ssl and self.starttls:
-            raise FetchError(EXIT_USAGE, "--ssl and --starttls exclude "
-                             "each other")
+            raise FetchError(EXIT_USAGE, "no host (--host, or host = ... "
+                             "in the config)")
+        tls = self.ssl or self.starttls
+        for name, given in (("cafile", self.cafile),
+                            ("insecure", self.insecure)):
+            if given and not tls:
+                raise FetchError(EXIT_USAGE, "--%s is for TLS: add --ssl or "
+                                 "--starttls (without them nothing is "
+                                 "encrypted)" % name)
         if self.port is None:
             self.port = (cpoplib.POP3_SSL_PORT if self.ssl
                          else cpoplib.POP3_PORT)
-        dests = [d for d in (self.maildir, self.mbox, self.eml_dir) if d]
-        if len(dests) > 1:
-            raise FetchError(EXIT_USAGE, "give one of --maildir, --mbox, "
-                             "--eml-dir")
-        if not dests and not self.dry_run:
+        if self.dry_run:
+            self.delete = False         # --dry-run implies --keep
+        elif not (self.maildir or self.mbox or self.eml_dir):
             raise FetchError(EXIT_USAGE, "no destination: --maildir DIR, "
                              "--mbox FILE, --eml-dir DIR or --dry-run")
-        if self.dry_run and self.delete:
-            raise FetchError(EXIT_USAGE, "--dry-run and --delete exclude "
-                             "each other")
-        if self.batch < 1:
-            raise FetchError(EXIT_USAGE, "--batch must be at least 1")
-        if self.sync not in durable.SYNC_MODES:
-            raise FetchError(EXIT_USAGE, "--sync must be one of %s"
-                             % ", ".join(durable.SYNC_MODES))
+        mech = self.auth
+        if mech in OAUTH and not self.token_command:
+            raise FetchError(EXIT_USAGE, "--auth %s needs --token-command"
+                             % mech)
+        if self.token_command and mech is not None and mech not in OAUTH:
+            raise FetchError(EXIT_USAGE, "--token-command is for --auth "
+                             "XOAUTH2 or OAUTHBEARER, not %s" % mech)
         if self.sync == "fs" and not durable.syncfs_available():
             raise FetchError(EXIT_USAGE, "--sync fs needs Linux 5.8 or "
                              "later (syncfs(2) reporting write errors)")
@@ -72,6 +68,8 @@ class Account:
             self.name = "%s@%s" % (self.user or "?", self.host)
 
     def state_path(self):
+        """Where the state is named (the tag of the account's files is
+        made from this name); state_file() is where it is read."""
         if self.state:
             return os.path.abspath(os.path.expanduser(self.state))
         base = os.environ.get("XDG_STATE_HOME") or os.path.join(
@@ -82,6 +80,11 @@ class Account:
         digest = hashlib.sha256(ident.encode()).hexdigest()[:8]
         return os.path.join(base, "cpoplib", "%s-%s.json" % (safe, digest))
 
+    def state_file(self):
+        """The state file, a symbolic link followed: the link stays and
+        its target is updated (and locked, as STATE.lock beside it)."""
+        return os.path.realpath(self.state_path())
+
     def tag(self):
         """Short, name-safe tag of this account's files in a shared
         destination (its orphans are recognised by it)."""
@@ -91,14 +94,17 @@ class Account:
         from . import destinations as d
         if self.dry_run:
             return d.CountingDestination()
+        # symbolic links are followed: the link stays, the target is used
         if self.maildir:
-            return d.MaildirDestination(os.path.expanduser(self.maildir),
-                                        self.tag(), self.sync)
+            return d.MaildirDestination(_real(self.maildir), self.tag(),
+                                        self.sync)
         if self.mbox:
-            return d.MboxDestination(os.path.expanduser(self.mbox),
-                                     self.tag())
-        return d.EmlDestination(os.path.expanduser(self.eml_dir), self.tag(),
-                                self.sync)
+            return d.MboxDestination(_real(self.mbox), self.tag())
+        return d.EmlDestination(_real(self.eml_dir), self.tag(), self.sync)
+
+
+def _real(path):
+    return os.path.realpath(os.path.expanduser(path))
 
 
 def _run_command(cmd, what):
@@ -110,24 +116,41 @@ def _run_command(cmd, what):
     if proc.returncode:
         raise FetchError(EXIT_USAGE, "%s exited with status %d"
                          % (what, proc.returncode))
-    out = proc.stdout.decode()
+    try:
+        out = proc.stdout.decode()
+    except UnicodeDecodeError:
+        raise FetchError(EXIT_USAGE, "%s printed something that is not "
+                         "UTF-8" % what)
     if out.endswith("\n"):
         out = out[:-1]
     if out.endswith("\r"):
         out = out[:-1]
+    if not out:
+        raise FetchError(EXIT_USAGE, "%s printed nothing (an empty "
+                         "password is never sent)" % what)
     return out
 
 
 OAUTH = ("XOAUTH2", "OAUTHBEARER")
 
 
+def _netrc_entry(host):
+    try:
+        return netrc.netrc().authenticators(host)
+    except FileNotFoundError:
+        return None
+    except netrc.NetrcParseError as exc:
+        where = "~/.netrc"
+        if exc.lineno is not None:
+            where += ", line %d" % exc.lineno
+        raise FetchError(EXIT_USAGE, "%s: %s" % (where, exc.msg))
+    except OSError as exc:
+        raise FetchError(EXIT_USAGE, "~/.netrc: %s" % (exc.strerror or exc))
+
+
 def resolve_credentials(acct, interactive):
     """Sets acct.user, acct.password or acct.token (before connecting)."""
-    mech = (acct.auth or "").upper()
-    if acct.token_command or mech in OAUTH:
-        if not acct.token_command:
-            raise FetchError(EXIT_USAGE, "--auth %s needs --token-command"
-                             % mech)
+    if acct.token_command:
         if not acct.user:
             raise FetchError(EXIT_USAGE, "no user name (--user)")
         cmd = acct.token_command
@@ -138,18 +161,17 @@ def resolve_credentials(acct, interactive):
         if value is None:
             raise FetchError(EXIT_USAGE, "environment variable %s is not "
                              "set (--password-env)" % acct.password_env)
+        if not value:
+            raise FetchError(EXIT_USAGE, "environment variable %s is empty "
+                             "(an empty password is never sent)"
+                             % acct.password_env)
         acct.password = value
     elif acct.password_command:
         acct.password = _run_command(acct.password_command,
                                      "--password-command")
     elif acct.netrc:
-        try:
-            found = netrc.netrc().authenticators(acct.host)
-        except FileNotFoundError:
-            found = None
-        except (netrc.NetrcParseError, OSError) as exc:
-            raise FetchError(EXIT_USAGE, "~/.netrc: %s" % exc)
-        if found and found[2] is not None and (
+        found = _netrc_entry(acct.host)
+        if found and found[2] and (
                 not acct.user or not found[0] or found[0] == acct.user):
             acct.user = acct.user or found[0]
             acct.password = found[2]
@@ -166,3 +188,5 @@ def resolve_credentials(acct, interactive):
                                             % (acct.user, acct.host))
         except EOFError:
             raise FetchError(EXIT_USAGE, "no password given")
+        if not acct.password:
+            raise FetchError(EXIT_USAGE, "an empty password is never sent")

@@ -1,115 +1,134 @@
-"""The ``cpoplib fetch`` command line: options, the TOML config file,
-several accounts at once (threads), the summary and the exit status."""
+"""The ``cpoplib fetch`` command line: the options (made from
+settings.SETTINGS), the TOML config file, the accounts it names, several
+accounts at once (threads), a summary line as each account ends, SIGINT
+and SIGTERM, and the exit status."""
 import argparse
+import os
 import sys
 import threading
 
-from . import durable, faults
-from .accounts import BATCH_MESSAGES, Account, resolve_credentials
-from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FetchError,
-                     oserror_text)
-from .output import PROG, Output, size_text
-from .session import Result, fetch_account
+from . import faults, settings
+from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED,
+                     EXIT_USAGE, FetchError, combined, oserror_text)
+from .output import PROG, Output
 
+EXAMPLES = """\
+examples:
+  # new mail into ~/Mail (a Maildir), the password from the environment
+  POP_PASSWORD=... cpoplib fetch --ssl --host pop.example.org \\
+      --user alice --password-env POP_PASSWORD --maildir ~/Mail
+  # move the mail: delete on the server what is safely on disk
+  cpoplib fetch --starttls --host pop.example.org --user alice \\
+      --password-command "pass show pop/alice" --mbox ~/mail.mbox --delete
+  # how much is there, without writing or deleting anything
+  cpoplib fetch --ssl --host pop.example.org --user alice --dry-run
+  # the accounts of ~/.config/cpoplib/fetch.toml; then only "work", keeping
+  # its mail on the server whatever the file says
+  cpoplib fetch
+  cpoplib fetch work --keep
 
-EPILOG = """\
-exit codes: 0 ok; 1 usage or configuration error (no password); 2 cannot
-connect, TLS or certificate failure, connection lost; 3 authentication
-failed; 4 mailbox busy ([IN-USE], [LOGIN-DELAY], another fetcher running
-for the account, mbox locked); 5 cannot write the destination or the
-state file; 6 other POP3 error.  Several accounts: the highest code.
+config file: [defaults] and [accounts.NAME] tables, keys as the long
+options with "_" ("keep = true" also works); the command line overrides an
+account's table, which overrides [defaults].  Default file:
+$XDG_CONFIG_HOME/cpoplib/fetch.toml (~/.config/...), read when neither
+--config nor --host is given.
 """
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, "%s: error: %s\n" % (self.prog, message))
+        raise FetchError(EXIT_USAGE, message)
+
+
+class _Given(argparse.Action):
+    """Records (option, value) of a setting in namespace.given; a boolean
+    setting's last option gives false, the others true."""
+
+    def __init__(self, option_strings, dest, setting, **kw):
+        self.setting = setting
+        nargs = 0 if setting.kind == "bool" else None
+        super().__init__(option_strings, dest, nargs=nargs, **kw)
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        s = self.setting
+        if s.kind == "bool":
+            value = option_string != s.flags[-1]
+        else:
+            value = s.check(s.parse_arg(value, option_string),
+                            option_string)
+        namespace.given.setdefault(s.name, []).append((option_string,
+                                                       value))
+
+
+def _help(s):
+    """A setting's --help text: its help, the values allowed, the default
+    (from the schema, as the README's reference)."""
+    notes = []
+    if s.kind == "bool":
+        if s.default:
+            notes.append("default: %s" % s.flags[0])
+    else:
+        if s.range_words() and s.name != "auth":
+            notes.append(s.range_words())
+        if s.default is not None or s.default_text is not None:
+            notes.append("default: %s" % s.default_words())
+    return s.help + (" (%s)" % "; ".join(notes) if notes else "")
 
 
 def build_parser():
-    p = _Parser(prog=PROG, epilog=EPILOG, allow_abbrev=False,
+    import cpoplib
+    p = _Parser(prog=PROG, allow_abbrev=False, add_help=False,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                description="Download new messages of a POP3 mailbox to a "
-                            "Maildir, an mbox or .eml files.")
-    c = p.add_argument_group("connection")
-    c.add_argument("--host")
-    c.add_argument("--port", type=int)
-    c.add_argument("--ssl", action="store_true", default=None,
-                   help="implicit TLS (POP3S, port 995)")
-    c.add_argument("--starttls", action="store_true", default=None,
-                   help="STLS after connecting")
-    c.add_argument("--cafile", help="trust these CA certificates")
-    c.add_argument("--insecure", action="store_true", default=None,
-                   help="do not verify the certificate (warns)")
-    c.add_argument("--timeout", type=float, default=None,
-                   help="socket timeout in seconds (default 60)")
-    a = p.add_argument_group("authentication")
-    a.add_argument("--user")
-    a.add_argument("--password", dest="refused_password",
-                   help=argparse.SUPPRESS)
-    a.add_argument("--password-env", metavar="NAME",
-                   help="take the password from environment variable NAME")
-    a.add_argument("--password-command", metavar="CMD",
-                   help="run CMD (a shell command); its output is the "
-                        "password")
-    a.add_argument("--no-netrc", dest="netrc", action="store_false",
-                   default=None, help="do not look in ~/.netrc")
-    a.add_argument("--auth", metavar="MECH",
-                   help="SASL mechanism for login() (default: the "
-                        "strongest offered)")
-    a.add_argument("--token-command", metavar="CMD",
-                   help="OAuth 2.0: run CMD for the access token")
-    a.add_argument("--allow-plaintext", action="store_true", default=None,
-                   help="allow a cleartext password without TLS")
-    d = p.add_argument_group("destination")
-    d.add_argument("--maildir", metavar="DIR")
-    d.add_argument("--mbox", metavar="FILE")
-    d.add_argument("--eml-dir", metavar="DIR")
-    d.add_argument("--dry-run", action="store_true", default=None,
-                   help="fetch and count, write nothing")
-    s = p.add_argument_group("what to fetch")
-    s.add_argument("--state", metavar="FILE",
-                   help="UIDL state file (default: under "
-                        "$XDG_STATE_HOME/cpoplib/)")
-    s.add_argument("--all", action="store_true", default=None,
-                   help="fetch every message, not only new ones")
-    s.add_argument("--delete", action="store_true", default=None,
-                   help="delete on the server what is durably on disk")
-    s.add_argument("--keep", action="store_true",
-                   help="keep messages on the server (the default)")
-    s.add_argument("--batch", type=int, metavar="N",
-                   help="sync and commit every N messages (default %d)"
-                        % BATCH_MESSAGES)
-    s.add_argument("--window", type=int, metavar="N",
-                   help="RETR commands in flight (default: fetch_many's)")
-    s.add_argument("--sync", choices=durable.SYNC_MODES,
-                   help="how a batch of Maildir or .eml files is made "
-                        "durable: fs = one syncfs(2) of the destination's "
-                        "filesystem, file = fsync of each file; auto (the "
-                        "default) = fs on Linux 5.17+ with ext4, XFS or "
-                        "btrfs, else file")
-    o = p.add_argument_group("output")
-    o.add_argument("-q", "--quiet", action="store_true")
-    o.add_argument("-v", "--verbose", action="store_true")
-    o.add_argument("--config", metavar="FILE",
-                   help="accounts from a TOML file (see README)")
-    o.add_argument("--jobs", type=int, default=4, metavar="N",
-                   help="accounts fetched at once (default 4)")
+                epilog=EXAMPLES + "\n" + settings.exit_code_lines(),
+                usage="%(prog)s [OPTIONS] [ACCOUNT ...]",
+                description="Download the new messages of POP3 mailboxes "
+                            "to a Maildir, an mbox or .eml files.")
+    p.add_argument("accounts", nargs="*", metavar="ACCOUNT",
+                   help="fetch only these accounts of the config file")
+    g = p.add_argument_group("general")
+    g.add_argument("-h", "--help", action="help",
+                   help="show this help and exit")
+    g.add_argument("--version", action="version",
+                   version="%s %s" % (PROG, cpoplib.__version__),
+                   help="print the version and exit")
+    g.add_argument("--config", metavar="FILE",
+                   help="the accounts of this TOML file (default: "
+                        "$XDG_CONFIG_HOME/cpoplib/fetch.toml, unless "
+                        "--host is given)")
+    groups = {name: p.add_argument_group(name) for name in settings.GROUPS}
+    for s in settings.SETTINGS:
+        kw = {} if s.kind == "bool" else {"metavar": s.metavar}
+        groups[s.group].add_argument(*s.flags, action=_Given, setting=s,
+                                     dest="given_" + s.name,
+                                     help=_help(s), **kw)
+    groups["authentication"].add_argument(
+        "--password", dest="refused_password", help=argparse.SUPPRESS)
+    p.set_defaults(given=None)
     return p
 
 
-ACCOUNT_OPTIONS = [k for k in Account.FIELDS if k != "name"]
-
-
-def accounts_from_args(args):
-    if args.keep and args.delete:
-        raise FetchError(EXIT_USAGE, "--keep and --delete exclude each "
-                         "other")
-    options = {k: getattr(args, k, None) for k in ACCOUNT_OPTIONS}
-    if args.config:
-        return accounts_from_config(args.config, options)
-    return [Account(**options)]
+def parse_args(argv):
+    parser = build_parser()
+    ns = argparse.Namespace(given={})
+    args = parser.parse_args(argv, ns)
+    if args.refused_password is not None:
+        raise FetchError(EXIT_USAGE, "a password is never taken on the "
+                         "command line (other users can see it): use "
+                         "--password-env, --password-command, ~/.netrc or "
+                         "the prompt")
+    values = {}
+    for name, uses in args.given.items():
+        distinct = {}
+        for flag, value in uses:
+            distinct.setdefault(value, flag)
+        if len(distinct) > 1:
+            raise FetchError(EXIT_USAGE, "%s contradict each other" % (
+                " and ".join(distinct.values())))
+        values[name] = uses[0][1]
+    flag = {s.name: s.flags[0] if values.get(s.name) is not False
+            else s.flags[-1] for s in settings.SETTINGS}
+    settings.check_exclusive(values, "", lambda m: flag[m])
+    return args, values
 
 
 def _load_toml(path):
@@ -119,121 +138,226 @@ def _load_toml(path):
         try:
             import tomli as tomllib
         except ImportError:
-            raise FetchError(EXIT_USAGE, "--config needs Python 3.11+ or "
-                             "the tomli package (pip install tomli)")
+            raise FetchError(EXIT_USAGE, "a config file needs Python 3.11+ "
+                             "or the tomli package (pip install tomli)")
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except OSError as exc:
-        raise FetchError(EXIT_USAGE, "--config: %s" % oserror_text(exc))
+        raise FetchError(EXIT_USAGE, "config file: %s" % oserror_text(exc))
     except tomllib.TOMLDecodeError as exc:
-        raise FetchError(EXIT_USAGE, "--config %s: %s" % (path, exc))
+        raise FetchError(EXIT_USAGE, "%s: %s" % (path, exc))
+    except UnicodeDecodeError as exc:
+        raise FetchError(EXIT_USAGE, "%s: not UTF-8 text (%s)" % (path, exc))
 
 
-def accounts_from_config(path, overrides):
-    """[defaults] and [accounts.NAME] tables; keys as the long options
-    with '_' for '-'.  Options given on the command line win."""
-    data = _load_toml(path)
-    defaults = data.get("defaults", {})
-    tables = data.get("accounts")
-    if not isinstance(tables, dict) or not tables:
-        raise FetchError(EXIT_USAGE, "--config %s: no [accounts.NAME] "
-                         "table" % path)
-    accounts = []
-    for name, table in tables.items():
-        if not isinstance(table, dict):
-            raise FetchError(EXIT_USAGE, "--config: accounts.%s is not a "
-                             "table" % name)
-        options = dict(defaults)
-        options.update(table)
-        options = {k.replace("-", "_"): v for k, v in options.items()}
-        if "password" in options:
-            raise FetchError(EXIT_USAGE, "--config: accounts.%s: no "
-                             "plain passwords; use password_env, "
-                             "password_command or ~/.netrc" % name)
-        options.update((k, v) for k, v in overrides.items()
-                       if v is not None)
-        options["name"] = name
-        accounts.append(Account(**options))
-    return accounts
+def default_config_path():
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(
+        os.path.expanduser("~"), ".config")
+    return os.path.join(base, "cpoplib", "fetch.toml")
+
+
+def plan(argv):
+    """(accounts, run settings) from the command line and the config file;
+    FetchError(EXIT_USAGE) for anything wrong in either, before anything
+    connects."""
+    args, cli_values = parse_args(argv)
+    from .accounts import Account       # not for --help: subprocess, ...
+    path = args.config
+    if path is None and "host" not in cli_values:
+        path = default_config_path()
+        if not os.path.exists(path):
+            if args.accounts:
+                raise FetchError(EXIT_USAGE, "no config file %s for the "
+                                 "accounts named" % path)
+            raise FetchError(EXIT_USAGE, "no host (--host) and no config "
+                             "file %s (--config FILE)" % path)
+    if path is None:
+        if args.accounts:
+            raise FetchError(EXIT_USAGE, "ACCOUNT names are for a config "
+                             "file (--config FILE), not with --host")
+        run = settings.merge([cli_values])
+        return [Account(None, run, "the command line")], run
+    defaults, tables = settings.config_accounts(_load_toml(path), path)
+    for name in args.accounts:
+        if name not in tables:
+            raise FetchError(EXIT_USAGE, "%s has no account %r%s" % (
+                path, name, settings.did_you_mean(name, tables)))
+    names = list(dict.fromkeys(args.accounts)) or list(tables)
+    account_defaults = {k: v for k, v in defaults.items()
+                        if settings.BY_NAME[k].scope == "account"}
+    accounts = [Account(name, settings.merge(
+        [account_defaults, tables[name], cli_values]),
+        "[accounts.%s]" % name) for name in names]
+    return accounts, settings.merge([defaults, cli_values])
+
+
+class Stop:
+    """A request to stop (SIGINT, SIGTERM) for the account threads: each
+    checks it between messages; stop() also shuts down the connections in
+    use, so that nobody waits on the network."""
+
+    def __init__(self):
+        self.code = None
+        self.lock = threading.Lock()
+        self.conns = set()
+
+    def request(self, code):
+        with self.lock:
+            if self.code is None:
+                self.code = code
+            conns = list(self.conns)
+        import socket
+        for conn in conns:
+            sock = getattr(conn, "sock", None)
+            try:
+                # the socket's own shutdown, also under TLS (SSLSocket's
+                # would drop its TLS state under the thread reading it):
+                # every read and write on it fails from now on, so no
+                # QUIT can go out and nothing is deleted
+                if sock is not None:
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except (OSError, ValueError, TypeError):
+                pass
+
+    def add(self, conn):
+        with self.lock:
+            self.conns.add(conn)
+            return self.code
+
+    def discard(self, conn):
+        with self.lock:
+            self.conns.discard(conn)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C is."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 def main(argv=None):
+    import signal
     if argv is None:
         argv = sys.argv[1:]
     faults.load()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.refused_password is not None:
-        parser.error("a password is never taken on the command line (other "
-                     "users can see it): use --password-env, "
-                     "--password-command, ~/.netrc or the prompt")
-    out = Output(quiet=args.quiet, verbose=args.verbose)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        accounts = accounts_from_args(args)
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt_code(exc):
+    return EXIT_TERMINATED if isinstance(exc, Terminated) \
+        else EXIT_INTERRUPTED
+
+
+def _main(argv):
+    out = Output()
+    try:
+        accounts, run = plan(argv)
+    except FetchError as exc:
+        out.error(exc.message)
+        return exc.code
+    except SystemExit as exc:           # --help, --version
+        return exc.code
+    except KeyboardInterrupt as exc:
+        out.error("interrupted")
+        return _interrupt_code(exc)
+    out = Output(quiet=run["quiet"], verbose=run["verbose"])
+    several = len(accounts) > 1
+    ready, codes = [], []
+    try:
         for acct in accounts:
-            acct.check()
-        interactive = sys.stdin.isatty() and len(accounts) == 1
+            try:
+                acct.check()    # a usage error in any: nothing connects
+            except FetchError as exc:
+                if acct.name:
+                    exc.message = "%s: %s" % (acct.source, exc.message)
+                raise
+        interactive = sys.stdin.isatty() and not several
+        from .accounts import resolve_credentials
         for acct in accounts:          # prompts, in the main thread
-            resolve_credentials(acct, interactive)
+            try:
+                resolve_credentials(acct, interactive)
+            except FetchError as exc:   # this account only
+                out.error("%s: %s" % (acct.name, exc.message)
+                          if several or acct.source.startswith("[")
+                          else exc.message)
+                codes.append(exc.code)
+                continue
             if acct.name.startswith("?@"):
                 acct.name = "%s@%s" % (acct.user, acct.host)
-        paths = [a.state_path() for a in accounts]
+            ready.append(acct)
+        paths = [a.state_file() for a in ready]
         if len(set(paths)) != len(paths):
             raise FetchError(EXIT_USAGE, "two accounts share a state file")
     except FetchError as exc:
         out.error(exc.message)
         return exc.code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         out.error("interrupted")
-        return EXIT_INTERRUPTED
-    if len(accounts) == 1:
-        results = [fetch_account(accounts[0], out)]
-    else:
-        results = _fetch_concurrently(accounts, out, max(1, args.jobs))
-    code = EXIT_OK
-    for r in results:
-        if r.error:
-            out.error("%s: %s" % (r.name, r.error) if len(results) > 1
-                      else r.error)
-        code = max(code, r.code)
-        if r.error and not r.messages:
-            continue
-        rate = r.bytes / r.seconds if r.seconds > 0 else 0.0
-        out.summary("%s: %d messages, %d bytes in %.2f s (%s/s)%s%s" % (
-            r.name, r.messages, r.bytes, r.seconds, size_text(rate),
-            ", %d deleted" % r.deleted if r.deleted else "",
-            "" if not r.error else ", failed"))
-    return code
+        return _interrupt_code(exc)
+    results = _fetch_all(ready, out, run["jobs"], several)
+    return combined(codes + [r.code for r in results])
 
 
-def _fetch_concurrently(accounts, out, jobs):
+def _fetch_all(accounts, out, jobs, several):
+    """Runs the accounts in at most `jobs` threads; the summary of each
+    as it ends.  The main thread waits, and takes SIGINT and SIGTERM."""
+    from .session import Result, fetch_account
+    stop = Stop()
     results = [None] * len(accounts)
     todo = list(enumerate(accounts))
     lock = threading.Lock()
 
-    def worker():
-        while True:
-            with lock:
-                if not todo:
-                    return
-                i, acct = todo.pop(0)
-            results[i] = fetch_account(acct, out)
+    running = [0]
+    finished = threading.Event()
 
-    threads = [threading.Thread(target=worker, daemon=True,
-                                name="cpoplib-fetch-%d" % i)
-               for i in range(min(jobs, len(accounts)))]
-    for t in threads:
-        t.start()
-    try:
-        for t in threads:
-            while t.is_alive():
-                t.join(0.2)
-    except KeyboardInterrupt:
-        out.error("interrupted")
-        for i, r in enumerate(results):
-            if r is None:
-                results[i] = Result(accounts[i].name)
-                results[i].code = EXIT_INTERRUPTED
-                results[i].error = "interrupted"
+    def worker():
+        try:
+            while True:
+                with lock:
+                    if not todo or stop.code is not None:
+                        return
+                    i, acct = todo.pop(0)
+                r = fetch_account(acct, out, stop)
+                results[i] = r
+                out.report(r, several)
+        finally:
+            with lock:
+                running[0] -= 1
+                if not running[0]:
+                    finished.set()
+
+    count = min(jobs, len(accounts))
+    running[0] = count
+    if not count:
+        finished.set()
+    for i in range(count):
+        threading.Thread(target=worker, daemon=True,
+                         name="cpoplib-fetch-%d" % i).start()
+    # Event.wait, not Thread.join: a join that a signal's exception
+    # interrupts can leave the thread looking finished while it runs
+    while True:
+        try:
+            if finished.wait(0.2):
+                break
+        except KeyboardInterrupt as exc:
+            stop.request(_interrupt_code(exc))
+    never = [i for i, r in enumerate(results) if r is None]
+    for i in never:
+        results[i] = Result(accounts[i].name)
+        results[i].code = stop.code or EXIT_INTERRUPTED
+    if never:
+        out.error("%s before %s started" % (
+            "terminated" if stop.code == EXIT_TERMINATED else "interrupted"
+            if stop.code else "stopped", ", ".join(accounts[i].name
+                                                   for i in never)))
     return results

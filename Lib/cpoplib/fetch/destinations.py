@@ -10,7 +10,7 @@ import socket
 import time
 
 from . import durable, faults
-from .errors import EXIT_BUSY, FetchError, delivery_error
+from .errors import EXIT_BUSY, EXIT_DELIVERY, FetchError, delivery_error
 
 
 class Destination:
@@ -70,6 +70,46 @@ def _hostname():
     # as mailbox.Maildir does: '/' and ':' are not allowed in a name
     return (socket.gethostname().replace("/", r"\057")
             .replace(":", r"\072"))
+
+
+def _is_maildir(path):
+    """cur/, new/ and tmp/, or some of them and nothing else (one being
+    made when a run was killed)."""
+    subs = ("cur", "new", "tmp")
+    return (all(os.path.isdir(os.path.join(path, sub)) for sub in subs)
+            or set(os.listdir(path)) <= set(subs))
+
+
+def _is_mbox(path):
+    with open(path, "rb") as f:
+        return f.read(5) == b"From "
+
+
+def _refuse_unless(path, is_kind, kind):
+    """An existing destination must be of its kind, or empty (an empty
+    directory or file becomes one): never turn someone's directory into
+    a Maildir or append mail to a file that is not an mbox."""
+    try:
+        if os.path.isdir(path):
+            if is_kind is _is_mbox:
+                raise FetchError(EXIT_DELIVERY, "%s is a directory, not %s"
+                                 % (path, kind))
+            if not os.listdir(path) or is_kind(path):
+                return
+        elif os.path.exists(path):
+            if is_kind is _is_maildir:
+                raise FetchError(EXIT_DELIVERY, "%s is a file, not %s"
+                                 % (path, kind))
+            if os.path.getsize(path) == 0 or is_kind(path):
+                return
+        else:
+            return
+    except OSError as exc:
+        raise delivery_error("cannot read %s" % path, exc)
+    raise FetchError(EXIT_DELIVERY, "%s exists and is not %s: refusing to "
+                     "write into it (give a new or empty %s)" % (
+                         path, kind, "directory" if is_kind is _is_maildir
+                         else "file"))
 
 
 class StagedDirectory(Destination):
@@ -211,6 +251,8 @@ class MaildirDestination(StagedDirectory):
         self.final_dir = os.path.join(self.path, "new")
 
     def _prepare(self):
+        _refuse_unless(self.path, _is_maildir, "a Maildir (cur/, new/ and "
+                       "tmp/)")
         try:
             if not os.path.isdir(self.path):
                 import mailbox      # only here and for mbox: 15 ms of start-up
@@ -325,9 +367,19 @@ class MboxDestination(Destination):
         dotlock = self.path + ".lock"
         previous = state.mbox if (state.mbox or {}).get(
             "path") == self.path else None
+        if previous is None:        # else ours, maybe cut by a kill
+            _refuse_unless(self.path, _is_mbox, "an mbox (its first line "
+                           "a \"From \" line)")
         try:
             durable.makedirs(directory)
-            self.created = not os.path.exists(self.path)
+            try:
+                # created here, not by mailbox.mbox, for its mode: 0600
+                # like every other file of the fetcher, whatever the umask
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT
+                                 | os.O_EXCL, 0o600))
+                self.created = True
+            except FileExistsError:
+                self.created = False
             if previous and _stale_dotlock(dotlock, self.path, previous):
                 # a killed run's: gone for good before a new one is made
                 os.unlink(dotlock)

@@ -79,6 +79,28 @@ class Output:
         if not self.quiet:
             self._write(text)
 
+    def report(self, r, several):
+        """An account's end: its error (one line) and its summary line."""
+        if r.error:
+            self.error("%s: %s" % (r.name, r.error) if several else r.error)
+        if r.error and not r.messages:
+            return
+        rate = r.bytes / r.seconds if r.seconds > 0 else 0.0
+        text = "%s: %d messages, %d bytes in %.2f s (%s/s)" % (
+            r.name, r.messages, r.bytes, r.seconds, size_text(rate))
+        if r.error:
+            text += {130: ", interrupted", 143: ", terminated"}.get(
+                r.code, ", failed")
+        if r.deleted:
+            text += ", %d deleted" % r.deleted
+        if r.skipped:
+            text += ", %d skipped (left on the server)" % len(r.skipped)
+        if r.dry_run:
+            text += " -- dry run, nothing written or deleted"
+            if r.listed is not None:
+                text += "; the server has %d messages, %d bytes" % r.listed
+        self.summary(text)
+
     def progress(self, name, done, total, nbytes, total_bytes, started,
                  force=False):
         if not self.tty:

@@ -2,17 +2,21 @@
 mailbox, fetch what is new with fetch_many() into the destination,
 committing every batch through the state, delete what the user asked for,
 QUIT.  fetch_account() never raises FetchError: it returns a Result with
-the exit code and the one-line message."""
+the exit code and the one-line message.
+
+Connections are made with the fetcher's own cpoplib instance (core.py),
+whose line limit is the per-message cap, so that mail with long lines is
+read whole.  A message that still cannot be taken is that message's
+failure (transfer.py): it is reported, left on the server and not
+recorded, and the account carries on."""
+import os
 import socket
 import ssl
 import time
 
-import cpoplib
-
-from . import faults
-from .accounts import BATCH_BYTES
-from .errors import (EXIT_AUTH, EXIT_BUSY, EXIT_CONNECT, EXIT_INTERRUPTED,
-                     EXIT_OK, EXIT_PROTOCOL, EXIT_USAGE, FetchError,
+from . import core, faults
+from .errors import (EXIT_AUTH, EXIT_BUSY, EXIT_CONNECT, EXIT_OK,
+                     EXIT_PROTOCOL, EXIT_SKIPPED, EXIT_USAGE, FetchError,
                      oserror_text)
 from .state import State, StateLock
 
@@ -26,6 +30,17 @@ class Result:
         self.bytes = 0
         self.deleted = 0
         self.seconds = 0.0
+        self.skipped = []           # (number, uidl or None, why)
+        self.dry_run = False
+        self.listed = None          # (messages, bytes) on the server
+
+
+class Interrupted(Exception):
+    """The run was asked to stop (cli.Stop): SIGINT or SIGTERM."""
+
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
 
 
 def _tls_context(acct, out):
@@ -36,13 +51,15 @@ def _tls_context(acct, out):
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
     try:
-        return ssl.create_default_context(cafile=acct.cafile)
+        return ssl.create_default_context(
+            cafile=acct.cafile and os.path.expanduser(acct.cafile))
     except (OSError, ssl.SSLError) as exc:
         raise FetchError(EXIT_USAGE, "--cafile %s: %s"
                          % (acct.cafile, oserror_text(exc)))
 
 
-def _connection_error(acct, exc):
+def connection_error(acct, exc):
+    """A failure to connect (or to set up TLS) as one line."""
     where = "%s:%d" % (acct.host, acct.port)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return FetchError(EXIT_CONNECT, "TLS certificate verification "
@@ -54,97 +71,224 @@ def _connection_error(acct, exc):
     if isinstance(exc, socket.gaierror):
         return FetchError(EXIT_CONNECT, "cannot resolve %s: %s"
                           % (acct.host, exc.strerror or exc))
+    if isinstance(exc, UnicodeError):           # a host name IDNA refuses
+        return FetchError(EXIT_CONNECT, "cannot resolve %s: not a valid "
+                          "host name (%s)" % (acct.host, exc))
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return FetchError(EXIT_CONNECT, "%s: timed out" % where)
     return FetchError(EXIT_CONNECT, "%s: %s" % (where, oserror_text(exc)))
 
 
-def _server_text(exc):
+def server_text(exc):
     text = exc.args[0] if exc.args else exc
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return str(text)
 
 
-def connect(acct, out):
+def is_reply(exc):
+    """An error_proto that is the server's -ERR reply (the stream is in
+    step), not one of cpoplib's own (EOF, a line too long, ...)."""
+    return bool(exc.args) and isinstance(exc.args[0], bytes)
+
+
+def lost(during, exc):
+    """The connection broke while `during` was going on."""
+    if isinstance(exc, OSError):
+        why = "timed out" if isinstance(exc, (socket.timeout,
+                                               TimeoutError)) \
+            else oserror_text(exc)
+    else:
+        why = server_text(exc)
+        if why == "-ERR EOF":
+            why = "the server closed it"
+    return FetchError(EXIT_CONNECT, "connection lost during %s (%s)"
+                      % (during, why))
+
+
+def failed(pop, during, exc):
+    """What an error_proto or OSError of a command means, as FetchError."""
+    if isinstance(exc, OSError):
+        return lost(during, exc)
+    if not is_reply(exc) and server_text(exc) == "-ERR EOF":
+        return lost(during, exc)
+    return _busy_or(pop, exc, EXIT_PROTOCOL, "%s failed" % during)
+
+
+def _busy_or(pop, exc, code, what):
+    if isinstance(exc, (pop.InUseError, pop.LoginDelayError)):
+        return FetchError(EXIT_BUSY, "%s: mailbox busy: %s"
+                          % (what, server_text(exc)))
+    return FetchError(code, "%s: %s" % (what, server_text(exc)))
+
+
+def _close_quietly(conn):
+    try:
+        conn.close()
+    except Exception:       # the first error is the one worth reporting
+        pass
+
+
+def connect(pop, acct, out):
     ctx = _tls_context(acct, out) if (acct.ssl or acct.starttls) else None
     try:
         if acct.ssl:
-            conn = cpoplib.POP3_SSL(acct.host, acct.port, context=ctx,
-                                    timeout=acct.timeout)
+            conn = pop.POP3_SSL(acct.host, acct.port, context=ctx,
+                                timeout=acct.timeout)
         else:
-            conn = cpoplib.POP3(acct.host, acct.port, timeout=acct.timeout)
-    except cpoplib.error_proto as exc:
-        raise _busy_or(exc, EXIT_PROTOCOL, "%s:%d refused the connection"
-                       % (acct.host, acct.port))
-    except OSError as exc:
-        raise _connection_error(acct, exc)
+            conn = pop.POP3(acct.host, acct.port, timeout=acct.timeout)
+    except pop.error_proto as exc:
+        if not is_reply(exc):
+            raise lost("the greeting", exc)
+        raise _busy_or(pop, exc, EXIT_PROTOCOL, "%s:%d refused the "
+                       "connection" % (acct.host, acct.port))
+    except (OSError, UnicodeError) as exc:
+        raise connection_error(acct, exc)
     try:
         if acct.starttls:
             try:
                 conn.stls(ctx)
-            except cpoplib.error_proto as exc:
+            except pop.error_proto as exc:
                 raise FetchError(EXIT_CONNECT, "STARTTLS failed: %s"
-                                 % _server_text(exc))
+                                 % server_text(exc))
             except OSError as exc:
-                raise _connection_error(acct, exc)
+                raise connection_error(acct, exc)
         out.verbose("%s: connected to %s:%d%s" % (
             acct.name, acct.host, acct.port,
             " (TLS)" if ctx is not None else ""))
     except BaseException:
-        conn.close()
+        _close_quietly(conn)
         raise
     return conn
 
 
-def _busy_or(exc, code, what):
-    if isinstance(exc, (cpoplib.InUseError, cpoplib.LoginDelayError)):
-        return FetchError(EXIT_BUSY, "%s: mailbox busy: %s"
-                          % (what, _server_text(exc)))
-    return FetchError(code, "%s: %s" % (what, _server_text(exc)))
-
-
-def authenticate(conn, acct, out):
+def authenticate(pop, conn, acct, out):
     try:
         conn.login(acct.user, acct.password, mechanism=acct.auth,
                    token=acct.token, allow_plaintext=acct.allow_plaintext)
-    except cpoplib.error_proto as exc:
-        raise _busy_or(exc, EXIT_AUTH, "login as %s failed" % acct.user)
+    except pop.error_proto as exc:
+        text = server_text(exc)
+        if "refuses to send a" in text:
+            mech = text.split(" with ", 1)[-1].split(":", 1)[0]
+            raise FetchError(EXIT_USAGE, "not sending the password in the "
+                             "clear (%s, no TLS): use --ssl or --starttls, "
+                             "or --allow-plaintext on a trusted network"
+                             % mech)
+        if text == "-ERR EOF" and not is_reply(exc):
+            raise lost("login", exc)
+        raise _busy_or(pop, exc, EXIT_AUTH, "login as %s failed"
+                       % acct.user)
     except ValueError as exc:
         raise FetchError(EXIT_USAGE if "mechanism" in str(exc)
                          else EXIT_AUTH, "login as %s: %s" % (acct.user, exc))
     except OSError as exc:
-        raise _connection_error(acct, exc)
+        raise lost("login", exc)
     out.verbose("%s: logged in as %s" % (acct.name, acct.user))
 
 
-def fetch_account(acct, out):
+class Session:
+    """One connection of an account, logged in and listed: conn, sizes
+    {number: octets}, uid {number: UIDL bytes} or None (no UIDL)."""
+
+    def __init__(self, pop, acct, out, stop):
+        self.pop, self.acct, self.out, self.stop = pop, acct, out, stop
+        self.conn = None
+        self.sizes = {}
+        self.uid = None
+
+    def check_stop(self):
+        if self.stop is not None and self.stop.code is not None:
+            raise Interrupted(self.stop.code)
+
+    def open(self):
+        acct = self.acct
+        self.conn = connect(self.pop, acct, self.out)
+        if self.stop is not None and self.stop.add(self.conn) is not None:
+            self.check_stop()
+        authenticate(self.pop, self.conn, acct, self.out)
+        try:
+            # LIST and UIDL in one round trip when the server pipelines
+            self.sizes, uidls = self.conn.listing_maps()
+        except (self.pop.error_proto, OSError) as exc:
+            raise failed(self.pop, "LIST", exc)
+        self.uid = uidls        # {number: UIDL bytes}, as the state keys
+
+    def reopen(self):
+        self.close()
+        self.open()
+
+    def close(self):
+        """Without QUIT: the server deletes nothing."""
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            if self.stop is not None:
+                self.stop.discard(conn)
+            _close_quietly(conn)
+
+    def quit(self):
+        try:
+            self.conn.quit()
+        except (self.pop.error_proto, OSError) as exc:
+            raise failed(self.pop, "QUIT", exc)
+        self.close()
+
+
+def fetch_account(acct, out, stop=None):
     """Runs one account; returns a Result (never raises FetchError)."""
     result = Result(acct.name)
+    result.dry_run = acct.dry_run
     started = time.monotonic()
+    pop = core.pop3_module(acct.max_message_size)
     try:
-        _fetch(acct, out, result, started)
+        _fetch(pop, acct, out, result, started, stop)
     except FetchError as exc:
         result.code, result.error = exc.code, exc.message
-    except cpoplib.error_proto as exc:
+    except pop.error_proto as exc:          # none is expected here
         result.code = EXIT_PROTOCOL
-        result.error = "POP3 error: %s" % _server_text(exc)
+        result.error = "POP3 error: %s" % server_text(exc)
     except OSError as exc:
         result.code = EXIT_CONNECT
         result.error = "%s:%s: %s" % (acct.host, acct.port,
                                       oserror_text(exc))
+    except Interrupted as exc:
+        result.code = exc.code
     except KeyboardInterrupt:
-        result.code, result.error = EXIT_INTERRUPTED, "interrupted"
+        result.code = 130
+    if stop is not None and stop.code is not None and result.code:
+        result.code = stop.code         # what failed was made to fail
+    if result.code in (130, 143):
+        result.error = "interrupted" if result.code == 130 else \
+            "terminated"
+    elif result.code == EXIT_OK and result.skipped:
+        result.code = EXIT_SKIPPED
     result.seconds = time.monotonic() - started
     return result
 
 
-def _fetch(acct, out, result, started):
+def _uidl_reset(acct, state, s):
+    """The state knows UIDLs, the server has messages and none of them:
+    the server's UIDLs were reset (fetching would duplicate mail), or the
+    messages were deleted elsewhere."""
+    if (s.uid is None or not s.uid or not state.delivered or acct.all
+            or acct.on_uidl_reset == "fetch"):
+        return
+    if any(u in state.delivered for u in s.uid.values()):
+        return
+    raise FetchError(EXIT_PROTOCOL, "none of the %d UIDLs in the state is "
+                     "among the server's %d messages: the server's UIDLs "
+                     "were reset (fetching would duplicate mail) or the "
+                     "mail was deleted elsewhere; to fetch all %d, run once "
+                     "with --all (or set on_uidl_reset = \"fetch\")"
+                     % (len(state.delivered), len(s.uid), len(s.uid)))
+
+
+def _fetch(pop, acct, out, result, started, stop):
+    from .transfer import Transfer
     dest = acct.destination()
     lock = None
     state = None
-    state_path = acct.state_path()
-    conn = None
+    state_path = acct.state_file()
+    s = Session(pop, acct, out, stop)
     try:
         if acct.dry_run:
             state = State.load(state_path, acct.name)
@@ -154,30 +298,22 @@ def _fetch(acct, out, result, started):
             state = State.load(state_path, acct.name)
             state.open()
             dest.open(state)
-        conn = connect(acct, out)
-        authenticate(conn, acct, out)
-        try:
-            # LIST and UIDL in one round trip when the server pipelines
-            sizes, uidls = conn.listing_maps()
-        except cpoplib.error_proto as exc:
-            raise FetchError(EXIT_PROTOCOL, "LIST failed: %s"
-                             % _server_text(exc))
-        except OSError as exc:
-            raise _connection_error(acct, exc)
-        if uidls is None:
+        s.open()
+        result.listed = (len(s.sizes), sum(s.sizes.values()))
+        _uidl_reset(acct, state, s)
+        if s.uid is None:
             out.warn("%s: the server has no UIDL: fetching every message"
                      % acct.name)
-        uid = uidls or {}
-        numbers = _new_messages(sizes, uid, state.delivered,
-                                uidls is None or acct.all)
+        numbers = _new_messages(s.sizes, s.uid or {}, state.delivered,
+                                s.uid is None or acct.all)
         out.verbose("%s: %d messages on the server, %d to fetch"
-                    % (acct.name, len(sizes), len(numbers)))
-        if uidls is not None and not acct.dry_run:
+                    % (acct.name, len(s.sizes), len(numbers)))
+        if s.uid is not None and not acct.dry_run:
             # forget UIDLs no longer on the server (they never come back)
-            listed = set(uid.values())
+            listed = set(s.uid.values())
             state.forget([u for u in state.delivered if u not in listed])
-        committed, failure = _transfer(conn, acct, out, dest, state,
-                                       numbers, sizes, uid, result, started)
+        t = Transfer(s, dest, state, result, started)
+        failure = t.run(numbers)
         if not acct.dry_run:
             state.set_pending([])       # the last batch's renames are done
             # a run that added many records replaces them with a snapshot
@@ -185,39 +321,37 @@ def _fetch(acct, out, result, started):
             state.compact()
         if failure is not None and failure.code == EXIT_CONNECT:
             raise failure      # no DELE, no QUIT: nothing is deleted
-        if acct.delete and uidls is not None:
-            # also what earlier runs put on disk (recorded in the state)
-            # but did not delete: a run killed before QUIT, or run
+        s.check_stop()
+        if acct.delete and s.uid is not None:
+            # what this run and earlier ones put on disk (recorded in the
+            # state) but did not delete: a run killed before QUIT, or run
             # without --delete
-            done = set(committed)
-            committed = sorted(done | {n for n in sizes if n not in done
-                                       and uid.get(n) in state.delivered})
-        if acct.delete and committed:
+            doomed = sorted(n for n, u in s.uid.items()
+                            if u in state.delivered and n in s.sizes)
+        elif acct.delete:
+            doomed = t.committed        # this connection's, no UIDL
+        else:
+            doomed = []
+        if doomed:
             try:
-                conn.dele_many(committed)       # pipelined
-                faults.fault("deleted")
-                result.deleted += len(committed)
-            except cpoplib.error_proto as exc:
+                s.conn.dele_many(doomed)       # pipelined
+            except (s.pop.error_proto, OSError) as exc:
                 which = getattr(exc, "which", None)
-                raise FetchError(EXIT_PROTOCOL, "DELE%s failed: %s"
-                                 % ("" if which is None else " %s" % which,
-                                    _server_text(exc)))
-            except OSError as exc:
-                raise _connection_error(acct, exc)
+                raise failed(s.pop, "DELE" if which is None
+                             else "DELE %s" % which, exc)
+            faults.fault("deleted")
         faults.fault("before-quit")
-        try:
-            conn.quit()
-        except cpoplib.error_proto as exc:
-            raise FetchError(EXIT_PROTOCOL, "QUIT failed: %s"
-                             % _server_text(exc))
-        except OSError as exc:
-            raise _connection_error(acct, exc)
-        conn = None
+        s.check_stop()
+        s.quit()
+        result.deleted += len(doomed)
+        if doomed and s.uid is not None:
+            # deleted for good: a later run must not take their absence
+            # for a reset of the server's UIDLs
+            state.forget([s.uid[n] for n in doomed])
         if failure is not None:
             raise failure
     finally:
-        if conn is not None:
-            conn.close()            # no QUIT: the server deletes nothing
+        s.close()
         dest.close()
         if state is not None:
             state.close()
@@ -236,81 +370,3 @@ def _new_messages(sizes, uid, delivered, everything):
         numbers += [n for n in sizes if n not in uid]
     numbers.sort()
     return numbers
-
-
-def _transfer(conn, acct, out, dest, state, numbers, sizes, uid, result,
-              started):
-    """fetch_many() into dest, committing every batch; returns the
-    committed message numbers and the FetchError that stopped the
-    transfer early (a -ERR for one message, the connection lost) or
-    None.  A delivery error is raised after committing what was fully
-    written."""
-    total_bytes = sum(sizes.get(n, 0) for n in numbers)
-    committed = []
-    batch = []
-    batch_bytes = 0
-    failure = None
-
-    def commit():
-        nonlocal batch, batch_bytes
-        if not batch:
-            return
-        dest.sync()
-        faults.fault("synced")
-        if not acct.dry_run:
-            state.record_batch([uid[n] for n in batch if n in uid],
-                               dest.pending(), dest.state_record())
-            faults.fault("committed")
-            dest.publish()
-            faults.fault("published")
-        committed.extend(batch)
-        out.verbose("%s: %d messages on disk" % (acct.name,
-                                                 len(committed)))
-        batch, batch_bytes = [], 0
-
-    if not numbers:
-        return committed, None
-    it = conn.fetch_many(numbers, window=acct.window, sizes=sizes)
-    try:
-        while True:
-            try:
-                item = next(it)
-            except StopIteration:
-                break
-            except cpoplib.error_proto as exc:
-                which = getattr(exc, "which", None)
-                failure = FetchError(EXIT_PROTOCOL, "RETR %s failed: %s"
-                                     % (which, _server_text(exc)))
-                break
-            except OSError as exc:
-                failure = _connection_error(acct, exc)
-                break
-            n, data = item
-            dest.deliver(data)
-            faults.fault("delivered")
-            batch.append(n)
-            batch_bytes += len(data)
-            result.messages += 1
-            result.bytes += len(data)
-            out.progress(acct.name, result.messages, len(numbers),
-                         result.bytes, total_bytes, started)
-            if len(batch) >= acct.batch or batch_bytes >= BATCH_BYTES:
-                commit()
-    except BaseException:
-        out.end_progress(acct.name)
-        try:
-            it.close()
-        except (cpoplib.error_proto, OSError):
-            pass
-        try:
-            commit()        # what was fully written is kept
-        except FetchError:
-            pass
-        raise
-    it.close()
-    commit()
-    out.end_progress(acct.name)
-    out.verbose("%s: RETR window %s (%s)" % (
-        acct.name, it.window,
-        "fixed" if acct.window else "adaptive, where it got to"))
-    return committed, failure

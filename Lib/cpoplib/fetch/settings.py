@@ -1,0 +1,455 @@
+"""The settings of ``cpoplib fetch``: one table (SETTINGS) with each
+setting's kind, default, allowed values and help text.  The command line
+(cli.build_parser), the checks of the TOML config, ``--help`` and the
+README's reference (reference_rst()) are all made from it.
+
+Values are checked exactly: a boolean is ``true``/``false`` and nothing
+else (never the string ``"false"``), an integer is never a boolean, every
+range is checked before anything connects.
+
+Precedence, per setting: the command line, then the account's table,
+then ``[defaults]``, then the built-in default.  A level that gives two
+settings of one exclusive group (``ssl``/``starttls``; ``maildir``/
+``mbox``/``eml_dir``; ``password_env``/``password_command``/
+``token_command``; ``cafile``/``insecure``) is refused; a level that gives
+one of them overrides the whole group of the levels below (``--mbox`` on
+the command line replaces ``maildir`` from the file).
+
+``python -m cpoplib.fetch.settings --write README.rst`` rewrites the
+README's reference from this table; tests/test_fetch_config.py checks
+that the README is what it writes.
+"""
+import difflib
+import math
+
+from .durable import SYNC_MODES
+from .errors import EXIT_CODES, EXIT_RULE, EXIT_USAGE, FetchError
+
+MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "APOP", "PLAIN",
+              "LOGIN", "USER", "OAUTHBEARER", "XOAUTH2")
+MiB = 1 << 20
+
+KIND_TEXT = {"bool": "boolean", "int": "integer", "number": "number",
+             "text": "string", "path": "string", "choice": "string"}
+
+
+class Setting:
+    """One setting.  kind: bool, int, number (int or float), text, path
+    (a string, ~ expanded), choice (one of `choices`).  scope: "account"
+    (also in an account's table) or "run" (command line and [defaults]
+    only).  flags: the command line's options, the second one of a
+    boolean setting giving false."""
+
+    def __init__(self, name, kind, default, help, group, choices=None,
+                 low=None, high=None, low_open=False, metavar=None,
+                 flags=None, scope="account", exclusive=None,
+                 default_text=None, toml_negative=None):
+        self.name = name
+        self.kind = kind
+        self.default = default
+        self.help = help
+        self.group = group
+        self.choices = choices
+        self.low, self.high, self.low_open = low, high, low_open
+        self.metavar = metavar or name.upper()
+        dashed = "--" + name.replace("_", "-")
+        if flags is None:
+            flags = (dashed, "--no-" + name.replace("_", "-")) \
+                if kind == "bool" else (dashed,)
+        self.flags = flags
+        self.scope = scope
+        self.exclusive = exclusive
+        self.default_text = default_text
+        self.toml_negative = toml_negative     # "keep" for delete
+
+    def default_words(self):
+        if self.default_text is not None:
+            return self.default_text
+        if self.kind == "bool":
+            return "true" if self.default else "false"
+        return "none" if self.default is None else str(self.default)
+
+    def range_words(self):
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.low is not None and self.high is not None:
+            if self.low_open:
+                return "> %s, at most %s" % (self.low, self.high)
+            return "%s to %s" % (self.low, self.high)
+        return ""
+
+    # ---- checking one value ----
+
+    def check(self, value, where):
+        """`value` (from TOML or parsed from the command line) checked
+        exactly; FetchError(EXIT_USAGE) naming `where` otherwise."""
+        k = self.kind
+        ok = {"bool": type(value) is bool,
+              "int": type(value) is int,
+              "number": type(value) in (int, float),
+              }.get(k, type(value) is str)
+        if not ok:
+            raise FetchError(EXIT_USAGE, "%s must be %s (%s), not %s" % (
+                where, "a " + KIND_TEXT[k] if k != "int" else "an integer",
+                self.example(), describe(value)))
+        if k == "number" and not math.isfinite(value):
+            raise FetchError(EXIT_USAGE, "%s must be a finite number, not "
+                             "%s" % (where, value))
+        if k in ("text", "path", "choice"):
+            if not value:
+                raise FetchError(EXIT_USAGE, "%s must not be empty" % where)
+            if "\0" in value:
+                raise FetchError(EXIT_USAGE, "%s must not contain a NUL "
+                                 "character" % where)
+        if k == "choice":
+            canon = {c.lower(): c for c in self.choices}
+            if value.lower() not in canon:
+                raise FetchError(EXIT_USAGE, "%s must be one of %s, not %r%s"
+                                 % (where, ", ".join(self.choices), value,
+                                    did_you_mean(value, self.choices)))
+            value = canon[value.lower()]
+        if self.low is not None and (value < self.low or (
+                self.low_open and value == self.low)):
+            raise FetchError(EXIT_USAGE, "%s must be %s, not %s" % (
+                where, self.range_words(), value))
+        if self.high is not None and value > self.high:
+            raise FetchError(EXIT_USAGE, "%s must be %s, not %s" % (
+                where, self.range_words(), value))
+        return value
+
+    def example(self):
+        return {"bool": "true or false", "int": "like 10",
+                "number": "like 30 or 2.5", "text": 'like "text"',
+                "path": 'a file name like "~/Mail"',
+                "choice": " or ".join('"%s"' % c for c in self.choices or ()),
+                }[self.kind]
+
+    def parse_arg(self, text, flag):
+        """A command-line argument to a value (then check())."""
+        if self.kind == "int":
+            try:
+                return int(text, 10)
+            except ValueError:
+                raise FetchError(EXIT_USAGE, "%s needs an integer, not %r"
+                                 % (flag, text))
+        if self.kind == "number":
+            try:
+                return float(text)
+            except ValueError:
+                raise FetchError(EXIT_USAGE, "%s needs a number, not %r"
+                                 % (flag, text))
+        return text
+
+
+def describe(value):
+    """A TOML value as the error message names it."""
+    if type(value) is bool:
+        return "the boolean %s" % ("true" if value else "false")
+    if type(value) is str:
+        return "the string %s" % _quoted(value)
+    if type(value) is int:
+        return "the integer %d" % value
+    if type(value) is float:
+        return "the number %r" % value
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return "a %s" % type(value).__name__
+
+
+def _quoted(text):
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return '"%s"' % text.encode("unicode_escape").decode("ascii").replace(
+        '"', '\\"')
+
+
+def did_you_mean(word, candidates):
+    close = difflib.get_close_matches(str(word), list(candidates), n=1,
+                                      cutoff=0.6)
+    return "; did you mean %s?" % close[0] if close else ""
+
+
+S = Setting
+SETTINGS = (
+    # connection
+    S("host", "text", None, "the POP3 server's host name or address",
+      "connection"),
+    S("port", "int", None, "the server's port", "connection", low=1,
+      high=65535, default_text="110, or 995 with --ssl"),
+    S("ssl", "bool", False, "implicit TLS (POP3S)", "connection",
+      exclusive="tls"),
+    S("starttls", "bool", False, "plain POP3, then STLS to turn on TLS "
+      "before logging in", "connection", exclusive="tls"),
+    S("cafile", "path", None, "trust the CA certificates in FILE instead "
+      "of the system's (with --ssl or --starttls)", "connection",
+      metavar="FILE", exclusive="verify"),
+    S("insecure", "bool", False, "do not verify the server's certificate "
+      "(says so on stderr; with --ssl or --starttls)", "connection",
+      exclusive="verify"),
+    S("timeout", "number", 60.0, "socket timeout in seconds", "connection",
+      low=0, low_open=True, high=86400, metavar="SECONDS",
+      default_text="60"),
+    # authentication
+    S("user", "text", None, "the user name (or the login of ~/.netrc's "
+      "entry for the host)", "authentication"),
+    S("password_env", "text", None, "take the password from environment "
+      "variable NAME", "authentication", metavar="NAME",
+      exclusive="secret"),
+    S("password_command", "text", None, "run CMD (a shell command); its "
+      "output, without the final newline, is the password",
+      "authentication", metavar="CMD", exclusive="secret"),
+    S("token_command", "text", None, "OAuth 2.0: run CMD for the access "
+      "token (with XOAUTH2 or OAUTHBEARER)", "authentication",
+      metavar="CMD", exclusive="secret"),
+    S("netrc", "bool", True, "look for the password (and the user name) "
+      "in ~/.netrc", "authentication"),
+    S("auth", "choice", None, "the authentication mechanism",
+      "authentication", choices=MECHANISMS, metavar="MECH",
+      default_text="the strongest the server offers"),
+    S("allow_plaintext", "bool", False, "allow sending a cleartext "
+      "password (USER/PASS, PLAIN, LOGIN) without TLS", "authentication"),
+    # destination
+    S("maildir", "path", None, "deliver into the Maildir DIR (made if "
+      "missing; an existing directory must be a Maildir or empty)",
+      "destination", metavar="DIR", exclusive="destination"),
+    S("mbox", "path", None, "append to the mbox FILE (made if missing, "
+      "mode 0600; an existing file must be an mbox or empty)",
+      "destination", metavar="FILE", exclusive="destination"),
+    S("eml_dir", "path", None, "one .eml file per message in DIR",
+      "destination", metavar="DIR", exclusive="destination"),
+    S("dry_run", "bool", False, "fetch and count, write nothing (no "
+      "destination needed, nothing deleted: implies --keep)",
+      "destination"),
+    # what to fetch
+    S("state", "path", None, "the account's UIDL state file",
+      "what to fetch", metavar="FILE",
+      default_text="$XDG_STATE_HOME/cpoplib/USER@HOST_PORT-HASH.json"),
+    S("all", "bool", False, "fetch every message, not only new ones",
+      "what to fetch"),
+    S("delete", "bool", False, "delete on the server what is durably on "
+      "disk (--keep, or keep = true in a file: keep it)", "what to fetch",
+      flags=("--delete", "--keep"), toml_negative="keep"),
+    S("batch", "int", 100, "make durable and record every N messages (or "
+      "32 MiB)", "what to fetch", low=1, high=1 << 20, metavar="N"),
+    S("window", "int", None, "RETR commands in flight", "what to fetch",
+      low=1, high=1024, metavar="N", default_text="adaptive"),
+    S("sync", "choice", "auto", "how a batch of Maildir or .eml files is "
+      "made durable: fs = one syncfs(2) of the filesystem, file = fsync of "
+      "each file; auto = fs on Linux 5.17+ with ext4, XFS or btrfs, else "
+      "file", "what to fetch", choices=SYNC_MODES, metavar="MODE"),
+    S("max_message_size", "int", 128, "skip (and leave on the server) a "
+      "message larger than this many MiB; a line may be as long",
+      "what to fetch", low=1, high=4096, metavar="MIB"),
+    S("on_uidl_reset", "choice", "stop", "when none of the UIDLs in the "
+      "state is on a non-empty server: stop (exit 6), or fetch every "
+      "message as new", "what to fetch", choices=("stop", "fetch"),
+      metavar="WHAT"),
+    # output and the run
+    S("quiet", "bool", False, "no summary or progress lines", "output",
+      flags=("-q", "--quiet", "--no-quiet"), scope="run"),
+    S("verbose", "bool", False, "say what each step does", "output",
+      flags=("-v", "--verbose", "--no-verbose"), scope="run"),
+    S("jobs", "int", 4, "accounts fetched at once", "output", low=1,
+      high=256, metavar="N", scope="run"),
+)
+del S
+
+BY_NAME = {s.name: s for s in SETTINGS}
+GROUPS = ("connection", "authentication", "destination", "what to fetch",
+          "output")
+EXCLUSIVE = {}
+for _s in SETTINGS:
+    if _s.exclusive:
+        EXCLUSIVE.setdefault(_s.exclusive, []).append(_s.name)
+del _s
+
+
+def is_on(name, value):
+    """Whether a value given for a member of an exclusive group takes
+    the group: true, or a value other than none."""
+    return value is True if BY_NAME[name].kind == "bool" \
+        else value is not None
+
+
+def check_exclusive(values, prefix, label=str):
+    """Two members of a group given on one level: a usage error."""
+    for members in EXCLUSIVE.values():
+        on = [label(m) for m in members if is_on(m, values.get(m))]
+        if len(on) > 1:
+            raise FetchError(EXIT_USAGE, "%s%s and %s exclude each other"
+                             % (prefix, ", ".join(on[:-1]), on[-1]))
+
+
+def merge(levels):
+    """The effective settings: `levels` lowest first ([defaults], the
+    account's table, the command line), each {name: value}, on top of the
+    built-in defaults.  A level that takes an exclusive group clears the
+    group's members of the levels below."""
+    result = {s.name: s.default for s in SETTINGS}
+    for level in levels:
+        for members in EXCLUSIVE.values():
+            if any(is_on(m, level.get(m)) for m in members):
+                for m in members:
+                    result[m] = BY_NAME[m].default
+        result.update(level)
+    return result
+
+
+def config_table(table, path, where, run_scope):
+    """An account's or the [defaults] table of a config file, checked:
+    {name: value}.  `where` names it ("[defaults]", "[accounts.x]")."""
+    prefix = "%s: %s:" % (path, where)
+    if not isinstance(table, dict):
+        raise FetchError(EXIT_USAGE, "%s must be a table, not %s" % (
+            prefix, describe(table)))
+    values = {}
+    negatives = {s.toml_negative: s for s in SETTINGS if s.toml_negative}
+    known = sorted(set(BY_NAME) | set(negatives))
+    for key, value in table.items():
+        if key == "password":
+            raise FetchError(EXIT_USAGE, "%s no plain passwords in a file; "
+                             "use password_env, password_command or "
+                             "~/.netrc" % prefix)
+        setting = BY_NAME.get(key) or negatives.get(key)
+        if setting is None:
+            raise FetchError(EXIT_USAGE, "%s unknown setting %s%s" % (
+                prefix, key, did_you_mean(key, known)))
+        if setting.scope == "run" and not run_scope:
+            raise FetchError(EXIT_USAGE, "%s %s applies to the whole run: "
+                             "set it in [defaults] or on the command line"
+                             % (prefix, key))
+        value = setting.check(value, "%s %s" % (prefix, key))
+        if key == setting.toml_negative:
+            value = not value
+        if setting.name in values and values[setting.name] != value:
+            raise FetchError(EXIT_USAGE, "%s %s and %s contradict each "
+                             "other" % (prefix, setting.name,
+                                        setting.toml_negative))
+        values[setting.name] = value
+    check_exclusive(values, prefix + " ")
+    return values
+
+
+def config_accounts(data, path):
+    """([defaults] values, {account name: values}) of a parsed config."""
+    for key, value in data.items():
+        if key not in ("defaults", "accounts"):
+            hint = did_you_mean(key, ("defaults", "accounts"))
+            if not isinstance(value, dict):
+                raise FetchError(EXIT_USAGE, "%s: unknown key %s outside "
+                                 "the tables (settings go in [defaults] or "
+                                 "[accounts.NAME])" % (path, key))
+            raise FetchError(EXIT_USAGE, "%s: unknown table [%s]%s" % (
+                path, key, hint.replace("mean ", "mean [").replace(
+                    "?", "]?")))
+    defaults = config_table(data.get("defaults", {}), path, "[defaults]",
+                            run_scope=True)
+    tables = data.get("accounts")
+    if tables is None:
+        raise FetchError(EXIT_USAGE, "%s: no [accounts.NAME] table" % path)
+    if not isinstance(tables, dict) or not tables:
+        raise FetchError(EXIT_USAGE, "%s: [accounts] must hold tables "
+                         "[accounts.NAME], one per account" % path)
+    accounts = {}
+    for name, table in tables.items():
+        accounts[name] = config_table(table, path, "[accounts.%s]" % name,
+                                      run_scope=False)
+    return defaults, accounts
+
+
+# ---- the reference (README and --help) ----
+
+def exit_code_lines():
+    """--help's epilog: the exit codes."""
+    import textwrap
+    lines = ["exit codes:"]
+    for code, text in EXIT_CODES:
+        lines += textwrap.wrap(text, 76, initial_indent="  %-4d " % code,
+                               subsequent_indent=" " * 7)
+    lines += textwrap.wrap(EXIT_RULE, 76)
+    return "\n".join(lines)
+
+
+def _rst_table(header, rows):
+    widths = [max(len(r[i]) for r in [header] + rows)
+              for i in range(len(header))]
+    rule = "  ".join("=" * w for w in widths)
+    head = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    out = [rule, head.rstrip(), rule]
+    for row in rows:
+        out.append("  ".join(c.ljust(w) for c, w in zip(row, widths))
+                   .rstrip())
+    out.append(rule)
+    return out
+
+
+def reference_rst():
+    """The README's reference of the settings and the exit codes."""
+    import textwrap
+    out = [REF_BEGIN, "",
+           "Every setting, as an option and as a key of the config file",
+           "(``--help`` says the same):", ""]
+    for group in GROUPS:
+        out += ["*%s*" % group.capitalize(), ""]
+        for s in (s for s in SETTINGS if s.group == group):
+            flags = ", ".join("``%s%s``" % (f, "" if s.kind == "bool" or
+                                            i else " " + s.metavar)
+                              for i, f in enumerate(s.flags))
+            key = "``%s``" % s.name
+            if s.toml_negative:
+                key += " (or ``%s``, its negation)" % s.toml_negative
+            if s.scope == "run":
+                key += " (in ``[defaults]`` only)"
+            allowed = KIND_TEXT[s.kind]
+            if s.range_words():
+                allowed += ", " + s.range_words()
+            text = "%s = %s (default: %s).  %s%s." % (
+                key, allowed, s.default_words(), s.help[0].upper(),
+                s.help[1:])
+            if s.exclusive:
+                others = [m for m in EXCLUSIVE[s.exclusive] if m != s.name]
+                text += "  Excludes %s on the same level." % " and ".join(
+                    "``%s``" % BY_NAME[m].flags[0] for m in others)
+            out.append(flags)
+            out += textwrap.wrap(text, 72, initial_indent="    ",
+                                 subsequent_indent="    ",
+                                 break_on_hyphens=False)
+        out.append("")
+    out += textwrap.wrap("Exit codes.  %s" % EXIT_RULE, 76) + [""]
+    rows = []
+    for code, text in EXIT_CODES:
+        for i, line in enumerate(textwrap.wrap(text, 64)):
+            rows.append([str(code) if i == 0 else "", line])
+    out += _rst_table(["code", "meaning"], rows)
+    out += ["", REF_END]
+    return "\n".join(out) + "\n"
+
+
+REF_BEGIN = ".. fetch-reference: made by python -m cpoplib.fetch.settings"
+REF_END = ".. end of the fetch reference"
+
+
+def readme_with_reference(text):
+    start = text.index(REF_BEGIN)
+    end = text.index(REF_END, start) + len(REF_END) + 1
+    return text[:start] + reference_rst() + text[end:]
+
+
+def _main(argv):
+    import sys
+    if argv[:1] == ["--write"] and len(argv) == 2:
+        with open(argv[1], encoding="utf-8") as f:
+            text = f.read()
+        new = readme_with_reference(text)
+        if new != text:
+            with open(argv[1], "w", encoding="utf-8") as f:
+                f.write(new)
+        return 0
+    sys.stdout.write(reference_rst())
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(_main(sys.argv[1:]))
