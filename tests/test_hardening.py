@@ -2,7 +2,8 @@
 
 Each section names the bug it guards against.  Wherever the standard
 library's poplib defines the answer, the scenario is run with poplib and
-cpoplib side by side (the `mod` fixture, or both modules inside one test)
+cpoplib side by side (the `mod` fixture of conftest.py, or both modules inside one
+test; side_by_side.py)
 and the outcomes are compared; cpoplib-only behaviour (the reentrancy
 guard, MAX_RESPONSE_SIZE, the SocketReader extras) is asserted directly.
 
@@ -34,35 +35,9 @@ import poplib
 import cpoplib          # deliberately not importorskip: missing == failure
 
 from scripted_server import ANY, ScriptedServer, client_tls_context
+from side_by_side import crlf_lines, outcome
 
-MODULES = {"poplib": poplib, "cpoplib": cpoplib}
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-@pytest.fixture(params=sorted(MODULES))
-def mod(request):
-    return MODULES[request.param]
-
-
-def exc_key(module, exc):
-    """A comparable form of an exception raised by a client of `module`.
-
-    error_proto is compared by args; ValueError by type only (io's
-    closed-file messages, "readline of closed file", differ from
-    SocketReader's "I/O operation on closed file."); anything else by
-    exact type and args."""
-    if isinstance(exc, module.error_proto):
-        return ("error_proto", exc.args)
-    if type(exc) is ValueError:
-        return ("ValueError",)
-    return (type(exc).__name__, exc.args)
-
-
-def outcome(module, fn, *args):
-    try:
-        return ("ok", fn(*args))
-    except Exception as exc:
-        return exc_key(module, exc)
 
 
 def block(tag, size, first=None):
@@ -81,12 +56,6 @@ def block(tag, size, first=None):
         n += 1
     assert len(out) == size
     return bytes(out)
-
-
-def crlf_lines(data):
-    """The lines of `data` as poplib's _getlongresp returns them."""
-    lines = data.split(b"\r\n")[:-1]
-    return [ln[1:] if ln.startswith(b"..") else ln for ln in lines]
 
 
 # ---------------------------------------------------------------------------
