@@ -29,6 +29,11 @@ Use it as a context manager::
         c = poplib.POP3(*srv.address, timeout=5)
         ...
     assert srv.received == b"NOOP\\r\\n..."
+
+TLS uses the interpreter's own test certificate (keycert3.pem, for
+"localhost", signed by pycacert.pem): ``server_tls_context()`` is what the
+server side presents, ``client_tls_context(verify=..., check_hostname=...)``
+what a client of it uses.
 """
 
 import os
@@ -39,7 +44,8 @@ import threading
 import time
 
 __all__ = ["ANY", "Step", "Connection", "ScriptedServer", "CERTFILE",
-           "CAFILE", "client_tls_context", "split_positions"]
+           "CAFILE", "server_tls_context", "client_tls_context",
+           "split_positions"]
 
 
 def _find_certdata(name):
@@ -56,13 +62,27 @@ CERTFILE = _find_certdata("keycert3.pem")   # cert + key for "localhost"
 CAFILE = _find_certdata("pycacert.pem")     # the CA that signed it
 
 
-def client_tls_context(verify=False):
-    """An SSLContext for clients of this server (host is 127.0.0.1, so
-    no hostname check; with verify=True the chain is checked against the
-    stdlib test CA)."""
+def server_tls_context():
+    """The server side's SSLContext: the stdlib test certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(CERTFILE)
+    return ctx
+
+
+def client_tls_context(*, verify, check_hostname=False):
+    """An SSLContext for clients of this server.
+
+    verify=False: no check at all.  verify=True: the chain is checked
+    against the stdlib test CA; with check_hostname=True also the host
+    name, which is "localhost" (connect to "localhost", not 127.0.0.1).
+    """
+    if check_hostname and not verify:
+        raise ValueError("check_hostname=True needs verify=True")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    if verify and CAFILE:
+    ctx.check_hostname = check_hostname
+    if verify:
+        if CAFILE is None:
+            raise FileNotFoundError("no pycacert.pem in the test package")
         ctx.load_verify_locations(CAFILE)
         ctx.verify_mode = ssl.CERT_REQUIRED
     else:
@@ -258,8 +278,7 @@ class Connection:
             # but it can never be part of the TLS stream
             self.server.plaintext_after_stls += self._buf
             self._buf = b""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(CERTFILE)
+        ctx = server_tls_context()
         self.sock.settimeout(self.server.timeout)
         try:
             self.sock = ctx.wrap_socket(self.sock, server_side=True)
