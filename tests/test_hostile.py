@@ -22,13 +22,7 @@ import cpoplib          # deliberately not importorskip: missing == failure
 from scripted_server import (ANY, ScriptedServer, Step, client_tls_context,
                              exc_signature, canon)
 
-MODULES = {"poplib": poplib, "cpoplib": cpoplib}
 MAXLINE = 2048
-
-
-@pytest.fixture(params=sorted(MODULES))
-def mod(request):
-    return MODULES[request.param]
 
 
 GREETING = (None, b"+OK hostile POP3 server ready <1.2@evil>\r\n")
