@@ -5,12 +5,16 @@ specification cpoplib is held to, so none of its tests may be skipped:
 a skip there (no ssl module, no MD5 in OpenSSL, a test resource missing)
 is reported as a failure naming the reason.
 
-The putlines fixture records what a connection put on the wire.
+The putlines fixture records what a connection put on the wire; the mod
+fixture gives poplib and cpoplib in turn (side_by_side.py compares what
+they did).
 """
 import os
 import sys
 
 import pytest
+
+from side_by_side import MODULES
 
 _STDLIB_SUITE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                              "test_stdlib_suite.py")
@@ -52,3 +56,9 @@ def putlines():
     yield lambda conn: [line for ident, line in _PUTLINES[start:]
                         if ident == id(conn)]
     _RECORDING.pop()
+
+
+@pytest.fixture(params=sorted(MODULES))
+def mod(request):
+    """The module under test: the standard library's poplib, then cpoplib."""
+    return MODULES[request.param]

@@ -57,11 +57,7 @@ import sys
 import tempfile
 import time
 
-try:
-    import dovecot_server
-except ImportError:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import dovecot_server
+import dovecot_server
 
 from dovecot_server import (  # noqa: F401  (re-exported for the tests)
     HOST,

@@ -1,7 +1,8 @@
 """A scripted loopback POP3 server for cpoplib's tests.
 
-The server accepts one connection on 127.0.0.1 (an ephemeral port) and
-plays a script in a thread.  A script is either
+The server accepts one connection on 127.0.0.1 (an ephemeral port), or
+``connections`` of them one after the other, and plays a script on each
+in a thread.  A script is either
 
 * a list of steps: ``Step(expect, reply, ...)`` or plain tuples
   ``(expect, reply)``.  ``expect`` is ``None`` (send the reply without
@@ -13,10 +14,14 @@ plays a script in a thread.  A script is either
   the client goes away);
 * or a callable ``handler(conn)`` receiving a :class:`Connection`, with
   ``recv_line()``, ``send()``, ``eof()``, ``reset()``, ``stall()`` and
-  ``start_tls()``.
+  ``start_tls()``;
+* or ``responder(respond)``: the greeting, then every command line is
+  answered by ``respond(line)`` (``default_respond`` plays a small
+  mailbox), optionally with TLS from the start or after the reply to STLS.
 
 Every byte received from the client is recorded (``received``; after
-STLS the decrypted bytes), as is each command line (``commands``).
+STLS the decrypted bytes), as is each command line (``commands``), over
+all connections; ``accepted`` counts the connections.
 
 When the script ends the server half-closes the connection (the client
 sees EOF) and keeps recording until the client closes; if it is waiting
@@ -29,6 +34,11 @@ Use it as a context manager::
         c = poplib.POP3(*srv.address, timeout=5)
         ...
     assert srv.received == b"NOOP\\r\\n..."
+
+TLS uses the interpreter's own test certificate (keycert3.pem, for
+"localhost", signed by pycacert.pem): ``server_tls_context()`` is what the
+server side presents, ``client_tls_context(verify=..., check_hostname=...)``
+what a client of it uses.
 """
 
 import os
@@ -39,7 +49,8 @@ import threading
 import time
 
 __all__ = ["ANY", "Step", "Connection", "ScriptedServer", "CERTFILE",
-           "CAFILE", "client_tls_context", "split_positions"]
+           "CAFILE", "server_tls_context", "client_tls_context",
+           "split_positions", "responder", "default_respond", "MESSAGE"]
 
 
 def _find_certdata(name):
@@ -56,13 +67,27 @@ CERTFILE = _find_certdata("keycert3.pem")   # cert + key for "localhost"
 CAFILE = _find_certdata("pycacert.pem")     # the CA that signed it
 
 
-def client_tls_context(verify=False):
-    """An SSLContext for clients of this server (host is 127.0.0.1, so
-    no hostname check; with verify=True the chain is checked against the
-    stdlib test CA)."""
+def server_tls_context():
+    """The server side's SSLContext: the stdlib test certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(CERTFILE)
+    return ctx
+
+
+def client_tls_context(*, verify, check_hostname=False):
+    """An SSLContext for clients of this server.
+
+    verify=False: no check at all.  verify=True: the chain is checked
+    against the stdlib test CA; with check_hostname=True also the host
+    name, which is "localhost" (connect to "localhost", not 127.0.0.1).
+    """
+    if check_hostname and not verify:
+        raise ValueError("check_hostname=True needs verify=True")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    if verify and CAFILE:
+    ctx.check_hostname = check_hostname
+    if verify:
+        if CAFILE is None:
+            raise FileNotFoundError("no pycacert.pem in the test package")
         ctx.load_verify_locations(CAFILE)
         ctx.verify_mode = ssl.CERT_REQUIRED
     else:
@@ -258,8 +283,7 @@ class Connection:
             # but it can never be part of the TLS stream
             self.server.plaintext_after_stls += self._buf
             self._buf = b""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(CERTFILE)
+        ctx = server_tls_context()
         self.sock.settimeout(self.server.timeout)
         try:
             self.sock = ctx.wrap_socket(self.sock, server_side=True)
@@ -273,14 +297,21 @@ class Connection:
 class ScriptedServer:
     """See the module docstring.
 
-    script   -- list of Step / (expect, reply) tuples, or handler(conn)
-    idle_eof -- seconds to wait for a command line before half-closing
-    timeout  -- overall safety timeout of blocking socket operations
-    record   -- keep received bytes and commands (False for leak tests)
+    script      -- list of Step / (expect, reply) tuples, or
+                   handler(conn) (e.g. responder(...))
+    idle_eof    -- seconds to wait for a command line before half-closing
+    timeout     -- overall safety timeout of blocking socket operations
+    record      -- keep received bytes and commands (False for leak tests)
+    connections -- how many connections to accept, one after the other
+                   (each once the previous one is over), each playing
+                   the script
     """
 
-    def __init__(self, script, idle_eof=5.0, timeout=30.0, record=True):
+    def __init__(self, script, idle_eof=5.0, timeout=30.0, record=True,
+                 connections=1):
         self.script = script
+        self.connections = connections
+        self.accepted = 0
         self.record = record      # False: keep no history (leak tests)
         self.idle_eof = idle_eof
         self.timeout = timeout
@@ -327,27 +358,32 @@ class ScriptedServer:
 
     def _run(self):
         try:
-            sock = self._accept()
-            if sock is None:
-                return
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.conn = conn = Connection(self, sock)
-            try:
-                if callable(self.script):
-                    self.script(conn)
-                else:
-                    self._play(conn)
-                if not conn.write_closed:
-                    conn.eof()
-                conn.drain(self.timeout)
-            except _Gone:
-                conn.drain(self.timeout)
-            finally:
-                conn.close()
+            for _ in range(self.connections):
+                sock = self._accept()
+                if sock is None:
+                    return
+                self.accepted += 1
+                self._serve(sock)
         except BaseException as exc:       # reported by join()
             self.error = exc
         finally:
             self._finished.set()
+
+    def _serve(self, sock):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.conn = conn = Connection(self, sock)
+        try:
+            if callable(self.script):
+                self.script(conn)
+            else:
+                self._play(conn)
+            if not conn.write_closed:
+                conn.eof()
+            conn.drain(self.timeout)
+        except _Gone:
+            conn.drain(self.timeout)
+        finally:
+            conn.close()
 
     def _play(self, conn):
         for step in self.script:
@@ -413,6 +449,68 @@ class ScriptedServer:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+# ---------------------------------------------------------------------------
+# A script that answers each command line with respond(line)
+
+MESSAGE = (b"From: a@example.org\r\nSubject: test\r\n\r\n"
+           b"line one\r\n..dot-stuffed\r\n\r\n.\r\n")
+
+
+def default_respond(line):
+    """The replies of a small mailbox of two messages (RETR and TOP give
+    MESSAGE) that offers STLS; -ERR to any other command."""
+    cmd = line.split(b" ", 1)[0].strip().upper()
+    if cmd == b"QUIT":
+        return b"+OK bye\r\n"
+    if cmd in (b"USER", b"PASS", b"APOP", b"NOOP", b"RSET", b"DELE",
+               b"RPOP", b"UTF8"):
+        return b"+OK " + cmd + b"\r\n"
+    if cmd == b"STAT":
+        return b"+OK 2 320\r\n"
+    if cmd in (b"LIST", b"UIDL"):
+        if b" " in line.strip():
+            return b"+OK 1 120\r\n"
+        return b"+OK\r\n1 120\r\n2 200\r\n.\r\n"
+    if cmd in (b"RETR", b"TOP"):
+        return b"+OK message follows\r\n" + MESSAGE
+    if cmd == b"CAPA":
+        return b"+OK\r\nUSER\r\nTOP\r\nSTLS\r\nIMPLEMENTATION test server\r\n.\r\n"
+    if cmd == b"STLS":
+        return b"+OK Begin TLS\r\n"
+    return b"-ERR unknown command\r\n"
+
+
+def responder(respond=default_respond,
+              greeting=b"+OK ready <1896.697170952@dbc.mtview.ca.us>\r\n",
+              tls=None):
+    """A script (handler) that sends `greeting`, then answers every
+    command line (bytes, CRLF included) with the bytes respond(line)
+    returns; None closes the connection.
+
+    tls -- None: plain; "implicit": the TLS handshake first (POP3_SSL);
+           "after-stls": the handshake right after the reply to a command
+           line starting with STLS has been sent
+    """
+    if tls not in (None, "implicit", "after-stls"):
+        raise ValueError("tls must be None, 'implicit' or 'after-stls'")
+
+    def handler(conn):
+        if tls == "implicit":
+            conn.start_tls()
+        conn.send(greeting)
+        while True:
+            line = conn.recv_line()
+            reply = respond(line)
+            if reply is None:
+                conn.close()
+                return
+            conn.send(reply)
+            if tls == "after-stls" and line.upper().startswith(b"STLS"):
+                conn.start_tls()
+
+    return handler
 
 
 # ---------------------------------------------------------------------------

@@ -37,11 +37,7 @@ import time
 
 import pytest
 
-try:
-    import dovecot_server
-except ImportError:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import dovecot_server
+import dovecot_server
 
 import poplib as std_poplib
 

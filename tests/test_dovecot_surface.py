@@ -40,11 +40,7 @@ import tempfile
 
 import pytest
 
-try:
-    import dovecot_server
-except ImportError:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import dovecot_server
+import dovecot_server
 
 USER = "alice"
 DELIVERY_USER = "nobody"        # used only when the tests run as root

@@ -1,7 +1,7 @@
 """cpoplib as a drop-in for poplib: what the stdlib suite does not cover.
 
 Where stdlib and cpoplib must agree, the test runs both (the `pop` fixture)
-against the same loopback server and compares.
+against the same scripted server (scripted_server.responder) and compares.
 """
 import contextlib
 import hashlib
@@ -17,7 +17,8 @@ import pytest
 import cpoplib
 from cpoplib import _cpoplib
 
-from loopback import MESSAGE, Server, client_tls_context, server_tls_context
+from scripted_server import (ScriptedServer, client_tls_context,
+                             default_respond, responder)
 
 MODULES = {"poplib": poplib, "cpoplib": cpoplib}
 
@@ -88,7 +89,7 @@ def test_method_signatures_match_stdlib():
 # ---- same results as stdlib ----
 
 def test_session_results(pop):
-    with Server() as srv:
+    with ScriptedServer(responder()) as srv:
         c = connect(pop, srv)
         assert c.getwelcome() == b"+OK ready <1896.697170952@dbc.mtview.ca.us>"
         assert c.user("bob") == b"+OK USER"
@@ -105,7 +106,7 @@ def test_session_results(pop):
                             "IMPLEMENTATION": ["test", "server"]}
         assert c.quit() == b"+OK bye"
         assert c.sock is None and c.file is None
-    assert srv.received == [b"USER bob\r\n", b"PASS secret\r\n", b"STAT\r\n",
+    assert srv.commands == [b"USER bob\r\n", b"PASS secret\r\n", b"STAT\r\n",
                             b"LIST\r\n", b"LIST 1\r\n", b"RETR 1\r\n",
                             b"TOP 1 0\r\n", b"UIDL 2\r\n", b"CAPA\r\n",
                             b"QUIT\r\n"]
@@ -113,23 +114,23 @@ def test_session_results(pop):
 
 def test_apop_digest_matches_rfc1939_example(pop):
     # RFC 1939, section 7: the digest of the example greeting and "tanstaaf"
-    with Server() as srv:
+    with ScriptedServer(responder()) as srv:
         c = connect(pop, srv)
         c.apop("mrose", "tanstaaf")
         c.close()
-    assert srv.received == [b"APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n"]
+    assert srv.commands == [b"APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n"]
 
 
 def test_apop_with_subclass_pattern(pop):
     class P(pop.POP3):
         timestamp = __import__("re").compile(rb"\+OK (\S+)")
 
-    with Server(greeting=b"+OK stamp rest\r\n") as srv:
+    with ScriptedServer(responder(greeting=b"+OK stamp rest\r\n")) as srv:
         c = P("127.0.0.1", srv.port)
         c.apop("u", "pw")
         c.close()
     expected = hashlib.md5(b"stamppw").hexdigest()
-    assert srv.received == [b"APOP u " + expected.encode() + b"\r\n"]
+    assert srv.commands == [b"APOP u " + expected.encode() + b"\r\n"]
 
 
 @pytest.mark.parametrize("welcome", [
@@ -140,7 +141,7 @@ def test_apop_with_subclass_pattern(pop):
 def test_apop_timestamp_matches_the_regex(welcome):
     """The C matcher agrees with poplib's regular expression."""
     m = poplib.POP3.timestamp.match(welcome)
-    with Server(greeting=b"+OK hi\r\n") as srv:
+    with ScriptedServer(responder(greeting=b"+OK hi\r\n")) as srv:
         c = connect(cpoplib, srv)
         c.welcome = welcome
         if m is None:
@@ -148,12 +149,12 @@ def test_apop_timestamp_matches_the_regex(welcome):
                                match="APOP not supported"):
                 c.apop("u", "p")
             c.close()
-            assert srv.received == []
+            assert srv.commands == []
         else:
             c.apop("u", "p")
             c.close()
             digest = hashlib.md5(m.group(1) + b"p").hexdigest().encode()
-            assert srv.received == [b"APOP u " + digest + b"\r\n"]
+            assert srv.commands == [b"APOP u " + digest + b"\r\n"]
 
 
 def test_stat_validation():
@@ -162,14 +163,15 @@ def test_stat_validation():
                b"+OK one 2\r\n": "non-numeric values",
                b"+OK 1 2x\r\n": "non-numeric values"}
     for reply, message in replies.items():
-        with Server(respond=lambda line, r=reply: r) as srv:
+        with ScriptedServer(responder(lambda line, r=reply: r)) as srv:
             c = connect(cpoplib, srv)
             with pytest.raises(cpoplib.error_proto, match=message) as info:
                 c.stat()
             c.close()
         if "non-numeric" in message:
             assert isinstance(info.value.__context__, ValueError)
-    with Server(respond=lambda line: b"+OK 3 4 extra words\r\n") as srv:
+    reply = b"+OK 3 4 extra words\r\n"
+    with ScriptedServer(responder(lambda line: reply)) as srv:
         c = connect(cpoplib, srv)
         assert c.stat() == (3, 4)
         c.close()
@@ -206,7 +208,7 @@ def audit():
 
 
 def test_audit_events(pop, audit):
-    with Server() as srv:
+    with ScriptedServer(responder()) as srv:
         c = connect(pop, srv)
         c.noop()
         c.quit()
@@ -218,7 +220,7 @@ def test_audit_events(pop, audit):
 
 
 def test_timeout_zero_refused_before_connecting(pop, audit):
-    with Server() as srv:
+    with ScriptedServer(responder()) as srv:
         with pytest.raises(ValueError, match=r"timeout=0"):
             pop.POP3("127.0.0.1", srv.port, timeout=0)
         with pytest.raises(ValueError, match=r"timeout=0"):
@@ -230,7 +232,7 @@ def test_timeout_zero_refused_before_connecting(pop, audit):
 @pytest.mark.parametrize("bad", ["a\r\nDELE 1", "a\nb", "a\rb", "a\x00b",
                                  "\x1b[31m", "a\x7f", "tab\there"])
 def test_control_characters_refused(bad, audit):
-    with Server() as srv:
+    with ScriptedServer(responder()) as srv:
         c = connect(cpoplib, srv)
         for call in (lambda: c.user(bad), lambda: c.pass_(bad),
                      lambda: c.retr(bad), lambda: c._shortcmd(bad),
@@ -240,22 +242,22 @@ def test_control_characters_refused(bad, audit):
                 call()
         assert c.noop() == b"+OK NOOP"
         c.quit()
-    assert srv.received == [b"NOOP\r\n", b"QUIT\r\n"]
+    assert srv.commands == [b"NOOP\r\n", b"QUIT\r\n"]
     assert [e for e, _ in audit].count("poplib.putline") == 2
 
 
 def test_non_ascii_commands_are_encoded(pop):
-    with Server() as srv:
+    with ScriptedServer(responder()) as srv:
         c = connect(pop, srv)
         c.user("jörg")
         c.close()
-    assert srv.received == ["USER jörg\r\n".encode("utf-8")]
+    assert srv.commands == ["USER jörg\r\n".encode("utf-8")]
 
 
 # ---- subclasses, hooks and patched objects ----
 
 def test_instances_are_like_stdlib_instances():
-    with Server() as srv:
+    with ScriptedServer(responder()) as srv:
         c = connect(cpoplib, srv)
         assert set(vars(c)) >= {"host", "port", "sock", "file", "welcome",
                                 "_debugging", "_tls_established"}
@@ -284,7 +286,7 @@ def _traced_retr(pop):
             calls.append(("getresp",))
             return super()._getresp()
 
-    with Server() as srv:
+    with ScriptedServer(responder()) as srv:
         c = Traced("127.0.0.1", srv.port)
         result = c.retr(1)
         c.close()
@@ -309,7 +311,7 @@ def test_create_socket_override(pop):
             created.append(timeout)
             return socket.create_connection((self.host, self.port), timeout)
 
-    with Server() as srv:
+    with ScriptedServer(responder()) as srv:
         c = Proxy("127.0.0.1", srv.port, timeout=7)
         assert c.noop() == b"+OK NOOP"
         c.close()
@@ -317,7 +319,7 @@ def test_create_socket_override(pop):
 
 
 def test_instance_and_class_patches(pop):
-    with Server() as srv:
+    with ScriptedServer(responder()) as srv:
         c = connect(pop, srv)
         c._getresp = lambda: b"+OK patched"
         assert c.noop() == b"+OK patched"
@@ -357,7 +359,7 @@ def test_file_readline_sees_the_rest_of_the_stream():
             return b"+OK\r\nbody\r\n.\r\n+OK extra\r\nmore\r\n"
         return b"+OK\r\n"
 
-    with Server(respond=respond) as srv:
+    with ScriptedServer(responder(respond)) as srv:
         c = connect(cpoplib, srv)
         assert c.retr(1) == (b"+OK", [b"body"], 6)
         assert c.file.readline() == b"+OK extra\r\n"
@@ -369,7 +371,8 @@ def test_file_readline_sees_the_rest_of_the_stream():
 
 def test_maxline_patch_takes_effect(monkeypatch):
     long_reply = b"+OK " + b"a" * 3000 + b"\r\n"
-    with Server(respond=lambda line: long_reply) as srv:
+    with ScriptedServer(responder(lambda line: long_reply),
+                        connections=2) as srv:
         c = connect(cpoplib, srv)
         with pytest.raises(cpoplib.error_proto, match="line too long"):
             c.noop()
@@ -385,7 +388,8 @@ def test_maxline_boundary(pop):
     limit = pop._MAXLINE
     ok = b"+" + b"a" * (limit - 2) + b"\n"
     bad = b"+" + b"a" * (limit - 1) + b"\n"
-    with Server(respond=lambda line: ok if line.startswith(b"NOOP") else bad) as srv:
+    with ScriptedServer(responder(
+            lambda line: ok if line.startswith(b"NOOP") else bad)) as srv:
         c = connect(pop, srv)
         assert c.noop() == ok[:-1]
         with pytest.raises(pop.error_proto, match="line too long"):
@@ -397,7 +401,8 @@ def test_debug_output_matches_stdlib():
     outputs = {}
     for name, module in MODULES.items():
         out = io.StringIO()
-        with Server() as srv, contextlib.redirect_stdout(out):
+        with ScriptedServer(responder()) as srv, \
+                contextlib.redirect_stdout(out):
             c = connect(module, srv)
             c.set_debuglevel(1)
             c.stat()
@@ -419,43 +424,37 @@ def test_stls_discards_plaintext_read_ahead():
     def respond(line):
         if line.startswith(b"STLS"):
             return b"+OK Begin TLS\r\n+OK forged\r\n"
-        return default(line)
+        return default_respond(line)
 
-    from loopback import default_respond as default
-    with Server(respond=respond, tls_after=server_tls_context()) as srv:
+    with ScriptedServer(responder(respond, tls="after-stls")) as srv:
         c = cpoplib.POP3("localhost", srv.port, timeout=10)
-        assert c.stls(context=client_tls_context()) == b"+OK Begin TLS"
+        assert c.stls(context=client_tls_context(
+            verify=True, check_hostname=True)) == b"+OK Begin TLS"
         assert c._tls_established is True
         assert c.noop() == b"+OK NOOP"
         assert c.quit() == b"+OK bye"
 
 
 def test_stls_refused_without_capability(pop):
-    from loopback import default_respond as default
-
     def respond(line):
         if line.startswith(b"CAPA"):
             return b"+OK\r\nUSER\r\n.\r\n"
-        return default(line)
+        return default_respond(line)
 
-    with Server(respond=respond) as srv:
+    with ScriptedServer(responder(respond)) as srv:
         c = connect(pop, srv)
         with pytest.raises(pop.error_proto, match="STLS not supported"):
             c.stls()
         assert c._tls_established is False
         c.close()
-    assert srv.received == [b"CAPA\r\n"]
+    assert srv.commands == [b"CAPA\r\n"]
 
 
 def test_pop3_ssl_roundtrip():
-    srv_ctx = server_tls_context()
-
-    class TLSServer(Server):
-        def _handle(self, conn):
-            super()._handle(srv_ctx.wrap_socket(conn, server_side=True))
-
-    with TLSServer() as srv:
-        c = cpoplib.POP3_SSL("localhost", srv.port, context=client_tls_context())
+    with ScriptedServer(responder(tls="implicit")) as srv:
+        c = cpoplib.POP3_SSL("localhost", srv.port,
+                             context=client_tls_context(verify=True,
+                                                        check_hostname=True))
         assert c.retr(1)[1][-2] == b".dot-stuffed"
         assert c.stls.__doc__
         with pytest.raises(cpoplib.error_proto, match="already established"):
@@ -466,7 +465,7 @@ def test_pop3_ssl_roundtrip():
 def test_ssl_keyfile_certfile_by_version(pop):
     """3.10/3.11 deprecate keyfile/certfile; 3.12 removed them."""
     if sys.version_info < (3, 12):
-        ctx = client_tls_context()
+        ctx = client_tls_context(verify=True, check_hostname=True)
         with pytest.raises(ValueError, match="mutually exclusive"):
             pop.POP3_SSL("127.0.0.1", 1, keyfile="k", context=ctx)
         with pytest.raises(ValueError, match="mutually exclusive"):
@@ -491,7 +490,7 @@ def test_errors_match_stdlib(pop):
             return b"+OK\r\n1 1\r\n"     # then EOF: cut off
         return b"+OK\r\n"
 
-    with Server(respond=respond) as srv:
+    with ScriptedServer(responder(respond)) as srv:
         c = connect(pop, srv)
         with pytest.raises(pop.error_proto) as info:
             c.retr(9)
@@ -500,7 +499,7 @@ def test_errors_match_stdlib(pop):
 
 
 def test_eof_error(pop):
-    with Server(respond=lambda line: None) as srv:
+    with ScriptedServer(responder(lambda line: None)) as srv:
         c = connect(pop, srv)
         with pytest.raises(pop.error_proto) as info:
             c.noop()
@@ -515,7 +514,7 @@ def test_concurrent_use_of_one_reader_is_refused():
         gate.wait(5)
         return b"+OK late\r\n"
 
-    with Server(respond=respond) as srv:
+    with ScriptedServer(responder(respond)) as srv:
         c = connect(cpoplib, srv)
         c.sock.sendall(b"NOOP\r\n")
         errors = []
@@ -543,7 +542,7 @@ def test_max_response_size(monkeypatch, traced):
             def _getline(self):
                 return super()._getline()
 
-    with Server(respond=lambda line: reply) as srv:
+    with ScriptedServer(responder(lambda line: reply)) as srv:
         c = cls("127.0.0.1", srv.port, timeout=10)
         assert len(c.retr(1)[1]) == 50                   # default: no cap
         monkeypatch.setattr(cpoplib, "MAX_RESPONSE_SIZE", 5003)

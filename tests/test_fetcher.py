@@ -32,11 +32,7 @@ import time
 
 import pytest
 
-try:
-    import dovecot_server
-except ImportError:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import dovecot_server
+import dovecot_server
 
 from scripted_server import ScriptedServer
 from test_dovecot import login, server  # noqa: F401  (fixture by name)

@@ -13,12 +13,8 @@ import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from benchmarks.linkemu import (LinkEmulator, ThreadedServer,  # noqa: E402
-                                parse_target, recv_exactly)
+from benchmarks.linkemu import (LinkEmulator, ThreadedServer, parse_target,
+                                recv_exactly)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the emulator's tests run on Linux")

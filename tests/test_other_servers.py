@@ -53,11 +53,7 @@ import sys
 
 import pytest
 
-try:
-    import other_servers
-except ImportError:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import other_servers
+import other_servers
 
 from test_dovecot import close, outcome
 

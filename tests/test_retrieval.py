@@ -9,7 +9,7 @@ owed a reply (the client pipelined).
 
 import hashlib
 import io
-import os
+import poplib
 import random
 import socket
 import sys
@@ -18,12 +18,9 @@ import tracemalloc
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from scripted_server import ScriptedServer  # noqa: E402
+import cpoplib
 
-import poplib  # noqa: E402
-
-import cpoplib  # noqa: E402
+from scripted_server import ScriptedServer
 
 
 def make_message(i, rng):

@@ -21,10 +21,8 @@ import pytest
 import cpoplib
 from cpoplib import _cpoplib
 
-from loopback import Server, client_tls_context, default_respond, \
-    server_tls_context
-from scripted_server import ScriptedServer, Step
-from scripted_server import client_tls_context as scripted_tls_context
+from scripted_server import (ScriptedServer, Step, client_tls_context,
+                             default_respond, responder)
 
 CODE_CLASSES = {
     "IN-USE": cpoplib.InUseError,
@@ -46,7 +44,7 @@ def error_from_user(module, reply):
         if line.upper().startswith(b"USER"):
             return reply + b"\r\n"
         return default_respond(line)
-    with Server(respond) as srv:
+    with ScriptedServer(responder(respond)) as srv:
         c = connect(module, srv)
         try:
             with pytest.raises(poplib.error_proto) as info:
@@ -135,7 +133,8 @@ def test_reply_without_a_valid_code_is_plain_error_proto(reply):
 
 
 def test_code_in_greeting_raised_by_constructor():
-    with Server(greeting=b"-ERR [SYS/TEMP] come back later\r\n") as srv:
+    greeting = b"-ERR [SYS/TEMP] come back later\r\n"
+    with ScriptedServer(responder(greeting=greeting)) as srv:
         with pytest.raises(cpoplib.SysTempError) as info:
             connect(cpoplib, srv)
     assert info.value.args == (b"-ERR [SYS/TEMP] come back later",)
@@ -147,9 +146,9 @@ def test_code_on_multiline_commands_and_pop3_ssl():
         if line.upper().startswith((b"RETR", b"LIST", b"UIDL", b"TOP")):
             return b"-ERR [SYS/PERM] storage broken\r\n"
         return default_respond(line)
-    with Server(respond, tls_after=server_tls_context()) as srv:
+    with ScriptedServer(responder(respond, tls="after-stls")) as srv:
         c = cpoplib.POP3("localhost", srv.port, timeout=10)
-        c.stls(client_tls_context())
+        c.stls(client_tls_context(verify=True, check_hostname=True))
         for call in (lambda: c.retr(1), c.list, c.uidl, lambda: c.top(1, 0)):
             with pytest.raises(cpoplib.SysPermError) as info:
                 call()
@@ -186,7 +185,7 @@ def test_python_getline_override_still_classified():
                 line = b"-ERR [IN-USE] rewritten"
             return line, octets
 
-    with Server(lambda line: b"-ERR plain\r\n") as srv:
+    with ScriptedServer(responder(lambda line: b"-ERR plain\r\n")) as srv:
         c = Sub("127.0.0.1", srv.port, timeout=10)
         with pytest.raises(cpoplib.InUseError):
             c.noop()
@@ -203,7 +202,8 @@ def test_python_getresp_override_raises_what_it_raises():
                 raise poplib.error_proto(resp)
             return resp
 
-    with Server(lambda line: b"-ERR [IN-USE] locked\r\n") as srv:
+    reply = b"-ERR [IN-USE] locked\r\n"
+    with ScriptedServer(responder(lambda line: reply)) as srv:
         c = Sub("127.0.0.1", srv.port, timeout=10)
         with pytest.raises(poplib.error_proto) as info:
             c.noop()
@@ -219,7 +219,7 @@ def classifier():
 
 
 def run_noop(reply):
-    with Server(lambda line: reply) as srv:
+    with ScriptedServer(responder(lambda line: reply)) as srv:
         c = connect(cpoplib, srv)
         try:
             c.noop()
@@ -285,34 +285,34 @@ class Boom(Exception):
 
 
 def test_with_quits_on_normal_exit():
-    with Server() as srv:
+    with ScriptedServer(responder()) as srv:
         with connect(cpoplib, srv) as c:
             assert isinstance(c, cpoplib.POP3)
             c.user("bob")
             c.dele(1)
         assert c.sock is None and c.file is None
-    assert srv.received == [b"USER bob\r\n", b"DELE 1\r\n", b"QUIT\r\n"]
+    assert srv.commands == [b"USER bob\r\n", b"DELE 1\r\n", b"QUIT\r\n"]
 
 
 def test_with_closes_without_quit_on_exception():
-    with Server() as srv:
+    with ScriptedServer(responder()) as srv:
         with pytest.raises(Boom) as info:
             with connect(cpoplib, srv) as c:
                 c.dele(1)
                 raise Boom("original")
         assert c.sock is None and c.file is None
-    assert srv.received == [b"DELE 1\r\n"]           # no QUIT
+    assert srv.commands == [b"DELE 1\r\n"]           # no QUIT
     assert str(info.value) == "original"
 
 
 def test_with_base_exception_also_skips_quit():
-    with Server() as srv:
+    with ScriptedServer(responder()) as srv:
         with pytest.raises(KeyboardInterrupt):
             with connect(cpoplib, srv) as c:
                 c.noop()
                 raise KeyboardInterrupt
         assert c.sock is None
-    assert srv.received == [b"NOOP\r\n"]
+    assert srv.commands == [b"NOOP\r\n"]
 
 
 def test_with_never_masks_the_original_exception():
@@ -321,7 +321,7 @@ def test_with_never_masks_the_original_exception():
             super().close()
             raise OSError("close failed")
 
-    with Server() as srv:
+    with ScriptedServer(responder(), connections=2) as srv:
         with pytest.raises(Boom):
             with FailingClose("127.0.0.1", srv.port, timeout=10):
                 raise Boom
@@ -330,7 +330,7 @@ def test_with_never_masks_the_original_exception():
             with FailingClose("127.0.0.1", srv.port, timeout=10) as c:
                 c.sock.close()
                 raise Boom
-    assert b"QUIT\r\n" not in srv.received
+    assert b"QUIT\r\n" not in srv.commands
 
 
 def test_with_failed_quit_raises_and_closes():
@@ -338,21 +338,21 @@ def test_with_failed_quit_raises_and_closes():
         if line.upper().startswith(b"QUIT"):
             return b"-ERR [SYS/TEMP] could not commit\r\n"
         return default_respond(line)
-    with Server(respond) as srv:
+    with ScriptedServer(responder(respond)) as srv:
         with pytest.raises(cpoplib.SysTempError):
             with connect(cpoplib, srv) as c:
                 c.dele(1)
         assert c.sock is None and c.file is None      # closed anyway
-    assert srv.received == [b"DELE 1\r\n", b"QUIT\r\n"]
+    assert srv.commands == [b"DELE 1\r\n", b"QUIT\r\n"]
 
 
 def test_with_after_quit_or_close_sends_nothing_more():
-    with Server() as srv:
+    with ScriptedServer(responder(), connections=2) as srv:
         with connect(cpoplib, srv) as c:
             c.quit()
         with connect(cpoplib, srv) as c:
             c.close()
-    assert srv.received == [b"QUIT\r\n"]
+    assert srv.commands == [b"QUIT\r\n"]
 
 
 def test_with_calls_subclass_quit_and_close():
@@ -367,7 +367,7 @@ def test_with_calls_subclass_quit_and_close():
             calls.append("close")
             super().close()
 
-    with Server() as srv:
+    with ScriptedServer(responder(), connections=2) as srv:
         with Sub("127.0.0.1", srv.port, timeout=10):
             pass
         with pytest.raises(Boom):
@@ -384,7 +384,7 @@ def test_with_pop3_ssl():
               (b"QUIT", b"+OK bye\r\n")]
     with ScriptedServer(script) as srv:
         with cpoplib.POP3_SSL(srv.host, srv.port, timeout=10,
-                              context=scripted_tls_context()) as c:
+                              context=client_tls_context(verify=False)) as c:
             assert c.noop() == b"+OK"
         assert c.sock is None
     assert srv.commands == [b"NOOP\r\n", b"QUIT\r\n"]
