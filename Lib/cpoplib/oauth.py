@@ -710,7 +710,7 @@ def make_store(kind="file", directory=None):
 
 class TokenSource:
     """``login(user, token=source)``: each call returns a valid access
-    token from the store, refreshed first when it expires within
+    token from the store (read anew each time), refreshed first when it expires within
     REFRESH_MARGIN seconds.  ``refresh()`` forces a refresh (the server
     refused the token).  New tokens are saved at once (a rotated refresh
     token must not be lost).  Thread-safe."""
@@ -737,16 +737,17 @@ class TokenSource:
         self._tokens = tokens
 
     def _load(self):
-        if self._tokens is None:
-            data = self.store.load(self.key)
-            if not data or not data.get("access_token") and not data.get(
-                    "refresh_token"):
-                raise AuthorizationRequired("no OAuth tokens are stored for "
-                                            "this account")
-            if data.get("client_id") not in (None, self.client.client_id):
-                raise AuthorizationRequired("the stored tokens were issued "
-                                            "to another client ID")
-            self._tokens = Tokens.from_dict(data)
+        # read every time: another process (a second fetcher, `cpoplib
+        # oauth`) may have refreshed or replaced them since
+        data = self.store.load(self.key)
+        if not data or not data.get("access_token") and not data.get(
+                "refresh_token"):
+            raise AuthorizationRequired("no OAuth tokens are stored for "
+                                        "this account")
+        if data.get("client_id") not in (None, self.client.client_id):
+            raise AuthorizationRequired("the stored tokens were issued "
+                                        "to another client ID")
+        self._tokens = Tokens.from_dict(data)
         return self._tokens
 
     def _refresh(self, tokens):

@@ -9,7 +9,7 @@ import subprocess
 
 import cpoplib
 
-from . import durable
+from . import durable, oauth_setup
 from .errors import EXIT_USAGE, FetchError
 
 BATCH_MESSAGES = 100
@@ -29,6 +29,7 @@ class Account:
         "all": False, "delete": False, "batch": BATCH_MESSAGES,
         "window": None, "sync": "auto",
     }
+    FIELDS.update(oauth_setup.FIELDS)   # providers, --email, OAuth 2.0
 
     def __init__(self, **options):
         unknown = set(options) - set(self.FIELDS)

@@ -4,7 +4,7 @@ import argparse
 import sys
 import threading
 
-from . import durable, faults
+from . import durable, faults, oauth_setup
 from .accounts import BATCH_MESSAGES, Account, resolve_credentials
 from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FetchError,
                      oserror_text)
@@ -89,6 +89,7 @@ def build_parser():
                         "filesystem, file = fsync of each file; auto (the "
                         "default) = fs on Linux 5.17+ with ext4, XFS or "
                         "btrfs, else file")
+    oauth_setup.add_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("-q", "--quiet", action="store_true")
     o.add_argument("-v", "--verbose", action="store_true")
@@ -172,10 +173,12 @@ def main(argv=None):
     try:
         accounts = accounts_from_args(args)
         for acct in accounts:
+            oauth_setup.prepare(acct, out)   # profile, --email, OAuth
             acct.check()
         interactive = sys.stdin.isatty() and len(accounts) == 1
         for acct in accounts:          # prompts, in the main thread
-            resolve_credentials(acct, interactive)
+            if not oauth_setup.resolve(acct):
+                resolve_credentials(acct, interactive)
             if acct.name.startswith("?@"):
                 acct.name = "%s@%s" % (acct.user, acct.host)
         paths = [a.state_path() for a in accounts]

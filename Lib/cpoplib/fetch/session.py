@@ -9,7 +9,7 @@ import time
 
 import cpoplib
 
-from . import faults
+from . import faults, oauth_setup
 from .accounts import BATCH_BYTES
 from .errors import (EXIT_AUTH, EXIT_BUSY, EXIT_CONNECT, EXIT_INTERRUPTED,
                      EXIT_OK, EXIT_PROTOCOL, EXIT_USAGE, FetchError,
@@ -123,7 +123,8 @@ def fetch_account(acct, out):
     result = Result(acct.name)
     started = time.monotonic()
     try:
-        _fetch(acct, out, result, started)
+        oauth_setup.run_sessions(      # Gmail: a session loop
+            acct, out, result, lambda: _fetch(acct, out, result, started))
     except FetchError as exc:
         result.code, result.error = exc.code, exc.message
     except cpoplib.error_proto as exc:
@@ -154,8 +155,8 @@ def _fetch(acct, out, result, started):
             state = State.load(state_path, acct.name)
             state.open()
             dest.open(state)
-        conn = connect(acct, out)
-        authenticate(conn, acct, out)
+        conn = oauth_setup.connect_and_login(acct, out, connect,
+                                             authenticate)
         try:
             # LIST and UIDL in one round trip when the server pipelines
             sizes, uidls = conn.listing_maps()
