@@ -176,7 +176,7 @@ def prepare(acct, out):
         acct.profile = profile
         if method == "oauth" and not acct.token_command:
             acct.use_oauth = True
-            if not acct.oauth_provider and not acct.oauth_token_url:
+            if not acct.oauth_provider:     # oauth_*_url override it
                 acct.oauth_provider = profile.oauth_provider
     elif _oauth_configured(acct) and not acct.token_command:
         acct.use_oauth = True
