@@ -298,7 +298,6 @@ class DnspythonResolver:
     def __init__(self, nameservers=None, timeout=3.0):
         import dns.resolver
 
-        self._dns = dns
         servers = nameservers or _nameserver_override()
         if servers:
             self.resolver = dns.resolver.Resolver(configure=False)

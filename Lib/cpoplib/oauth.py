@@ -29,6 +29,7 @@ neither.
 
 import base64
 import hashlib
+import http.server
 import ipaddress
 import json
 import os
@@ -39,6 +40,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any, Callable, Optional, Union
 
 __all__ = [
     "OAuthError", "AuthorizationRequired", "Provider", "PROVIDERS",
@@ -343,7 +345,7 @@ class Client:
 
     # -- grants ------------------------------------------------------------
 
-    def refresh(self, tokens):
+    def refresh(self, tokens: "Tokens") -> "Tokens":
         """The refresh-token grant (RFC 6749 6): new Tokens (keeping the
         refresh token when the server issues no new one)."""
         if not tokens.refresh_token:
@@ -357,8 +359,10 @@ class Client:
         data = self.post(self.token_url, fields)
         return Tokens.from_response(data, previous=tokens)
 
-    def device_flow(self, prompt=_stderr, sleep=time.sleep,
-                    clock=time.monotonic):
+    def device_flow(self, prompt: Callable[[str], Any] = _stderr,
+                    sleep: Callable[[float], Any] = time.sleep,
+                    clock: Callable[[], float] = time.monotonic
+                    ) -> "Tokens":
         """The device authorization grant (RFC 8628): shows the
         verification URL and the user code with prompt(), polls the token
         endpoint until the user approved, denied or the code expired."""
@@ -429,8 +433,10 @@ class Client:
         sep = "&" if "?" in self.authorize_url else "?"
         return self.authorize_url + sep + urllib.parse.urlencode(params)
 
-    def browser_flow(self, prompt=_stderr, open_browser=None, timeout=300.0,
-                     port=0, login_hint=None):
+    def browser_flow(self, prompt: Callable[[str], Any] = _stderr,
+                     open_browser: Optional[Callable[[str], Any]] = None,
+                     timeout: float = 300.0, port: int = 0,
+                     login_hint: Optional[str] = None) -> "Tokens":
         """The authorization-code grant with PKCE over a loopback redirect
         (RFC 8252 7.3): listens on 127.0.0.1, opens the authorization URL
         in the browser (``webbrowser``, so BROWSER selects it) and shows
@@ -477,39 +483,12 @@ class _RedirectReceiver:
     ignored (another local program cannot end the flow)."""
 
     def __init__(self, state, port=0):
-        import http.server
-
-        outer = self
         self.state = state
         self.result = None
         self.done = threading.Event()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                query = urllib.parse.urlsplit(self.path).query
-                params = {k: v[0] for k, v in
-                          urllib.parse.parse_qs(query).items()}
-                ok = (params.get("state") == outer.state
-                      and ("code" in params or "error" in params))
-                if ok and not outer.done.is_set():
-                    outer.result = params
-                    outer.done.set()
-                text = ("cpoplib got the authorization; you can close this "
-                        "window." if ok and "code" in params else
-                        "cpoplib: the authorization was not completed."
-                        if ok else "cpoplib: unexpected request.")
-                body = (_PAGE % text).encode("utf-8")
-                self.send_response(200 if ok else 400)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):       # the query holds the code
-                pass
-
-        self.httpd = http.server.HTTPServer(("127.0.0.1", port), Handler)
+        self.httpd = http.server.HTTPServer(("127.0.0.1", port),
+                                            _RedirectHandler)
+        self.httpd.receiver = self
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever,
                                        kwargs={"poll_interval": 0.05},
@@ -529,9 +508,46 @@ class _RedirectReceiver:
         self.done.wait(timeout)
         return self.result
 
+    def answer(self, path):
+        """(status, page text) for a request to path."""
+        query = urllib.parse.urlsplit(path).query
+        params = {k: v[0] for k, v in urllib.parse.parse_qs(query).items()}
+        ok = (params.get("state") == self.state
+              and ("code" in params or "error" in params))
+        if ok and not self.done.is_set():
+            self.result = params
+            self.done.set()
+        if not ok:
+            return 400, "cpoplib: unexpected request."
+        if "code" in params:
+            return 200, ("cpoplib got the authorization; you can close "
+                         "this window.")
+        return 200, "cpoplib: the authorization was not completed."
 
-def client(provider=None, *, client_id, client_secret=None, tenant=None,
-           scope=None, authorize_url=None, device_url=None, token_url=None):
+
+class _RedirectHandler(http.server.BaseHTTPRequestHandler):
+    """The request handler of _RedirectReceiver's server."""
+
+    def do_GET(self):
+        status, text = self.server.receiver.answer(self.path)
+        body = (_PAGE % text).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):       # the query holds the code
+        pass
+
+
+def client(provider: Optional[str] = None, *, client_id: str,
+           client_secret: Union[str, Callable[[], str], None] = None,
+           tenant: Optional[str] = None, scope: Optional[str] = None,
+           authorize_url: Optional[str] = None,
+           device_url: Optional[str] = None,
+           token_url: Optional[str] = None) -> Client:
     """A Client for a built-in provider ("google", "microsoft") with any
     endpoint, the scope or the tenant overridden; without a provider,
     token_url (and authorize_url or device_url) must be given."""
@@ -565,7 +581,7 @@ def client(provider=None, *, client_id, client_secret=None, tenant=None,
 # --------------------------------------------------------------------------
 # token stores
 
-def default_store_dir():
+def default_store_dir() -> str:
     """``$XDG_STATE_HOME/cpoplib/oauth`` (``~/.local/state/...``): beside
     the fetcher's UIDL state files."""
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(
@@ -573,7 +589,7 @@ def default_store_dir():
     return os.path.join(base, "cpoplib", "oauth")
 
 
-def token_key(user, client_id, token_url):
+def token_key(user: str, client_id: str, token_url: str) -> str:
     """The name an account's tokens are stored under: the user name (made
     file-name safe) and a hash of (token endpoint, client ID, user)."""
     ident = "\0".join((token_url or "", client_id or "", user or ""))
@@ -590,7 +606,8 @@ class FileStore:
 
     kind = "file"
 
-    def __init__(self, directory=None):
+    def __init__(self, directory: "Optional[str | os.PathLike[str]]" = None
+                 ) -> None:
         self.directory = os.path.abspath(os.path.expanduser(
             directory or default_store_dir()))
 
@@ -697,7 +714,8 @@ class KeyringStore:
             pass
 
 
-def make_store(kind="file", directory=None):
+def make_store(kind: Optional[str] = "file",
+               directory: Optional[str] = None) -> Any:
     if kind in (None, "file"):
         return FileStore(directory)
     if kind == "keyring":
@@ -715,19 +733,20 @@ class TokenSource:
     refused the token).  New tokens are saved at once (a rotated refresh
     token must not be lost).  Thread-safe."""
 
-    def __init__(self, client, store, key, clock=time.time):
+    def __init__(self, client: Client, store: Any, key: str,
+                 clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.store = store
         self.key = key
         self.clock = clock
         self.refreshes = 0
-        self._tokens = None
+        self._tokens: Optional[Tokens] = None
         self._lock = threading.Lock()
 
     def __repr__(self):
         return "<cpoplib.oauth.TokenSource %s>" % self.key
 
-    def record(self, tokens):
+    def record(self, tokens: Tokens) -> None:
         """Stores tokens (with what they were issued to)."""
         data = tokens.to_dict()
         data.update(client_id=self.client.client_id,
@@ -756,7 +775,7 @@ class TokenSource:
         self.record(new)
         return new
 
-    def __call__(self):
+    def __call__(self) -> str:
         with self._lock:
             tokens = self._load()
             if not tokens.access_token or tokens.expires_within(
@@ -766,7 +785,7 @@ class TokenSource:
 
     access_token = __call__
 
-    def refresh(self):
+    def refresh(self) -> str:
         """A new access token now (after the server refused the old one)."""
         with self._lock:
             return self._refresh(self._load()).access_token

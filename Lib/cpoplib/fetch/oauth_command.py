@@ -18,6 +18,7 @@ import sys
 from . import oauth_setup
 from .errors import EXIT_AUTH, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, \
     FetchError
+from .output import Output
 
 PROG = "cpoplib oauth"
 
@@ -94,18 +95,19 @@ def authorize(acct, flow, wait, out):
         acct.name, source.store.where(source.key)))
 
 
+class OAuthOutput(Output):
+    """The fetcher's stderr output, under this command's name."""
+
+    prog = PROG
+
+    def error(self, text):
+        self._write("%s: error: %s" % (PROG, text))
+
+    def warn(self, text):
+        self._write("%s: warning: %s" % (PROG, text))
+
+
 def _output(verbose):
-    from .output import Output
-
-    class OAuthOutput(Output):
-        prog = PROG
-
-        def error(self, text):
-            self._write("%s: error: %s" % (PROG, text))
-
-        def warn(self, text):
-            self._write("%s: warning: %s" % (PROG, text))
-
     return OAuthOutput(quiet=False, verbose=verbose)
 
 

@@ -203,7 +203,7 @@ def out_prog():
 # --------------------------------------------------------------------------
 # credentials
 
-_sources = {}
+_sources: dict = {}     # (store kind, key) -> TokenSource
 _sources_lock = threading.Lock()
 
 
