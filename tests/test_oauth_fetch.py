@@ -449,15 +449,17 @@ class BatchHandler(socketserver.StreamRequestHandler):
                 retrieved.add(i)
                 self.send("+OK\r\n" + srv.messages[i] + "\r\n.")
             elif cmd == "QUIT":
-                with srv.lock:
-                    srv.downloaded |= retrieved
+                with srv.lock:      # before the answer: the client may
+                    srv.downloaded |= retrieved     # be done right after
+                    srv.sessions.append((len(listed), True))
                 quit_ = True
                 self.send("+OK bye")
                 break
             else:
                 self.send("-ERR unknown")
-        with srv.lock:
-            srv.sessions.append((len(listed), quit_))
+        if not quit_:
+            with srv.lock:
+                srv.sessions.append((len(listed), False))
 
 
 @pytest.fixture

@@ -18,6 +18,11 @@ One module per part, each importing only what it needs, so that
 ``session``       one account's run: connect, log in, fetch, commit,
                   delete, quit
 ``cli``           the command line, the config file, several accounts
+``oauth_setup``   provider profiles, --email autoconfiguration and
+                  built-in OAuth 2.0: their settings and the hooks that
+                  cli and session call (cpoplib.providers,
+                  cpoplib.autoconfig and cpoplib.oauth underneath)
+``oauth_command`` ``cpoplib oauth``: authorize accounts, store tokens
 
 How a run delivers, for the files-based destinations (Maildir, .eml):
 
