@@ -31,6 +31,8 @@ import threading
 import time
 import urllib.parse
 
+from dovecot_server import IntrospectionServer
+
 HOST = "127.0.0.1"
 
 
@@ -272,12 +274,7 @@ class AuthorizationServer:
         self._thread.start()
         return self
 
-    def stop(self):
-        httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-            self._thread.join(10)
+    stop = IntrospectionServer.stop     # the same _httpd and _thread
 
     def __enter__(self):
         return self.start()

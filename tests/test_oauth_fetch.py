@@ -36,7 +36,8 @@ import pytest
 from dns_server import LocalDNS
 from oauth_server import AuthorizationServer, write_browser
 from scripted_server import CAFILE, CERTFILE
-from test_dovecot_auth import dovecot
+from test_fetcher import isolated_home  # noqa: F401  (autouse fixture)
+from test_oauth import dovecot_oauth  # noqa: F401  (fixture by name)
 
 from cpoplib import oauth
 from cpoplib.fetch import cli, oauth_setup
@@ -45,12 +46,8 @@ USER = "bob"            # three messages; nothing here deletes
 
 
 @pytest.fixture(scope="module")
-def server():
-    srv = dovecot(oauth2=True)
-    try:
-        yield srv
-    finally:
-        srv.stop()
+def server(dovecot_oauth):
+    return dovecot_oauth
 
 
 @pytest.fixture
@@ -60,16 +57,10 @@ def auth(server):
 
 
 @pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    h = tmp_path / "home"
-    h.mkdir()
-    monkeypatch.setenv("HOME", str(h))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.delenv("CPOPLIB_FETCH_FAULT", raising=False)
+def fresh_run(monkeypatch):
     monkeypatch.delenv("CPOPLIB_DNS_SERVER", raising=False)
     with oauth_setup._sources_lock:
         oauth_setup._sources.clear()
-    return h
 
 
 def toml_value(v):
