@@ -19,7 +19,9 @@ token -> user: pass a DovecotServer's ``oauth2_tokens`` and Dovecot's
 oauth2 passdb accepts exactly those tokens) and listed in ``issued``.
 ``device_script`` is a list of errors to answer the next device polls
 with before the real state counts ("authorization_pending", "slow_down").
-``requests`` records (path, grant_type or None, form) for every call.
+``requests`` records (path, grant_type or None, form) for every call;
+``access_length`` is the length of the access tokens (Microsoft's are
+long enough to need the two-step AUTH).
 """
 
 import base64
@@ -39,7 +41,8 @@ HOST = "127.0.0.1"
 class AuthorizationServer:
     def __init__(self, introspection=None, user="carol",
                  client_id="cpoplib-test-client", client_secret=None,
-                 access_ttl=3600, interval=0.05, device_ttl=60):
+                 access_ttl=3600, interval=0.05, device_ttl=60,
+                 access_length=43):
         self.introspection = introspection if introspection is not None \
             else {}
         self.user = user
@@ -48,6 +51,7 @@ class AuthorizationServer:
         self.access_ttl = access_ttl
         self.interval = interval
         self.device_ttl = device_ttl
+        self.access_length = access_length      # Microsoft's: ~1500
         self.codes = {}             # code -> dict
         self.devices = {}           # device_code -> dict
         self.refresh_tokens = {}    # refresh token -> user
@@ -118,7 +122,8 @@ class AuthorizationServer:
     # -- the server's side ----------------------------------------------------
 
     def _issue(self, user):
-        access = secrets.token_urlsafe(32)
+        access = secrets.token_urlsafe(self.access_length)[
+            :self.access_length]
         refresh = secrets.token_urlsafe(32)
         self.introspection[access] = user
         self.issued.append(access)

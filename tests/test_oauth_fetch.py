@@ -177,10 +177,14 @@ def test_browser_flow_then_fetch(server, auth, tmp_path, capsys):
     assert "code_challenge_method=S256" in url
     (exchange,) = auth.grants("authorization_code")
     assert exchange[2]["redirect_uri"].startswith("http://127.0.0.1:")
+    auth.access_length = 1500       # Microsoft-sized: AUTH in two steps
+    auth.expire(auth.issued[-1])
+    asked = len(server.oauth2_requests)
     code, err = run(["--config", cfg, "-v"], capsys)
     assert code == 0, err
     assert maildir_count(tmp_path / "Mail-outlook") == 3
-    assert auth.grants("refresh_token") == []
+    assert len(auth.issued[-1]) == 1500
+    assert server.oauth2_requests[asked + 1:] == [auth.issued[-1]]
 
 
 def test_gmail_device_flow_refused_without_override(server, auth, tmp_path,
