@@ -13,6 +13,10 @@ python -m cpoplib fetch [OPTIONS] (also the ``cpoplib`` console script):
 downloads a POP3 mailbox to a Maildir, an mbox or .eml files; see
 cpoplib/fetch/ (the fetch command).
 
+python -m cpoplib oauth [ACCOUNT...] [--device | --browser]: authorizes
+the fetcher's OAuth 2.0 accounts and stores their tokens; see
+cpoplib/fetch/oauth_command.py.
+
 python -m cpoplib bench [OPTIONS]: runs the project's benchmark suite
 (``python -m benchmarks [OPTIONS]``), which ships with the source (a git
 checkout or the sdist), not with the wheel; see bench_command().
@@ -239,6 +243,9 @@ def main(argv=None):
     if argv and argv[0] == "fetch":
         from cpoplib.fetch import cli
         return cli.main(argv[1:])
+    if argv and argv[0] == "oauth":
+        from cpoplib.fetch import oauth_command
+        return oauth_command.main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m cpoplib",
         description="cpoplib: a C-accelerated drop-in replacement for "
@@ -268,6 +275,10 @@ def main(argv=None):
         "fetch", add_help=False,
         help="download a POP3 mailbox to a Maildir, an mbox or .eml files "
              "(only new messages; 'fetch --help' for details)")
+    sub.add_parser(
+        "oauth", add_help=False,
+        help="authorize the fetcher's OAuth 2.0 accounts once (browser or "
+             "device flow) and store their tokens ('oauth --help')")
     args = parser.parse_args(argv)
     if args.command != "demo":
         parser.print_help()

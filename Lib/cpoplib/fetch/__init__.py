@@ -26,6 +26,11 @@ One module per part, each importing only what it needs, so that
                   a time; a bad message skipped, not the account
 ``cli``           the command line, the config file, several accounts,
                   SIGINT and SIGTERM
+``oauth_setup``   provider profiles, --email autoconfiguration and
+                  built-in OAuth 2.0: the hooks that cli and session call
+                  (cpoplib.providers, cpoplib.autoconfig and cpoplib.oauth
+                  underneath)
+``oauth_command`` ``cpoplib oauth``: authorize accounts, store tokens
 
 How a run delivers, for the files-based destinations (Maildir, .eml):
 

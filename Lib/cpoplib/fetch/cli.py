@@ -8,7 +8,7 @@ import sys
 import threading
 
 from . import faults, settings
-from .errors import (EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED,
+from .errors import (EXIT_INTERRUPTED, EXIT_TERMINATED,
                      EXIT_USAGE, FetchError, combined, oserror_text)
 from .output import PROG, Output
 
@@ -274,9 +274,13 @@ def _main(argv):
     several = len(accounts) > 1
     ready, codes = [], []
     try:
+        from . import oauth_setup
         for acct in accounts:
             try:
-                acct.check()    # a usage error in any: nothing connects
+                # the provider profile or what --email finds, then the
+                # checks: a usage error in any, and nothing connects
+                oauth_setup.prepare(acct, out)
+                acct.check()
             except FetchError as exc:
                 if acct.name:
                     exc.message = "%s: %s" % (acct.source, exc.message)
@@ -285,7 +289,8 @@ def _main(argv):
         from .accounts import resolve_credentials
         for acct in accounts:          # prompts, in the main thread
             try:
-                resolve_credentials(acct, interactive)
+                if not oauth_setup.resolve(acct):   # built-in OAuth 2.0
+                    resolve_credentials(acct, interactive)
             except FetchError as exc:   # this account only
                 out.error("%s: %s" % (acct.name, exc.message)
                           if several or acct.source.startswith("[")

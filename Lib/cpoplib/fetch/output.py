@@ -36,7 +36,7 @@ class Output:
         if self.tty:
             try:
                 # 0 on a pseudo-terminal whose size was never set
-                self.width = os.get_terminalsize_text(
+                self.width = os.get_terminal_size(
                     self.stream.fileno())[0] or 80
             except (AttributeError, ValueError, OSError):
                 pass

@@ -14,7 +14,7 @@ import socket
 import ssl
 import time
 
-from . import core, faults
+from . import core, faults, oauth_setup
 from .errors import (EXIT_AUTH, EXIT_BUSY, EXIT_CONNECT, EXIT_OK,
                      EXIT_PROTOCOL, EXIT_SKIPPED, EXIT_USAGE, FetchError,
                      oserror_text)
@@ -200,12 +200,26 @@ class Session:
         if self.stop is not None and self.stop.code is not None:
             raise Interrupted(self.stop.code)
 
+    def _connect(self):
+        conn = connect(self.pop, self.acct, self.out)
+        if self.stop is not None and self.stop.add(conn) is not None:
+            self._drop(conn)
+            self.check_stop()
+        return conn
+
+    def _drop(self, conn):
+        if self.stop is not None:
+            self.stop.discard(conn)
+        _close_quietly(conn)
+
     def open(self):
         acct = self.acct
-        self.conn = connect(self.pop, acct, self.out)
-        if self.stop is not None and self.stop.add(self.conn) is not None:
-            self.check_stop()
-        authenticate(self.pop, self.conn, acct, self.out)
+        # connect and log in; with built-in OAuth 2.0 a refused token is
+        # refreshed and the login repeated on a new connection
+        self.conn = oauth_setup.connect_and_login(
+            acct, self.out, self._connect,
+            lambda conn: authenticate(self.pop, conn, acct, self.out),
+            self._drop)
         try:
             # LIST and UIDL in one round trip when the server pipelines
             self.sizes, uidls = self.conn.listing_maps()
@@ -240,7 +254,9 @@ def fetch_account(acct, out, stop=None):
     started = time.monotonic()
     pop = core.pop3_module(acct.max_message_size)
     try:
-        _fetch(pop, acct, out, result, started, stop)
+        oauth_setup.run_sessions(      # a provider's session loop (Gmail)
+            acct, out, result,
+            lambda: _fetch(pop, acct, out, result, started, stop))
     except FetchError as exc:
         result.code, result.error = exc.code, exc.message
     except pop.error_proto as exc:          # none is expected here

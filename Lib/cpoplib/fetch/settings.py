@@ -245,6 +245,50 @@ SETTINGS = (
       "state is on a non-empty server: stop (exit 6), or fetch every "
       "message as new", "what to fetch", choices=("stop", "fetch"),
       metavar="WHAT"),
+    # providers and OAuth 2.0 (what they do: oauth_setup.py)
+    S("provider", "text", None, "a provider profile (gmail, outlook, "
+      "yahoo, gmx, webde, fastmail): host, port, TLS, login method and "
+      "quirks", "providers and OAuth 2.0", metavar="NAME"),
+    S("email", "text", None, "without --host: find the server from the "
+      "address (known provider, SRV records, MX); also the default --user",
+      "providers and OAuth 2.0", metavar="ADDRESS"),
+    S("gmail_recent", "bool", False, "Gmail: log in as recent:USER (the "
+      "last 30 days, whatever other clients fetched)",
+      "providers and OAuth 2.0"),
+    S("max_sessions", "int", None, "a provider that hands out a batch per "
+      "session (Gmail): at most N sessions per run",
+      "providers and OAuth 2.0", low=1, high=1000, metavar="N",
+      default_text="the profile's, 10 for Gmail"),
+    S("oauth_provider", "choice", None, "built-in OAuth 2.0 with this "
+      "provider's endpoints (a profile implies it)",
+      "providers and OAuth 2.0", choices=("google", "microsoft"),
+      metavar="NAME"),
+    S("oauth_client_id", "text", None, "OAuth 2.0: your app "
+      "registration's client ID", "providers and OAuth 2.0",
+      metavar="ID"),
+    S("oauth_client_secret_command", "text", None, "OAuth 2.0: run CMD for "
+      "the client secret (providers that issue one to installed apps: "
+      "Google)", "providers and OAuth 2.0", metavar="CMD"),
+    S("oauth_tenant", "text", None, "OAuth 2.0, Microsoft: the tenant "
+      "(organizations, consumers, a domain or an ID)",
+      "providers and OAuth 2.0", metavar="TENANT", default_text="common"),
+    S("oauth_scope", "text", None, "OAuth 2.0: the scope",
+      "providers and OAuth 2.0", metavar="SCOPE",
+      default_text="the provider's POP scope"),
+    S("oauth_authorize_url", "text", None, "OAuth 2.0: the authorization "
+      "endpoint", "providers and OAuth 2.0", metavar="URL",
+      default_text="the provider's"),
+    S("oauth_device_url", "text", None, "OAuth 2.0: the device "
+      "authorization endpoint", "providers and OAuth 2.0", metavar="URL",
+      default_text="the provider's"),
+    S("oauth_token_url", "text", None, "OAuth 2.0: the token endpoint",
+      "providers and OAuth 2.0", metavar="URL",
+      default_text="the provider's"),
+    S("oauth_store", "choice", "file", "where OAuth 2.0 tokens are kept: "
+      "file (under $XDG_STATE_HOME/cpoplib/oauth/, mode 0600) or keyring "
+      "(the OS keyring; needs the keyring package)",
+      "providers and OAuth 2.0", choices=("file", "keyring"),
+      metavar="WHERE"),
     # output and the run
     S("quiet", "bool", False, "no summary or progress lines", "output",
       flags=("-q", "--quiet", "--no-quiet"), scope="run"),
@@ -257,7 +301,7 @@ del S
 
 BY_NAME = {s.name: s for s in SETTINGS}
 GROUPS = ("connection", "authentication", "destination", "what to fetch",
-          "output")
+          "providers and OAuth 2.0", "output")
 EXCLUSIVE = {}
 for _s in SETTINGS:
     if _s.exclusive:
