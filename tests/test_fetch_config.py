@@ -140,9 +140,8 @@ class Mailbox:
 
 class Server(ScriptedServer):
     """ScriptedServer taking one connection after another (a fetcher that
-    reconnects, several runs, several accounts) until closed."""
-
-    connections = 0
+    reconnects, several runs, several accounts) until closed; `accepted`
+    counts them."""
 
     def _run(self):
         try:
@@ -150,7 +149,7 @@ class Server(ScriptedServer):
                 sock = self._accept()
                 if sock is None:
                     return
-                self.connections += 1
+                self.accepted += 1
                 self.conn = conn = Connection(self, sock)
                 try:
                     self.script(conn)
@@ -237,7 +236,7 @@ def test_wrong_type_in_file_is_refused_before_connecting(
     assert code == errors.EXIT_USAGE
     assert one_error_line(err) == (
         "cpoplib fetch: error: %s: [accounts.a]: %s\n" % (config, words))
-    assert srv.connections == 0 and box.deleted == []
+    assert srv.accepted == 0 and box.deleted == []
 
 
 # --------------------------------------------------------------------------
@@ -372,7 +371,7 @@ def test_ranges_on_the_command_line(capsys, pw, option, value, words):
         code, err = run(argv, capsys)
     assert code == errors.EXIT_USAGE
     assert one_error_line(err) == "cpoplib fetch: error: %s\n" % words
-    assert srv.connections == 0
+    assert srv.accepted == 0
 
 
 # --------------------------------------------------------------------------
@@ -448,7 +447,7 @@ def test_every_setting_checked(tmp_path, capsys, pw, name):
             code, err = run(args(srv, "--dry-run", flag + "=yes"), capsys)
             assert code == errors.EXIT_USAGE
             one_error_line(err)
-    assert srv.connections == 0 and box.deleted == []
+    assert srv.accepted == 0 and box.deleted == []
 
 
 # --------------------------------------------------------------------------
@@ -584,7 +583,7 @@ def test_tls_options_without_tls(capsys, pw, more):
     assert one_error_line(err) == (
         "cpoplib fetch: error: %s is for TLS: add --ssl or --starttls "
         "(without them nothing is encrypted)\n" % more[0])
-    assert srv.connections == 0
+    assert srv.accepted == 0
 
 
 # --------------------------------------------------------------------------
@@ -636,7 +635,7 @@ def test_empty_password_command_output(capsys):
     assert one_error_line(err) == (
         "cpoplib fetch: error: --password-command printed nothing (an empty "
         "password is never sent)\n")
-    assert srv.connections == 0
+    assert srv.accepted == 0
 
 
 def test_sigterm_like_sigint(tmp_path, monkeypatch):
@@ -813,7 +812,7 @@ def test_lying_size_reconnects_for_the_rest(tmp_path, capsys, pw):
                     % number) in err
     assert sorted(maildir_files(tmp_path / "M")) == sorted(
         lf(m) for m in (msgs[0], msgs[2], msgs[3]))
-    assert srv.connections == 4 and box.retrs.count(2) == 2
+    assert srv.accepted == 4 and box.retrs.count(2) == 2
     assert sorted(box.deleted) == [1, 3, 4]
 
 
@@ -1011,7 +1010,7 @@ def test_property_any_config_any_command_line(defaults, account, argv,
     box = Mailbox(MSGS[:3])
     srv = shared_server
     srv.script = box
-    before = srv.connections
+    before = srv.accepted
     with tempfile.TemporaryDirectory() as tmp:
         body = toml_account(srv, maildir=_toml(os.path.join(tmp, "M")),
                             state=_toml(os.path.join(tmp, "s.json")),
@@ -1036,7 +1035,7 @@ def test_property_any_config_any_command_line(defaults, account, argv,
                      for table in (defaults, account) for k, v in
                      table.items())
     if wrong_type:
-        assert code == errors.EXIT_USAGE and srv.connections == before, err
+        assert code == errors.EXIT_USAGE and srv.accepted == before, err
     cli_level = {}
     for option in argv:
         if option[0] in ("--delete", "--keep", "--no-delete"):

@@ -30,8 +30,8 @@ examples:
 config file: [defaults] and [accounts.NAME] tables, keys as the long
 options with "_" ("keep = true" also works); the command line overrides an
 account's table, which overrides [defaults].  Default file:
-$XDG_CONFIG_HOME/cpoplib/fetch.toml (~/.config/...), read when neither
---config nor --host is given.
+$XDG_CONFIG_HOME/cpoplib/fetch.toml (~/.config/...), read when the command
+line names no server (--config, --host, --email or --provider).
 """
 
 
@@ -94,7 +94,7 @@ def build_parser():
     g.add_argument("--config", metavar="FILE",
                    help="the accounts of this TOML file (default: "
                         "$XDG_CONFIG_HOME/cpoplib/fetch.toml, unless "
-                        "--host is given)")
+                        "--host, --email or --provider is given)")
     groups = {name: p.add_argument_group(name) for name in settings.GROUPS}
     for s in settings.SETTINGS:
         kw = {} if s.kind == "bool" else {"metavar": s.metavar}
@@ -164,18 +164,22 @@ def plan(argv):
     args, cli_values = parse_args(argv)
     from .accounts import Account       # not for --help: subprocess, ...
     path = args.config
-    if path is None and "host" not in cli_values:
+    # a server named on the command line: no config file is read
+    named = any(k in cli_values for k in ("host", "email", "provider"))
+    if path is None and not named:
         path = default_config_path()
         if not os.path.exists(path):
             if args.accounts:
                 raise FetchError(EXIT_USAGE, "no config file %s for the "
                                  "accounts named" % path)
-            raise FetchError(EXIT_USAGE, "no host (--host) and no config "
-                             "file %s (--config FILE)" % path)
+            raise FetchError(EXIT_USAGE, "no server (--host, --email or "
+                             "--provider) and no config file %s (--config "
+                             "FILE)" % path)
     if path is None:
         if args.accounts:
             raise FetchError(EXIT_USAGE, "ACCOUNT names are for a config "
-                             "file (--config FILE), not with --host")
+                             "file (--config FILE), not with --host, "
+                             "--email or --provider")
         run = settings.merge([cli_values])
         return [Account(None, run, "the command line")], run
     defaults, tables = settings.config_accounts(_load_toml(path), path)

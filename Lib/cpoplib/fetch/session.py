@@ -288,6 +288,11 @@ def _uidl_reset(acct, state, s):
     if (s.uid is None or not s.uid or not state.delivered or acct.all
             or acct.on_uidl_reset == "fetch"):
         return
+    profile = getattr(acct, "profile", None)
+    if profile is not None and profile.session_loop:
+        # a provider that hands out each message in one session only
+        # (Gmail): a listing of none but new ones is what it always shows
+        return
     if any(u in state.delivered for u in s.uid.values()):
         return
     raise FetchError(EXIT_PROTOCOL, "none of the %d UIDLs in the state is "
