@@ -350,6 +350,27 @@ def test_progress_on_a_terminal(tmp_path, monkeypatch):
     assert "/29 messages" not in tail and summary in tail
 
 
+def test_progress_is_cut_to_the_terminal_width():
+    """The progress block is cut to the terminal's width (a wrapped line
+    would break the redraw), as the terminal reports it."""
+    import fcntl
+    import struct
+    import termios
+
+    from cpoplib.fetch.output import Output
+
+    master, slave = pty.openpty()
+    try:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", 24, 43, 0, 0))
+        with os.fdopen(os.dup(slave), "w") as stream:
+            out = Output(stream=stream)
+            assert out.tty and out.width == 43
+    finally:
+        os.close(slave)
+        os.close(master)
+
+
 def slow_handler(messages, delay):
     """pop3_handler whose connection stalls `delay` s before each RETR."""
     inner = pop3_handler(messages)
