@@ -1,9 +1,9 @@
-"""`cpoplib fetch`'s settings, precedence and errors (issue 20): the
+"""`cpoplib fetch`'s settings, precedence and errors: the
 settings schema (Lib/cpoplib/fetch/settings.py), exact type checks,
 unknown names, ranges, precedence, every error one line and a documented
 exit code (each setting with a wrong type, out of range, without its
 value; and a Hypothesis property over generated configs and command
-lines), the files it writes, the README's reference.
+lines), the files it writes, the manual's reference.
 
 Servers: scripted ones (a mailbox served by `Mailbox`, one connection
 after another) and the private Dovecot of tests/test_dovecot.py.  The
@@ -43,8 +43,10 @@ if not HAVE_TOML:
         pass
 needs_toml = pytest.mark.skipif(not HAVE_TOML, reason="needs tomllib or "
                                 "tomli (pip install tomli)")
-README = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "README.rst")
+DOCS = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "docs", "fetcher")
+REFERENCE = os.path.join(DOCS, "reference.rst")
+DURABILITY = os.path.join(DOCS, "durability.rst")
 
 
 class Mailbox:
@@ -608,7 +610,7 @@ def test_symlinked_state_and_destination_are_followed(tmp_path, capsys, pw):
 
 
 def test_lock_files_are_documented():
-    with open(README, encoding="utf-8") as f:
+    with open(DURABILITY, encoding="utf-8") as f:
         text = f.read()
     assert "``STATE.lock``" in text and "stays" in text.split(
         "``STATE.lock``", 1)[1][:400]
@@ -901,15 +903,15 @@ def test_summary_as_each_account_ends(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------
-# the README's reference is the schema's
+# the manual's reference is the schema's
 
-def test_readme_reference_is_the_schemas():
+def test_reference_is_the_schemas():
     from cpoplib.fetch import settings
-    with open(README, encoding="utf-8") as f:
+    with open(REFERENCE, encoding="utf-8") as f:
         text = f.read()
-    assert settings.readme_with_reference(text) == text, (
-        "README.rst's fetcher reference is out of date: run python -m "
-        "cpoplib.fetch.settings --write README.rst")
+    assert settings.with_reference(text) == text, (
+        "docs/fetcher/reference.rst is out of date: run python -m "
+        "cpoplib.fetch.settings --write docs/fetcher/reference.rst")
     for s in settings.SETTINGS:
         assert "``%s" % s.flags[0] in text
     for code, _ in errors.EXIT_CODES:

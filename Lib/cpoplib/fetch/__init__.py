@@ -2,8 +2,8 @@
 
 Only new messages by default (a UIDL state per account), pipelined
 retrieval (``fetch_many()``), and ``--delete`` that deletes on the server
-only messages that are durably on disk.  See README.rst, "The fetcher:
-cpoplib fetch".
+only messages that are durably on disk.  See the manual's pages on the
+fetcher (docs/fetcher/).
 
 One module per part, each importing only what it needs, so that
 ``cpoplib fetch --help`` starts without ssl, mailbox or tomllib:
@@ -12,7 +12,7 @@ One module per part, each importing only what it needs, so that
                   one-line failure
 ``settings``      the settings schema: every setting's kind, default,
                   allowed values and help; config checks, precedence,
-                  the README's reference
+                  the manual's reference
 ``faults``        test-only: crash points and sync sites turned off
 ``durable``       fsync/syncfs of files and directories, atomic replace,
                   the sync sites

@@ -62,7 +62,7 @@ class _Given(argparse.Action):
 
 def _help(s):
     """A setting's --help text: its help, the values allowed, the default
-    (from the schema, as the README's reference)."""
+    (from the schema, as the manual's reference)."""
     notes = []
     if s.kind == "bool":
         if s.default:

@@ -109,7 +109,7 @@ def prepare(acct, out):
     if acct.use_oauth and not acct.oauth_client_id:
         raise FetchError(EXIT_USAGE, "%s needs OAuth 2.0: set "
                          "oauth_client_id (--oauth-client-id) to your app "
-                         "registration's client ID (README: registering a "
+                         "registration's client ID (the manual: registering a "
                          "client ID), then run `cpoplib oauth`"
                          % (profile.title if profile else "this account"))
 

@@ -1,7 +1,8 @@
 """The settings of ``cpoplib fetch``: one table (SETTINGS) with each
 setting's kind, default, allowed values and help text.  The command line
 (cli.build_parser), the checks of the TOML config, ``--help`` and the
-README's reference (reference_rst()) are all made from it.
+manual's reference (reference_rst(), docs/fetcher/reference.rst) are all
+made from it.
 
 Values are checked exactly: a boolean is ``true``/``false`` and nothing
 else (never the string ``"false"``), an integer is never a boolean, every
@@ -15,9 +16,9 @@ settings of one exclusive group (``ssl``/``starttls``; ``maildir``/
 one of them overrides the whole group of the levels below (``--mbox`` on
 the command line replaces ``maildir`` from the file).
 
-``python -m cpoplib.fetch.settings --write README.rst`` rewrites the
-README's reference from this table; tests/test_fetch_config.py checks
-that the README is what it writes.
+``python -m cpoplib.fetch.settings --write docs/fetcher/reference.rst``
+rewrites the reference from this table; tests/test_fetch_config.py checks
+that the file is what it writes.
 """
 import difflib
 import math
@@ -402,7 +403,7 @@ def config_accounts(data, path):
     return defaults, accounts
 
 
-# ---- the reference (README and --help) ----
+# ---- the reference (the manual and --help) ----
 
 def exit_code_lines():
     """--help's epilog: the exit codes."""
@@ -429,13 +430,13 @@ def _rst_table(header, rows):
 
 
 def reference_rst():
-    """The README's reference of the settings and the exit codes."""
+    """The manual's reference of the settings and the exit codes."""
     import textwrap
     out = [REF_BEGIN, "",
            "Every setting, as an option and as a key of the config file",
            "(``--help`` says the same):", ""]
     for group in GROUPS:
-        out += ["*%s*" % group.capitalize(), ""]
+        out += ["*%s*" % (group[0].upper() + group[1:]), ""]
         for s in (s for s in SETTINGS if s.group == group):
             flags = ", ".join("``%s%s``" % (f, "" if s.kind == "bool" or
                                             i else " " + s.metavar)
@@ -474,7 +475,7 @@ REF_BEGIN = ".. fetch-reference: made by python -m cpoplib.fetch.settings"
 REF_END = ".. end of the fetch reference"
 
 
-def readme_with_reference(text):
+def with_reference(text):
     start = text.index(REF_BEGIN)
     end = text.index(REF_END, start) + len(REF_END) + 1
     return text[:start] + reference_rst() + text[end:]
@@ -485,7 +486,7 @@ def _main(argv):
     if argv[:1] == ["--write"] and len(argv) == 2:
         with open(argv[1], encoding="utf-8") as f:
             text = f.read()
-        new = readme_with_reference(text)
+        new = with_reference(text)
         if new != text:
             with open(argv[1], "w", encoding="utf-8") as f:
                 f.write(new)
