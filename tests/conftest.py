@@ -8,12 +8,25 @@ is reported as a failure naming the reason.
 The putlines fixture records what a connection put on the wire; the mod
 fixture gives poplib and cpoplib in turn (side_by_side.py compares what
 they did).
+
+Dovecot is started in one place: the dovecot fixture gives a factory of
+DovecotServer(**options) (a context manager that starts and stops it),
+having skipped the test when Dovecot is not installed or cannot run --
+or failed it when CPOPLIB_REQUIRE_DOVECOT=1, as CI sets.  server is the
+session's default Dovecot, dovecot_oauth the session's one that also
+offers XOAUTH2 and OAUTHBEARER.  isolated_home points HOME and the
+fetcher's state directory into the test's tmp_path (modules that run the
+fetcher use it for every test with pytestmark).
 """
 import os
+import ssl
 import sys
 
 import pytest
 
+import cpoplib
+import dovecot_clients
+import dovecot_server
 from side_by_side import MODULES
 
 _STDLIB_SUITE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -62,3 +75,96 @@ def putlines():
 def mod(request):
     """The module under test: the standard library's poplib, then cpoplib."""
     return MODULES[request.param]
+
+
+# --------------------------------------------------------------------------
+# Dovecot
+
+_DOVECOT_HINT = ("dovecot is not installed: apt-get install dovecot-core "
+                 "dovecot-pop3d")
+
+
+def _dovecot_or_skip(**options):
+    required = os.environ.get("CPOPLIB_REQUIRE_DOVECOT", "") == "1"
+    if dovecot_server.find_dovecot() is None:
+        if required:
+            pytest.fail(_DOVECOT_HINT + " (CPOPLIB_REQUIRE_DOVECOT=1)")
+        pytest.skip(_DOVECOT_HINT)
+    try:
+        return dovecot_server.DovecotServer(**options)
+    except dovecot_server.DovecotUnavailable as exc:
+        if required:
+            pytest.fail("%s (CPOPLIB_REQUIRE_DOVECOT=1)" % exc)
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def dovecot():
+    """DovecotServer(**options), not started yet: use it as a context
+    manager (``with dovecot(large_size=4096) as srv``)."""
+    return _dovecot_or_skip
+
+
+@pytest.fixture(scope="session")
+def server(dovecot):
+    """The session's Dovecot with the default corpus (dovecot_server.USERS)."""
+    with dovecot() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def tls_context(server):
+    """Client context trusting only the test CA, verifying host names."""
+    ctx = ssl.create_default_context(cafile=server.ca_file)
+    assert ctx.check_hostname and ctx.verify_mode == ssl.CERT_REQUIRED
+    return ctx
+
+
+@pytest.fixture(scope="session")
+def corpus(server):
+    """alice's messages as the session's Dovecot serves them."""
+    return dovecot_clients.Corpus(server)
+
+
+@pytest.fixture(scope="session")
+def dovecot_oauth(dovecot):
+    """A Dovecot that also offers XOAUTH2 and OAUTHBEARER and validates the
+    tokens with this process's introspection endpoint."""
+    with dovecot(large_size=4096, oauth2=True) as srv:
+        yield srv
+
+
+@pytest.fixture
+def carol(server):
+    """Adds messages to carol's (empty) mailbox with add(prefix, count);
+    afterwards deletes what is left."""
+    def add(prefix, count, size=0):
+        msgs = dovecot_server.small_corpus(prefix, count)
+        if size:
+            msgs = [(k, m + b"x" * 70 + b"\n" * (size // 71))
+                    for k, m in msgs]
+        return server.add_messages("carol", msgs)
+    yield add
+    conn = dovecot_clients.login(cpoplib, server, "carol")
+    try:
+        for n in range(1, conn.stat()[0] + 1):
+            conn.dele(n)
+    finally:
+        conn.quit()
+
+
+@pytest.fixture
+def carol_pw(server, monkeypatch):
+    """carol's password in CPOPLIB_TEST_PW (the fetcher's --password-env)."""
+    monkeypatch.setenv("CPOPLIB_TEST_PW", server.users["carol"])
+
+
+@pytest.fixture
+def isolated_home(tmp_path, monkeypatch):
+    """No real ~/.netrc; the fetcher's state under tmp_path."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("CPOPLIB_FETCH_FAULT", raising=False)
+    return home

@@ -9,10 +9,11 @@ free ports picked at start-up:
 * ``pop3_port``  - plain POP3 that offers STLS,
 * ``pop3s_port`` - POP3 over implicit TLS (POP3S).
 
-A throw-away CA and a server certificate for ``DNS:localhost`` (and nothing
-else - in particular not ``IP:127.0.0.1``) are made with the ``openssl`` CLI,
-so a client that verifies against ``ca_file`` succeeds with
-server_hostname='localhost' and fails with any other name, e.g. '127.0.0.1'.
+A throw-away CA and a server certificate for ``DNS:localhost`` (and the
+``tls_names`` given, nothing else - in particular not ``IP:127.0.0.1``) are
+made with the ``openssl`` CLI (tests/pki.py), so a client that verifies
+against ``ca_file`` succeeds with server_hostname='localhost' and fails with
+any other name, e.g. '127.0.0.1'.
 
 Both Dovecot 2.3 (Debian 12) and 2.4 (Debian 13) configuration syntaxes are
 written, chosen by ``dovecot --version``; CI tests the one the host lacks in
@@ -66,6 +67,8 @@ import tempfile
 import threading
 import time
 import urllib.parse
+
+import pki
 
 HOST = "127.0.0.1"
 TLS_HOSTNAME = "localhost"
@@ -400,13 +403,16 @@ class DovecotServer:
     host = HOST
     tls_hostname = TLS_HOSTNAME
 
-    def __init__(self, large_size=LARGE_SIZE, extra_users=None, oauth2=False):
+    def __init__(self, large_size=LARGE_SIZE, extra_users=None, oauth2=False,
+                 tls_names=()):
         """large_size: size of alice's "large" message.  extra_users:
         {user: (password, [(key, bytes)])}, more accounts with their
         mailboxes (the benchmarks add one with 2000 messages); USERS are
-        always there.  oauth2: also offer XOAUTH2 and OAUTHBEARER, with
-        tokens validated by an introspection endpoint of this process
-        (see IntrospectionServer)."""
+        always there (an extra user of the same name replaces one).
+        oauth2: also offer XOAUTH2 and OAUTHBEARER, with tokens validated
+        by an introspection endpoint of this process (see
+        IntrospectionServer).  tls_names: more DNS names the certificate
+        is for."""
         self.binary = find_dovecot()
         if self.binary is None:
             raise DovecotUnavailable(
@@ -428,6 +434,7 @@ class DovecotServer:
         self.pop3_port = self.pop3s_port = None
         self.internal_group = "dovecot"
         self.oauth2 = IntrospectionServer() if oauth2 else None
+        self.tls_names = tuple(tls_names)
 
     # -- OAuth 2.0 ---------------------------------------------------------
 
@@ -521,39 +528,10 @@ class DovecotServer:
     def _make_tls(self):
         tls = self.path("tls")
         os.mkdir(tls)
-        with open(os.path.join(tls, "server.ext"), "w") as f:
-            f.write("basicConstraints = critical, CA:FALSE\n"
-                    "keyUsage = critical, digitalSignature, keyEncipherment\n"
-                    "extendedKeyUsage = serverAuth\n"
-                    "subjectAltName = DNS:%s\n"
-                    "subjectKeyIdentifier = hash\n"
-                    "authorityKeyIdentifier = keyid, issuer\n"
-                    % TLS_HOSTNAME)
-        with open(os.path.join(tls, "ca.ext"), "w") as f:
-            f.write("basicConstraints = critical, CA:TRUE\n"
-                    "keyUsage = critical, keyCertSign, cRLSign\n"
-                    "subjectKeyIdentifier = hash\n")
-        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-              "-nodes"]
-        _run([self.openssl, "req", "-new", *ec, "-keyout", "ca.key",
-              "-out", "ca.csr", "-subj", "/O=cpoplib tests/CN=cpoplib test CA"],
-             cwd=tls)
-        _run([self.openssl, "x509", "-req", "-in", "ca.csr", "-signkey",
-              "ca.key", "-out", "ca.pem", "-days", "30", "-extfile",
-              "ca.ext"], cwd=tls)
-        _run([self.openssl, "req", "-new", *ec, "-keyout", "server.key",
-              "-out", "server.csr", "-subj",
-              "/O=cpoplib tests/CN=%s" % TLS_HOSTNAME], cwd=tls)
-        _run([self.openssl, "x509", "-req", "-in", "server.csr", "-CA",
-              "ca.pem", "-CAkey", "ca.key", "-set_serial",
-              str(int.from_bytes(os.urandom(8), "big")), "-out",
-              "server.pem", "-days", "30", "-extfile", "server.ext"], cwd=tls)
-        for name in os.listdir(tls):
-            os.chmod(os.path.join(tls, name),
-                     0o600 if name.endswith(".key") else 0o644)
-        self.ca_file = os.path.join(tls, "ca.pem")
-        self.cert_file = os.path.join(tls, "server.pem")
-        self.key_file = os.path.join(tls, "server.key")
+        made = pki.make(tls, [TLS_HOSTNAME, *self.tls_names])
+        self.ca_file = made.ca_file
+        self.cert_file = made.cert_file
+        self.key_file = made.key_file
 
     def home(self, user):
         return self.path("home", user)

@@ -125,6 +125,7 @@ class Server:
     offers_stls = False
     host = HOST
     tls_hostname = TLS_HOSTNAME
+    tls_names = ()                   # more names for the certificate
 
     def __init__(self, large_size=LARGE_SIZE):
         self.large_size = large_size

@@ -35,42 +35,35 @@ Use it as a context manager::
         ...
     assert srv.received == b"NOOP\\r\\n..."
 
-TLS uses the interpreter's own test certificate (keycert3.pem, for
-"localhost", signed by pycacert.pem): ``server_tls_context()`` is what the
-server side presents, ``client_tls_context(verify=..., check_hostname=...)``
+TLS uses a throw-away certificate for "localhost" and the CA that signed
+it (tests/pki.py; CERTFILE, KEYFILE, CAFILE): ``server_tls_context()`` is
+what the server side presents, ``client_tls_context(verify=..., check_hostname=...)``
 what a client of it uses.
 """
 
-import os
 import socket
 import ssl
 import struct
 import threading
 import time
 
+import pki
+
 __all__ = ["ANY", "Step", "Connection", "ScriptedServer", "CERTFILE",
-           "CAFILE", "server_tls_context", "client_tls_context",
+           "KEYFILE", "CAFILE", "server_tls_context", "client_tls_context",
            "split_positions", "responder", "default_respond", "MESSAGE"]
 
 
-def _find_certdata(name):
-    import test
-    base = os.path.dirname(test.__file__)
-    for path in (os.path.join(base, "certdata", name),   # 3.12+
-                 os.path.join(base, name)):               # 3.10, 3.11
-        if os.path.exists(path):
-            return path
-    return None
-
-
-CERTFILE = _find_certdata("keycert3.pem")   # cert + key for "localhost"
-CAFILE = _find_certdata("pycacert.pem")     # the CA that signed it
+_PKI = pki.shared()
+CERTFILE = _PKI.cert_file               # "localhost", signed by CAFILE
+KEYFILE = _PKI.key_file
+CAFILE = _PKI.ca_file
 
 
 def server_tls_context():
-    """The server side's SSLContext: the stdlib test certificate."""
+    """The server side's SSLContext: the test certificate (tests/pki.py)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(CERTFILE)
+    ctx.load_cert_chain(CERTFILE, KEYFILE)
     return ctx
 
 
@@ -78,7 +71,7 @@ def client_tls_context(*, verify, check_hostname=False):
     """An SSLContext for clients of this server.
 
     verify=False: no check at all.  verify=True: the chain is checked
-    against the stdlib test CA; with check_hostname=True also the host
+    against the test CA; with check_hostname=True also the host
     name, which is "localhost" (connect to "localhost", not 127.0.0.1).
     """
     if check_hostname and not verify:
@@ -86,8 +79,6 @@ def client_tls_context(*, verify, check_hostname=False):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = check_hostname
     if verify:
-        if CAFILE is None:
-            raise FileNotFoundError("no pycacert.pem in the test package")
         ctx.load_verify_locations(CAFILE)
         ctx.verify_mode = ssl.CERT_REQUIRED
     else:

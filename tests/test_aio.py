@@ -12,9 +12,7 @@ import asyncio
 import io
 import os
 import random
-import socket
 import sys
-import threading
 import time
 
 import pytest
@@ -24,7 +22,7 @@ import cpoplib
 import cpoplib.aio as aio
 from cpoplib._server import Server, make_mailbox
 
-from scripted_server import ANY, ScriptedServer, Step, canon, exc_signature
+from scripted_server import ScriptedServer, Step, canon, exc_signature
 from scram_server import scram_server
 import test_differential as diff
 from test_pipelining import PipelineServer, mailbox

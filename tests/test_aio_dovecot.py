@@ -9,14 +9,12 @@ introspection) for the module; skipped when Dovecot is missing unless
 CPOPLIB_REQUIRE_DOVECOT=1.
 """
 import asyncio
-import os
 import ssl
 
 import pytest
 
 import cpoplib
 import cpoplib.aio as aio
-import dovecot_server
 
 USER = "alice"
 MECHANISMS = ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN",
@@ -24,24 +22,9 @@ MECHANISMS = ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN",
 
 
 @pytest.fixture(scope="module")
-def server():
-    required = os.environ.get("CPOPLIB_REQUIRE_DOVECOT", "") == "1"
-    if dovecot_server.find_dovecot() is None:
-        if required:
-            pytest.fail("dovecot is not installed (CPOPLIB_REQUIRE_DOVECOT=1)")
-        pytest.skip("dovecot is not installed")
-    try:
-        srv = dovecot_server.DovecotServer(large_size=3 * 1024 * 1024,
-                                           oauth2=True)
-    except dovecot_server.DovecotUnavailable as exc:
-        if required:
-            pytest.fail("%s (CPOPLIB_REQUIRE_DOVECOT=1)" % exc)
-        pytest.skip(str(exc))
-    srv.start()
-    try:
+def server(dovecot):
+    with dovecot(large_size=3 * 1024 * 1024, oauth2=True) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,6 @@ Dovecot facts these tests rely on (checked with Dovecot 2.3.19):
 
 import contextlib
 import importlib
-import os
 import socket
 import ssl
 import sys
@@ -38,130 +37,20 @@ import time
 import pytest
 
 import dovecot_server
+from dovecot_clients import USER, assert_error_proto, close, login, outcome
 
 import poplib as std_poplib
 
 MODULE_NAMES = ["poplib", "cpoplib"]
-USER = "alice"
 
 
 # --------------------------------------------------------------------------
 # fixtures
 
-@pytest.fixture(scope="session")
-def server():
-    """The Dovecot instance of this test session."""
-    required = os.environ.get("CPOPLIB_REQUIRE_DOVECOT", "") == "1"
-    hint = ("dovecot is not installed: apt-get install dovecot-core "
-            "dovecot-pop3d")
-    if dovecot_server.find_dovecot() is None:
-        if required:
-            pytest.fail(hint + " (CPOPLIB_REQUIRE_DOVECOT=1)")
-        pytest.skip(hint)
-    try:
-        srv = dovecot_server.DovecotServer()
-    except dovecot_server.DovecotUnavailable as exc:
-        if required:
-            pytest.fail("%s (CPOPLIB_REQUIRE_DOVECOT=1)" % exc)
-        pytest.skip(str(exc))
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
 @pytest.fixture(params=MODULE_NAMES)
 def mod(request):
     """The module under test; an import failure of cpoplib is an error."""
     return importlib.import_module(request.param)
-
-
-@pytest.fixture(scope="session")
-def tls_context(server):
-    """Client context trusting only the test CA, verifying host names."""
-    ctx = ssl.create_default_context(cafile=server.ca_file)
-    assert ctx.check_hostname and ctx.verify_mode == ssl.CERT_REQUIRED
-    return ctx
-
-
-def wire(data):
-    """What a RETR of a file with these bytes transfers (without the '.')."""
-    data = dovecot_server.to_crlf(data)
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"             # Dovecot completes a missing final line
-    return data
-
-
-class Corpus:
-    """alice's messages: number <-> key, expected lines and sizes."""
-
-    def __init__(self, server):
-        files = server.expected[USER]
-        self.keys = {}                          # number -> key
-        conn = std_poplib.POP3(server.host, server.pop3_port, timeout=60)
-        try:
-            conn.user(USER)
-            conn.pass_(server.users[USER])
-            count = conn.stat()[0]
-            for n in range(1, count + 1):
-                self.keys[n] = dovecot_server.message_key(conn.top(n, 0)[1])
-        finally:
-            conn.quit()
-        assert sorted(self.keys.values()) == sorted(files), \
-            "Dovecot's mailbox differs from the Maildir files"
-        self.numbers = {k: n for n, k in self.keys.items()}
-        self.files = files
-        self._check_edge_cases()
-        self.wire = {k: wire(v) for k, v in files.items()}
-        # LIST size: the file with CRLF line ends, without a completed line
-        self.size = {k: len(dovecot_server.to_crlf(v))
-                     for k, v in files.items()}
-
-    def _check_edge_cases(self):
-        """The generated mailbox really holds the cases it is meant to."""
-        files = self.files
-        assert len(files["large"]) >= 20 * 1024 * 1024
-        assert b"\n.\n" in files["dots"] and b"\n..\n" in files["dots"]
-        longest = max(map(len, files["longlines"].split(b"\n")))
-        assert 2000 <= longest and longest + 3 < 2048   # + CRLF, + stuffing
-        assert not files["nofinalnewline"].endswith(b"\n")
-        assert files["emptybody"].endswith(b"\n\n")
-        assert b"\n\n" not in files["headersonly"]
-        assert b"\xe9" in files["eightbit"].split(b"\n\n")[0]
-        assert "Grüße".encode() in files["utf8"].split(b"\n\n")[0]
-
-    def lines(self, key):
-        return self.wire[key][:-2].split(b"\r\n")
-
-    def top_lines(self, key, count):
-        lines = self.lines(key)
-        try:
-            end = lines.index(b"") + 1          # header block + empty line
-        except ValueError:
-            return lines                        # header only, no separator
-        return lines[:end + count]
-
-
-@pytest.fixture(scope="session")
-def corpus(server):
-    return Corpus(server)
-
-
-def login(mod, server, user=USER, port=None):
-    conn = mod.POP3(server.host, port or server.pop3_port, timeout=60)
-    conn.user(user)
-    conn.pass_(server.users[user])
-    return conn
-
-
-def close(conn):
-    """Tear-down: QUIT if possible, else just drop the connection."""
-    try:
-        conn.quit()
-    except Exception:
-        with contextlib.suppress(Exception):
-            conn.close()
 
 
 @pytest.fixture
@@ -171,34 +60,6 @@ def session(mod, server):
     yield conn
     close(conn)
 
-
-class Outcome(tuple):
-    """('ok', result) or ('raise', exception class name, args).
-
-    Compares as a plain tuple; .exc holds the exception, if any.  The
-    subclasses of error_proto that cpoplib raises for RFC 2449 response
-    codes count as "error_proto" (their args are poplib's); tests that
-    care check .exc's class."""
-    exc = None
-
-
-def outcome(func, *args):
-    try:
-        return Outcome(("ok", func(*args)))
-    except Exception as exc:
-        name = type(exc).__name__
-        if isinstance(exc, std_poplib.error_proto):
-            name = "error_proto"
-        result = Outcome(("raise", name, exc.args))
-        result.exc = exc
-        return result
-
-
-def assert_error_proto(mod, result, prefix):
-    """result is error_proto of mod, its message starts with prefix."""
-    assert result[0] == "raise" and isinstance(result.exc, mod.error_proto), \
-        result
-    assert result[2][0].startswith(prefix), result
 
 
 # --------------------------------------------------------------------------

@@ -26,7 +26,6 @@ import base64
 import hmac
 import json
 import os
-import sys
 
 import pytest
 
@@ -40,44 +39,15 @@ USER = "alice"
 MECHANISMS = ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN"]
 
 
-def dovecot(**kwargs):
-    """A DovecotServer(**kwargs), started; skips (or fails, with
-    CPOPLIB_REQUIRE_DOVECOT=1) when Dovecot is missing."""
-    required = os.environ.get("CPOPLIB_REQUIRE_DOVECOT", "") == "1"
-    hint = ("dovecot is not installed: apt-get install dovecot-core "
-            "dovecot-pop3d")
-    if dovecot_server.find_dovecot() is None:
-        if required:
-            pytest.fail(hint + " (CPOPLIB_REQUIRE_DOVECOT=1)")
-        pytest.skip(hint)
-    try:
-        srv = dovecot_server.DovecotServer(large_size=4096, **kwargs)
-    except dovecot_server.DovecotUnavailable as exc:
-        if required:
-            pytest.fail("%s (CPOPLIB_REQUIRE_DOVECOT=1)" % exc)
-        pytest.skip(str(exc))
-    srv.start()
-    return srv
+@pytest.fixture(scope="module")
+def server(dovecot):
+    with dovecot(large_size=4096) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
-def server():
-    srv = dovecot()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def oauth_server():
-    """A Dovecot that also offers XOAUTH2 and OAUTHBEARER and validates
-    the tokens with this process's introspection endpoint."""
-    srv = dovecot(oauth2=True)
-    try:
-        yield srv
-    finally:
-        srv.stop()
+def oauth_server(dovecot_oauth):
+    return dovecot_oauth
 
 
 class Recording(cpoplib.POP3):

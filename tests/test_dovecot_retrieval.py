@@ -21,21 +21,12 @@ own messages and leaves the box empty), as test_dele_quit does.
 
 import contextlib
 import io
-import os
-import sys
 
 import pytest
 
 import dovecot_server
 
-from test_dovecot import (  # noqa: F401  (fixtures are used by name)
-    USER,
-    close,
-    corpus,
-    login,
-    server,
-    tls_context,
-)
+from dovecot_clients import USER, close, login
 
 import poplib as std_poplib
 

@@ -91,26 +91,10 @@ def getmail():
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(dovecot):
     """A Dovecot of this module's own, with a small corpus."""
-    hint = ("dovecot is not installed: apt-get install dovecot-core "
-            "dovecot-pop3d")
-    required = _required("CPOPLIB_REQUIRE_DOVECOT")
-    if dovecot_server.find_dovecot() is None:
-        if required:
-            pytest.fail(hint + " (CPOPLIB_REQUIRE_DOVECOT=1)")
-        pytest.skip(hint)
-    try:
-        srv = dovecot_server.DovecotServer(large_size=1024 * 1024)
-    except dovecot_server.DovecotUnavailable as exc:
-        if required:
-            pytest.fail("%s (CPOPLIB_REQUIRE_DOVECOT=1)" % exc)
-        pytest.skip(str(exc))
-    srv.start()
-    try:
+    with dovecot(large_size=1024 * 1024) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _count(server, user):

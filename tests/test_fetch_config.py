@@ -12,7 +12,6 @@ fetcher runs in-process (cli.main) unless it must get a signal.
 import os
 import re
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -23,15 +22,15 @@ import time
 import pytest
 
 import dovecot_server
-from scripted_server import CAFILE, CERTFILE, Connection, ScriptedServer, \
-    _Gone
-from test_dovecot import server  # noqa: F401  (fixture by name)
-from test_fetcher import (  # noqa: F401  (fixtures by name)
-    carol, carol_pw, dovecot_args, isolated_home, keyed, lf, maildir_files,
+from scripted_server import Connection, ScriptedServer, _Gone
+from test_fetcher import (
+    dovecot_args, keyed, lf, maildir_files,
     message)
 
 import cpoplib
 from cpoplib.fetch import cli, errors
+
+pytestmark = pytest.mark.usefixtures("isolated_home")
 
 DOCUMENTED = {0, 1, 2, 3, 4, 5, 6, 7, 130, 143}
 HAVE_TOML = sys.version_info >= (3, 11)

@@ -3,20 +3,11 @@
 mail whose lines are longer than poplib's 2048 octets: every message is
 fetched and, with --delete, the mailbox is drained (issue 20, item 15:
 these servers made the fetcher stop at such a message on every run)."""
-import os
-import sys
-
-import pytest
-
-try:
-    import other_servers
-except ImportError:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import other_servers
+import other_servers
 
 from test_other_servers import (carol_messages, joined, login,  # noqa: F401
                                 maildir_messages, run_fetcher, server)
-from test_dovecot import close
+from dovecot_clients import close
 
 import poplib as std_poplib
 

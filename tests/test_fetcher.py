@@ -35,21 +35,12 @@ import pytest
 import dovecot_server
 
 from scripted_server import ScriptedServer
-from test_dovecot import login, server  # noqa: F401  (fixture by name)
+from dovecot_clients import login
 
 import cpoplib
 from cpoplib.fetch import cli, durable, errors, state as fetch_state
 
-
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path, monkeypatch):
-    """No real ~/.netrc, state under tmp_path."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.delenv("CPOPLIB_FETCH_FAULT", raising=False)
-    return home
+pytestmark = pytest.mark.usefixtures("isolated_home")
 
 
 def run(argv, capsys):
@@ -429,25 +420,6 @@ def carol_numbers(server):
         conn.quit()
 
 
-@pytest.fixture
-def carol(server):
-    """Adds messages to carol's (empty) mailbox with add(prefix, count);
-    afterwards deletes what is left."""
-    def add(prefix, count, size=0):
-        msgs = dovecot_server.small_corpus(prefix, count)
-        if size:
-            msgs = [(k, m + b"x" * 70 + b"\n" * (size // 71))
-                    for k, m in msgs]
-        return server.add_messages("carol", msgs)
-    yield add
-    conn = login(cpoplib, server, "carol")
-    try:
-        for n in range(1, conn.stat()[0] + 1):
-            conn.dele(n)
-    finally:
-        conn.quit()
-
-
 def dovecot_args(server, *more, user="carol", ssl=False):
     args = ["--host", dovecot_server.TLS_HOSTNAME, "--user", user,
             "--password-env", "CPOPLIB_TEST_PW", "--timeout", 30]
@@ -457,11 +429,6 @@ def dovecot_args(server, *more, user="carol", ssl=False):
     else:
         args += ["--port", server.pop3_port]
     return args + list(more)
-
-
-@pytest.fixture
-def carol_pw(server, monkeypatch):
-    monkeypatch.setenv("CPOPLIB_TEST_PW", server.users["carol"])
 
 
 def keyed(files):

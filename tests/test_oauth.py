@@ -23,21 +23,11 @@ import urllib.request
 import pytest
 
 from oauth_server import AuthorizationServer
-from test_dovecot_auth import dovecot
 
 import cpoplib
 from cpoplib import oauth
 
 USER = "carol"
-
-
-@pytest.fixture(scope="module")
-def dovecot_oauth():
-    srv = dovecot(oauth2=True)
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture

@@ -35,12 +35,12 @@ import pytest
 
 from dns_server import LocalDNS
 from oauth_server import AuthorizationServer, write_browser
-from scripted_server import CAFILE, CERTFILE
-from test_fetcher import isolated_home  # noqa: F401  (autouse fixture)
-from test_oauth import dovecot_oauth  # noqa: F401  (fixture by name)
+from scripted_server import CAFILE, CERTFILE, KEYFILE
 
 from cpoplib import oauth
 from cpoplib.fetch import cli, oauth_setup
+
+pytestmark = pytest.mark.usefixtures("isolated_home")
 
 USER = "bob"            # three messages; nothing here deletes
 
@@ -398,7 +398,7 @@ class BatchPOP3(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.users = []
         self.lock = threading.Lock()
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(CERTFILE)
+        self.ctx.load_cert_chain(CERTFILE, KEYFILE)
         super().__init__(("127.0.0.1", 0), BatchHandler)
 
 

@@ -55,7 +55,7 @@ import pytest
 
 import other_servers
 
-from test_dovecot import close, outcome
+from dovecot_clients import close, outcome
 
 import poplib as std_poplib
 

@@ -32,7 +32,7 @@ import pytest
 import poplib
 import cpoplib          # deliberately not importorskip: missing == failure
 
-from scripted_server import (CERTFILE, ScriptedServer, client_tls_context,
+from scripted_server import (ScriptedServer, client_tls_context,
                              reference_pop3_class)
 
 # the stdlib side is the reference (stdlib + cpoplib's two security fixes)
@@ -237,9 +237,6 @@ CTX = client_tls_context(verify=False)
 
 
 def measure_stls(name):
-    assert CERTFILE, ("no test certificate (keycert3.pem) in the "
-                      "interpreter's test package: on Debian/Ubuntu install "
-                      "libpython3.%d-testsuite" % sys.version_info[1])
     mod = MODULES[name]
     n = max(ITERATIONS // 20, 50)
     for _ in range(10):

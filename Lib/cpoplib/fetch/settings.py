@@ -171,139 +171,139 @@ def did_you_mean(word, candidates):
     return "; did you mean %s?" % close[0] if close else ""
 
 
-S = Setting
+_S = Setting
 SETTINGS = (
     # connection
-    S("host", "text", None, "the POP3 server's host name or address",
+    _S("host", "text", None, "the POP3 server's host name or address",
       "connection"),
-    S("port", "int", None, "the server's port", "connection", low=1,
+    _S("port", "int", None, "the server's port", "connection", low=1,
       high=65535, default_text="110, or 995 with --ssl"),
-    S("ssl", "bool", False, "implicit TLS (POP3S)", "connection",
+    _S("ssl", "bool", False, "implicit TLS (POP3S)", "connection",
       exclusive="tls"),
-    S("starttls", "bool", False, "plain POP3, then STLS to turn on TLS "
+    _S("starttls", "bool", False, "plain POP3, then STLS to turn on TLS "
       "before logging in", "connection", exclusive="tls"),
-    S("cafile", "path", None, "trust the CA certificates in FILE instead "
+    _S("cafile", "path", None, "trust the CA certificates in FILE instead "
       "of the system's (with --ssl or --starttls)", "connection",
       metavar="FILE", exclusive="verify"),
-    S("insecure", "bool", False, "do not verify the server's certificate "
+    _S("insecure", "bool", False, "do not verify the server's certificate "
       "(says so on stderr; with --ssl or --starttls)", "connection",
       exclusive="verify"),
-    S("timeout", "number", 60.0, "socket timeout in seconds", "connection",
+    _S("timeout", "number", 60.0, "socket timeout in seconds", "connection",
       low=0, low_open=True, high=86400, metavar="SECONDS",
       default_text="60"),
     # authentication
-    S("user", "text", None, "the user name (or the login of ~/.netrc's "
+    _S("user", "text", None, "the user name (or the login of ~/.netrc's "
       "entry for the host)", "authentication"),
-    S("password_env", "text", None, "take the password from environment "
+    _S("password_env", "text", None, "take the password from environment "
       "variable NAME", "authentication", metavar="NAME",
       exclusive="secret"),
-    S("password_command", "text", None, "run CMD (a shell command); its "
+    _S("password_command", "text", None, "run CMD (a shell command); its "
       "output, without the final newline, is the password",
       "authentication", metavar="CMD", exclusive="secret"),
-    S("token_command", "text", None, "OAuth 2.0: run CMD for the access "
+    _S("token_command", "text", None, "OAuth 2.0: run CMD for the access "
       "token (with XOAUTH2 or OAUTHBEARER)", "authentication",
       metavar="CMD", exclusive="secret"),
-    S("netrc", "bool", True, "look for the password (and the user name) "
+    _S("netrc", "bool", True, "look for the password (and the user name) "
       "in ~/.netrc", "authentication"),
-    S("auth", "choice", None, "the authentication mechanism",
+    _S("auth", "choice", None, "the authentication mechanism",
       "authentication", choices=MECHANISMS, metavar="MECH",
       default_text="the strongest the server offers"),
-    S("allow_plaintext", "bool", False, "allow sending a cleartext "
+    _S("allow_plaintext", "bool", False, "allow sending a cleartext "
       "password (USER/PASS, PLAIN, LOGIN) without TLS", "authentication"),
     # destination
-    S("maildir", "path", None, "deliver into the Maildir DIR (made if "
+    _S("maildir", "path", None, "deliver into the Maildir DIR (made if "
       "missing; an existing directory must be a Maildir or empty)",
       "destination", metavar="DIR", exclusive="destination"),
-    S("mbox", "path", None, "append to the mbox FILE (made if missing, "
+    _S("mbox", "path", None, "append to the mbox FILE (made if missing, "
       "mode 0600; an existing file must be an mbox or empty)",
       "destination", metavar="FILE", exclusive="destination"),
-    S("eml_dir", "path", None, "one .eml file per message in DIR",
+    _S("eml_dir", "path", None, "one .eml file per message in DIR",
       "destination", metavar="DIR", exclusive="destination"),
-    S("dry_run", "bool", False, "fetch and count, write nothing (no "
+    _S("dry_run", "bool", False, "fetch and count, write nothing (no "
       "destination needed, nothing deleted: implies --keep)",
       "destination"),
     # what to fetch
-    S("state", "path", None, "the account's UIDL state file",
+    _S("state", "path", None, "the account's UIDL state file",
       "what to fetch", metavar="FILE",
       default_text="$XDG_STATE_HOME/cpoplib/USER@HOST_PORT-HASH.json"),
-    S("all", "bool", False, "fetch every message, not only new ones",
+    _S("all", "bool", False, "fetch every message, not only new ones",
       "what to fetch"),
-    S("delete", "bool", False, "delete on the server what is durably on "
+    _S("delete", "bool", False, "delete on the server what is durably on "
       "disk (--keep, or keep = true in a file: keep it)", "what to fetch",
       flags=("--delete", "--keep"), toml_negative="keep"),
-    S("batch", "int", 100, "make durable and record every N messages (or "
+    _S("batch", "int", 100, "make durable and record every N messages (or "
       "32 MiB)", "what to fetch", low=1, high=1 << 20, metavar="N"),
-    S("window", "int", None, "RETR commands in flight", "what to fetch",
+    _S("window", "int", None, "RETR commands in flight", "what to fetch",
       low=1, high=1024, metavar="N", default_text="adaptive"),
-    S("sync", "choice", "auto", "how a batch of Maildir or .eml files is "
+    _S("sync", "choice", "auto", "how a batch of Maildir or .eml files is "
       "made durable: fs = one syncfs(2) of the filesystem, file = fsync of "
       "each file; auto = fs on Linux 5.17+ with ext4, XFS or btrfs, else "
       "file", "what to fetch", choices=SYNC_MODES, metavar="MODE"),
-    S("max_message_size", "int", 128, "skip (and leave on the server) a "
+    _S("max_message_size", "int", 128, "skip (and leave on the server) a "
       "message larger than this many MiB; a line may be as long",
       "what to fetch", low=1, high=4096, metavar="MIB"),
-    S("on_uidl_reset", "choice", "stop", "when none of the UIDLs in the "
+    _S("on_uidl_reset", "choice", "stop", "when none of the UIDLs in the "
       "state is on a non-empty server: stop (exit 6), or fetch every "
       "message as new", "what to fetch", choices=("stop", "fetch"),
       metavar="WHAT"),
     # providers and OAuth 2.0 (what they do: oauth_setup.py)
-    S("provider", "text", None, "a provider profile (gmail, outlook, "
+    _S("provider", "text", None, "a provider profile (gmail, outlook, "
       "yahoo, gmx, webde, fastmail): host, port, TLS, login method and "
       "quirks", "providers and OAuth 2.0", metavar="NAME"),
-    S("email", "text", None, "without --host: find the server from the "
+    _S("email", "text", None, "without --host: find the server from the "
       "address (known provider, SRV records, MX); also the default --user",
       "providers and OAuth 2.0", metavar="ADDRESS"),
-    S("gmail_recent", "bool", False, "Gmail: log in as recent:USER (the "
+    _S("gmail_recent", "bool", False, "Gmail: log in as recent:USER (the "
       "last 30 days, whatever other clients fetched)",
       "providers and OAuth 2.0"),
-    S("max_sessions", "int", None, "a provider that hands out a batch per "
+    _S("max_sessions", "int", None, "a provider that hands out a batch per "
       "session (Gmail): at most N sessions per run",
       "providers and OAuth 2.0", low=1, high=1000, metavar="N",
       default_text="the profile's, 10 for Gmail"),
-    S("oauth_provider", "choice", None, "built-in OAuth 2.0 with this "
+    _S("oauth_provider", "choice", None, "built-in OAuth 2.0 with this "
       "provider's endpoints (a profile implies it)",
       "providers and OAuth 2.0", choices=("google", "microsoft"),
       metavar="NAME"),
-    S("oauth_client_id", "text", None, "OAuth 2.0: your app "
+    _S("oauth_client_id", "text", None, "OAuth 2.0: your app "
       "registration's client ID", "providers and OAuth 2.0",
       metavar="ID"),
-    S("oauth_client_secret_command", "text", None, "OAuth 2.0: run CMD for "
+    _S("oauth_client_secret_command", "text", None, "OAuth 2.0: run CMD for "
       "the client secret (providers that issue one to installed apps: "
       "Google)", "providers and OAuth 2.0", metavar="CMD"),
-    S("oauth_tenant", "text", None, "OAuth 2.0, Microsoft: the tenant "
+    _S("oauth_tenant", "text", None, "OAuth 2.0, Microsoft: the tenant "
       "(organizations, consumers, a domain or an ID)",
       "providers and OAuth 2.0", metavar="TENANT", default_text="common"),
-    S("oauth_scope", "text", None, "OAuth 2.0: the scope",
+    _S("oauth_scope", "text", None, "OAuth 2.0: the scope",
       "providers and OAuth 2.0", metavar="SCOPE",
       default_text="the provider's POP scope"),
-    S("oauth_authorize_url", "text", None, "OAuth 2.0: the authorization "
+    _S("oauth_authorize_url", "text", None, "OAuth 2.0: the authorization "
       "endpoint", "providers and OAuth 2.0", metavar="URL",
       default_text="the provider's"),
-    S("oauth_device_url", "text", None, "OAuth 2.0: the device "
+    _S("oauth_device_url", "text", None, "OAuth 2.0: the device "
       "authorization endpoint", "providers and OAuth 2.0", metavar="URL",
       default_text="the provider's"),
-    S("oauth_token_url", "text", None, "OAuth 2.0: the token endpoint",
+    _S("oauth_token_url", "text", None, "OAuth 2.0: the token endpoint",
       "providers and OAuth 2.0", metavar="URL",
       default_text="the provider's"),
-    S("oauth_store", "choice", "file", "where OAuth 2.0 tokens are kept: "
+    _S("oauth_store", "choice", "file", "where OAuth 2.0 tokens are kept: "
       "file (under $XDG_STATE_HOME/cpoplib/oauth/, mode 0600) or keyring "
       "(the OS keyring; needs the keyring package)",
       "providers and OAuth 2.0", choices=("file", "keyring"),
       metavar="WHERE"),
     # output and the run
-    S("quiet", "bool", False, "no summary or progress lines", "output",
+    _S("quiet", "bool", False, "no summary or progress lines", "output",
       flags=("-q", "--quiet", "--no-quiet"), scope="run"),
-    S("verbose", "bool", False, "say what each step does", "output",
+    _S("verbose", "bool", False, "say what each step does", "output",
       flags=("-v", "--verbose", "--no-verbose"), scope="run"),
-    S("jobs", "int", 4, "accounts fetched at once", "output", low=1,
+    _S("jobs", "int", 4, "accounts fetched at once", "output", low=1,
       high=256, metavar="N", scope="run"),
 )
-del S
+del _S
 
 BY_NAME = {s.name: s for s in SETTINGS}
 GROUPS = ("connection", "authentication", "destination", "what to fetch",
           "providers and OAuth 2.0", "output")
-EXCLUSIVE = {}
+EXCLUSIVE: "dict[str, list[str]]" = {}
 for _s in SETTINGS:
     if _s.exclusive:
         EXCLUSIVE.setdefault(_s.exclusive, []).append(_s.name)
