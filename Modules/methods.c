@@ -25,9 +25,10 @@
 PyDoc_STRVAR(pop3_doc,
 "A POP3 client connection (RFC 1939), the drop-in equivalent of\n"
 "poplib.POP3: it connects on creation and reads the greeting.  Commands\n"
-"are methods (user, pass_, stat, list, retr, dele, noop, rset, quit,\n"
-"rpop, apop, top, uidl, utf8, capa, stls); server errors raise\n"
-"error_proto.  Subclasses may override any of the underscore hooks.");
+"are methods: user(), pass_(), stat(), list(), retr(), dele(), noop(),\n"
+"rset(), quit(), rpop(), apop(), top(), uidl(), utf8(), capa(), stls();\n"
+"server errors raise error_proto.  Subclasses may override any of the\n"
+"underscore hooks.");
 
 static int
 pop3_tp_init(PyObject *self, PyObject *args, PyObject *kwargs)

@@ -1,14 +1,17 @@
 """Sphinx configuration of cpoplib's manual (docs/).
 
-Built by .ci/docs with warnings as errors: the HTML site, the man page of
-``cpoplib fetch`` and the doctest run of every example.  The API reference
+Built by .ci/docs with warnings as errors: the HTML site and the man page
+of ``cpoplib fetch``.  Every example of the pages runs in the test suite
+(tests/test_doc_examples.py) against the tests' Dovecot.  The API reference
 is autodoc of the installed package (the C types' docstrings and text
 signatures), so build it with cpoplib installed.
 """
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# _ext: the manual's own directives (cpoplib_docs.py)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "_ext"))
 
 import cpoplib  # noqa: E402  (the installed build the reference documents)
 
@@ -19,8 +22,8 @@ release = version = cpoplib.__version__
 
 extensions = [
     "sphinx.ext.autodoc",
-    "sphinx.ext.doctest",
     "sphinx.ext.intersphinx",
+    "cpoplib_docs",
 ]
 exclude_patterns = ["_build"]
 nitpicky = False
@@ -35,6 +38,3 @@ man_pages = [
      "download POP3 mailboxes to a Maildir, an mbox or .eml files",
      [author], 1),
 ]
-doctest_global_setup = """
-import cpoplib
-"""
