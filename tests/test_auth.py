@@ -373,13 +373,18 @@ def test_challenge_without_padding_is_accepted():
     assert not srv.mismatches
 
 
-def test_unexpected_challenge_cancels():
-    with step_server((b"AUTH PLAIN " + b64(b"\x00u\x00p"), b"+ \r\n"),
+@pytest.mark.parametrize("mech, ir, secret", [
+    ("PLAIN", b"\x00u\x00p", "p"),
+    ("EXTERNAL", b"u", None),       # EXTERNAL has no challenges either
+])
+def test_unexpected_challenge_cancels(mech, ir, secret):
+    line = b"AUTH %s %s" % (mech.encode(), b64(ir))
+    with step_server((line, b"+ \r\n"),
                      (b"*", b"-ERR cancelled\r\n")) as srv:
         c = connect(srv)
         with pytest.raises(cpoplib.error_proto,
-                           match="unexpected PLAIN challenge"):
-            c.login("u", "p", mechanism="PLAIN", allow_plaintext=True)
+                           match="unexpected %s challenge" % mech):
+            c.login("u", secret, mechanism=mech, allow_plaintext=True)
         c.close()
     assert not srv.mismatches
 
@@ -668,17 +673,6 @@ def test_login_external_sends_the_authzid(user, line):
     assert not srv.mismatches and lines(srv) == [line]
 
 
-def test_login_external_challenge_cancels():
-    with step_server((b"AUTH EXTERNAL " + b64(b"u"), b"+ \r\n"),
-                     (b"*", b"-ERR cancelled\r\n")) as srv:
-        c = connect(srv)
-        with pytest.raises(cpoplib.error_proto,
-                           match="unexpected EXTERNAL challenge"):
-            c.login("u", mechanism="EXTERNAL")
-        c.close()
-    assert not srv.mismatches
-
-
 def test_login_external_refused_is_servers_error():
     with step_server((b"AUTH EXTERNAL " + b64(b"u"),
                       b"-ERR [AUTH] no certificate\r\n"),
@@ -713,46 +707,35 @@ def tls_connect(srv):
                             context=client_tls_context(verify=False))
 
 
-def test_login_without_a_secret_over_tls_uses_external():
-    """login(user) with neither password nor token: EXTERNAL, when the
-    server offers it over TLS."""
-    from scripted_server import CERTFILE
-    if CERTFILE is None:
-        pytest.skip("no test certificate")
-    with tls_capa_server(b"PLAIN EXTERNAL",
-                         (b"AUTH EXTERNAL " + b64(b"u"),
-                          b"+OK welcome\r\n")) as srv:
+needs_certificate = pytest.mark.skipif(
+    __import__("scripted_server").CERTFILE is None,
+    reason="no test certificate")
+
+
+@needs_certificate
+@pytest.mark.parametrize("sasl, password, sent", [
+    # neither password nor token: EXTERNAL, offered over TLS
+    (b"PLAIN EXTERNAL", None, b"AUTH EXTERNAL " + b64(b"u")),
+    # a password keeps poplib's choice, EXTERNAL offered or not
+    (b"EXTERNAL PLAIN", "p", b"AUTH PLAIN " + b64(b"\x00u\x00p")),
+])
+def test_login_over_tls_uses_external_only_without_a_secret(sasl, password,
+                                                            sent):
+    with tls_capa_server(sasl, (sent, b"+OK welcome\r\n")) as srv:
         c = tls_connect(srv)
-        assert c.login("u") == b"+OK welcome"
+        assert c.login("u", password) == b"+OK welcome"
         c.close()
-    assert lines(srv) == [b"CAPA", b"AUTH EXTERNAL " + b64(b"u")]
+    assert lines(srv) == [b"CAPA", sent]
 
 
+@needs_certificate
 def test_login_without_a_secret_needs_external_offered():
-    from scripted_server import CERTFILE
-    if CERTFILE is None:
-        pytest.skip("no test certificate")
     with tls_capa_server(b"PLAIN SCRAM-SHA-256") as srv:
         c = tls_connect(srv)
         with pytest.raises(ValueError, match="does not offer it"):
             c.login("u")
         c.close()
     assert lines(srv) == [b"CAPA"]
-
-
-def test_login_with_a_password_never_picks_external():
-    """EXTERNAL offered, a client certificate or not: a password keeps
-    poplib's choice among the password mechanisms."""
-    from scripted_server import CERTFILE
-    if CERTFILE is None:
-        pytest.skip("no test certificate")
-    with tls_capa_server(b"EXTERNAL PLAIN",
-                         (b"AUTH PLAIN " + b64(b"\x00u\x00p"),
-                          b"+OK welcome\r\n")) as srv:
-        c = tls_connect(srv)
-        assert c.login("u", "p") == b"+OK welcome"
-        c.close()
-    assert lines(srv)[1].startswith(b"AUTH PLAIN ")
 
 
 @pytest.mark.parametrize("kwargs, match", [

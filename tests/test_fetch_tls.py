@@ -265,18 +265,22 @@ def test_tls_host_is_the_sni_sent(tmp_path, capsys, monkeypatch):
 # --------------------------------------------------------------------------
 # a client certificate and SASL EXTERNAL
 
-@pytest.fixture(scope="module")
-def cert_server():
-    """A Dovecot that asks for client certificates, requires a valid one
-    for every login and offers EXTERNAL (client_certs=True)."""
+def own_dovecot(**options):
+    """A Dovecot of this module's own (the session's is shared)."""
     required = os.environ.get("CPOPLIB_REQUIRE_DOVECOT", "") == "1"
     if dovecot_server.find_dovecot() is None:
         if required:
             pytest.fail("dovecot is not installed (CPOPLIB_REQUIRE_DOVECOT=1)")
         pytest.skip("dovecot is not installed")
-    with dovecot_server.DovecotServer(large_size=4096,
-                                      client_certs=True) as srv:
+    with dovecot_server.DovecotServer(large_size=4096, **options) as srv:
         yield srv
+
+
+@pytest.fixture(scope="module")
+def cert_server():
+    """A Dovecot that asks for client certificates, requires a valid one
+    for every login and offers EXTERNAL (client_certs=True)."""
+    yield from own_dovecot(client_certs=True)
 
 
 def logins(srv, user):
@@ -391,14 +395,8 @@ def test_certificate_and_key_that_do_not_match(cert_server, capsys):
 
 @pytest.fixture(scope="module")
 def renewing():
-    """A Dovecot of this module alone: its certificate gets replaced."""
-    required = os.environ.get("CPOPLIB_REQUIRE_DOVECOT", "") == "1"
-    if dovecot_server.find_dovecot() is None:
-        if required:
-            pytest.fail("dovecot is not installed (CPOPLIB_REQUIRE_DOVECOT=1)")
-        pytest.skip("dovecot is not installed")
-    with dovecot_server.DovecotServer(large_size=4096) as srv:
-        yield srv
+    """A Dovecot whose certificate the tests replace."""
+    yield from own_dovecot()
 
 
 def tofu_record(path):

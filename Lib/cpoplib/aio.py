@@ -930,12 +930,7 @@ class POP3:
                                  "(the TLS client certificate is the "
                                  "credential)" % (mechanism,))
         else:
-            try:
-                caps = await self._capa(run)
-            except ConnectionClosedError:
-                raise
-            except error_proto:
-                caps = {}
+            caps = await self._capa_or_none(run)
             apop = bool(self.timestamp.match(self.welcome))
             name = SASLClient.pick(caps.get("SASL"), token is not None, apop)
             name = SASLClient.check(name, token is not None,
@@ -957,6 +952,15 @@ class POP3:
         del secret
         return await self._sasl_exchange(sasl)
 
+    async def _capa_or_none(self, run):
+        """CAPA for login()'s choice: {} when the server refuses it."""
+        try:
+            return await self._capa(run)
+        except ConnectionClosedError:
+            raise
+        except error_proto:
+            return {}
+
     async def _login_external(self, user, mechanism, run):
         """login() without a password or a token: EXTERNAL, named or
         offered over TLS (the blocking login()'s rule)."""
@@ -969,12 +973,7 @@ class POP3:
         else:
             offered = []
             if self._tls_established:
-                try:
-                    caps = await self._capa(run)
-                except ConnectionClosedError:
-                    raise
-                except error_proto:
-                    caps = {}
+                caps = await self._capa_or_none(run)
                 offered = [m.upper() for m in caps.get("SASL", ())]
             if "EXTERNAL" not in offered:
                 raise ValueError("login() needs either a password or a "
