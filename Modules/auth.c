@@ -7,11 +7,13 @@
  * hooks (self._putcmd, self._getresp, self._shortcmd), so subclass
  * overrides, debug output and audit events are those of poplib.
  *
- * login() picks a mechanism from CAPA's SASL list and runs the built-in
- * client mechanisms of sasl.c through saslobj.c's exchange (the one the
- * asyncio client drives too), which frames them (base64, the AUTH line),
- * decodes the challenges, runs each step without the GIL (SCRAM's key
- * derivation may take seconds) and says what a failure leaves to do;
+ * login() picks a mechanism from CAPA's SASL list (without a password or
+ * a token: EXTERNAL, RFC 4422 appendix A, when the server offers it over
+ * TLS, the TLS client certificate being the credential) and runs the
+ * built-in client mechanisms of sasl.c through saslobj.c's exchange (the
+ * one the asyncio client drives too), which frames them (base64, the AUTH
+ * line), decodes the challenges, runs each step without the GIL (SCRAM's
+ * key derivation may take seconds) and says what a failure leaves to do;
  * this file does the I/O through the hooks, sends "*" to cancel, bounds
  * the exchange by the connection's timeout and closes the connection
  * after a failure that leaves the exchange where neither side knows it.
@@ -691,6 +693,32 @@ apop_offered(POP3Object *self, cpoplib_state *st)
     return rc;
 }
 
+/* login() without a password or a token: EXTERNAL if the server offers
+ * it over TLS (the mechanism, or -1 with ValueError; CAPA is asked only
+ * over TLS, so that nothing is sent otherwise). */
+static int
+mechanism_without_secret(POP3Object *self, cpoplib_state *st, int encrypted)
+{
+    long offered = 0;
+    int mech;
+
+    if (encrypted) {
+        offered = offered_mechanisms(self, st);
+        if (offered < 0) {
+            return -1;
+        }
+    }
+    mech = cpoplib_pick_without_secret(offered, encrypted);
+    if (mech < 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "login() needs either a password or a token (not "
+                        "both); without them only EXTERNAL (a TLS client "
+                        "certificate) can log in, and the server does not "
+                        "offer it on this connection");
+    }
+    return mech;
+}
+
 PyObject *
 cpoplib_login_impl(POP3Object *self, PyObject *user, PyObject *password,
                    PyObject *mechanism, PyObject *token,
@@ -698,7 +726,7 @@ cpoplib_login_impl(POP3Object *self, PyObject *user, PyObject *password,
 {
     cpoplib_state *st = cpoplib_pop3_state(self);
     PyObject *secret = NULL, *res = NULL;
-    int allow, encrypted, mech = -1, is_token_mech;
+    int allow, encrypted, mech = -1, is_token_mech, no_secret;
     long offered;
 
     if (!PyUnicode_Check(user)) {
@@ -706,12 +734,13 @@ cpoplib_login_impl(POP3Object *self, PyObject *user, PyObject *password,
                      Py_TYPE(user)->tp_name);
         return NULL;
     }
-    if ((password == Py_None) == (token == Py_None)) {
+    if (password != Py_None && token != Py_None) {
         PyErr_SetString(PyExc_ValueError,
                         "login() needs either a password or a token "
                         "(not both)");
         return NULL;
     }
+    no_secret = password == Py_None && token == Py_None;
     if (password != Py_None && !PyUnicode_Check(password)) {
         PyErr_Format(PyExc_TypeError, "password must be str, not %.100s",
                      Py_TYPE(password)->tp_name);
@@ -726,8 +755,16 @@ cpoplib_login_impl(POP3Object *self, PyObject *user, PyObject *password,
         if (mech < 0) {
             return NULL;
         }
+        if ((mech == SASL_EXTERNAL) != no_secret) {
+            PyErr_Format(PyExc_ValueError, mech == SASL_EXTERNAL
+                         ? "mechanism %R takes no password or token (the "
+                           "TLS client certificate is the credential)"
+                         : "login() needs either a password or a token "
+                           "(not both) with mechanism %R", mechanism);
+            return NULL;
+        }
         is_token_mech = mech == SASL_XOAUTH2 || mech == SASL_OAUTHBEARER;
-        if (is_token_mech != (token != Py_None)) {
+        if (!no_secret && is_token_mech != (token != Py_None)) {
             PyErr_Format(PyExc_ValueError, "mechanism %R needs %s",
                          mechanism, is_token_mech ? "token=" : "a password");
             return NULL;
@@ -736,6 +773,12 @@ cpoplib_login_impl(POP3Object *self, PyObject *user, PyObject *password,
     encrypted = is_encrypted(self, st);
     if (encrypted < 0) {
         return NULL;
+    }
+    if (mech < 0 && no_secret) {
+        mech = mechanism_without_secret(self, st, encrypted);
+        if (mech < 0) {
+            return NULL;
+        }
     }
     if (mech < 0) {
         offered = offered_mechanisms(self, st);
@@ -756,7 +799,10 @@ cpoplib_login_impl(POP3Object *self, PyObject *user, PyObject *password,
                                  allow) < 0) {
         return NULL;
     }
-    if (token != Py_None) {
+    if (no_secret) {
+        secret = Py_NewRef(st->str_empty);      /* EXTERNAL sends none */
+    }
+    else if (token != Py_None) {
         secret = PyCallable_Check(token) ? PyObject_CallNoArgs(token)
                                          : Py_NewRef(token);
         if (secret == NULL) {

@@ -154,7 +154,7 @@ typedef enum {
     X(str_print, "print") X(str_rb, "rb") X(str_ascii, "ascii")             \
     X(str_utf_8, "UTF-8") X(str_stls_cap, "STLS")                           \
     X(str_pipelining_cap, "PIPELINING") X(str_sasl_cap, "SASL")             \
-    X(str_which, "which")                                                   \
+    X(str_which, "which") X(str_empty, "")                                  \
     X(cmd_capa, "CAPA") X(cmd_stat, "STAT") X(cmd_stls, "STLS")             \
     X(cmd_quit, "QUIT") X(cmd_noop, "NOOP") X(cmd_rset, "RSET")             \
     X(cmd_utf8, "UTF8") X(cmd_list, "LIST") X(cmd_uidl, "UIDL")             \
@@ -466,12 +466,15 @@ int cpoplib_sasl_step_nogil(sasl_client *c, double deadline,
 /* login()'s mechanism= argument (a sasl_mech or CPOPLIB_MECH_*), or -1
  * with an exception; the name of one; CAPA's SASL list as a bit set
  * (bit m for sasl_mech m); the mechanism login() picks from a bit set
- * (-1: APOP if the greeting allows it, else cpoplib_pick_without_apop). */
+ * (-1: APOP if the greeting allows it, else cpoplib_pick_without_apop);
+ * the one it picks without a password or a token (SASL_EXTERNAL when
+ * offered over TLS, else -1). */
 int cpoplib_named_mechanism(PyObject *name);
 const char *cpoplib_mechanism_name(int mech);
 long cpoplib_mechanism_mask(PyObject *list);
 int cpoplib_pick_mechanism(long offered, int token);
 int cpoplib_pick_without_apop(long offered);
+int cpoplib_pick_without_secret(long offered, int encrypted);
 /* error_proto and -1 when mech would send a password or token in the
  * clear over an unencrypted connection without allow_plaintext. */
 int cpoplib_refuse_cleartext(cpoplib_state *st, int mech, int token,

@@ -226,6 +226,7 @@ static const char *const mech_names[SASL_MECH_COUNT] = {
     [SASL_SCRAM_SHA_256] = "SCRAM-SHA-256",
     [SASL_XOAUTH2] = "XOAUTH2",
     [SASL_OAUTHBEARER] = "OAUTHBEARER",
+    [SASL_EXTERNAL] = "EXTERNAL",
 };
 
 int
@@ -429,6 +430,13 @@ sasl_client_new(sasl_mech mech, const sasl_credentials *cred,
             rc = SASL_ERR_INPUT;
         }
         break;
+    case SASL_EXTERNAL:
+        /* RFC 4422 A.1: the authzid is UTF-8 without NUL */
+        if (contains_byte(&c->user, 0)) {
+            set_error(c, "EXTERNAL cannot send a NUL character", NULL, 0);
+            rc = SASL_ERR_INPUT;
+        }
+        break;
     case SASL_XOAUTH2:
     case SASL_OAUTHBEARER:
         if (contains_byte(&c->user, 1) || contains_byte(&c->secret, 1)
@@ -533,6 +541,11 @@ sasl_client_initial(sasl_client *c, const unsigned char **out, size_t *len)
              && buf_add(&c->out, c->secret.data, c->secret.len) == 0
              && buf_add(&c->out, &ctrl_a, 1) == 0
              && buf_add(&c->out, &ctrl_a, 1) == 0;
+        break;
+    case SASL_EXTERNAL:
+        /* the authorization identity, or nothing: act as the identity
+           the certificate (or whatever is outside SASL) establishes */
+        ok = buf_add(&c->out, c->user.data, c->user.len) == 0;
         break;
     default:
         return 0;             /* LOGIN, CRAM-MD5: the server speaks first */
@@ -925,7 +938,8 @@ client_step(sasl_client *c, const unsigned char *challenge,
         }
         rc = SASL_FAILED_RESPOND;
         break;
-    default:          /* PLAIN: the initial response is all there is */
+    default:          /* PLAIN, EXTERNAL: the initial response is all
+                         there is */
         return unexpected(c, challenge, challenge_len);
     }
     if (rc == SASL_CONTINUE || rc == SASL_FAILED_RESPOND) {

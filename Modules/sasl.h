@@ -7,6 +7,10 @@
  *   SCRAM-SHA-256  RFC 7677
  *   XOAUTH2        Google's and Microsoft's bearer-token mechanism
  *   OAUTHBEARER    RFC 7628 (no host/port fields)
+ *   EXTERNAL       RFC 4422 appendix A: the credential is outside SASL (a
+ *                  TLS client certificate); the client sends only the
+ *                  authorization identity, the "user" (empty: act as the
+ *                  identity the certificate gives), and no secret
  *
  * Plain C with no Python dependency, so that it can be unit-tested and
  * fuzzed on its own (see fuzz/).  Digests, HMAC, PBKDF2 and the SCRAM
@@ -45,6 +49,7 @@ typedef enum {
     SASL_SCRAM_SHA_256,
     SASL_XOAUTH2,
     SASL_OAUTHBEARER,
+    SASL_EXTERNAL,
     SASL_MECH_COUNT
 } sasl_mech;
 
@@ -56,7 +61,8 @@ typedef enum {
        server's final -ERR.  sasl_client_error() says what failed. */
     SASL_FAILED_RESPOND,
     /* The challenge is malformed or unexpected, or the server reported a
-       failure for which no response is defined (SCRAM "e="): cancel the
+       failure for which no response is defined (SCRAM "e="), or sent a
+       challenge to a mechanism that has none (EXTERNAL): cancel the
        exchange with "*".  sasl_client_error() says why. */
     SASL_FAILED_CANCEL,
     /* The server could not prove it knows the password (a wrong SCRAM
@@ -68,8 +74,9 @@ typedef enum {
     SASL_ERR_NOMEM,
     SASL_ERR_CRYPTO,
     /* sasl_client_new(): the credentials cannot be sent with this
-       mechanism (a NUL byte in a PLAIN or SCRAM credential, a NUL or
-       \x01 in an OAuth user or token, an empty SCRAM user name). */
+       mechanism (a NUL byte in a PLAIN or SCRAM credential or in an
+       EXTERNAL authorization identity, a NUL or \x01 in an OAuth user or
+       token, an empty SCRAM user name). */
     SASL_ERR_INPUT,
     /* The progress callback asked to stop the SCRAM key derivation. */
     SASL_ERR_INTERRUPTED
@@ -81,9 +88,12 @@ typedef enum {
 #define SASL_SCRAM_MAX_ITERATIONS 10000000UL
 
 typedef struct {
-    const char *user;        /* authentication identity, UTF-8 */
+    const char *user;        /* authentication identity, UTF-8; EXTERNAL:
+                                the authorization identity (may be
+                                empty) */
     size_t user_len;
-    const char *secret;      /* the password, or the OAuth 2.0 token */
+    const char *secret;      /* the password, or the OAuth 2.0 token;
+                                EXTERNAL: not used */
     size_t secret_len;
 } sasl_credentials;
 
@@ -120,7 +130,8 @@ void sasl_client_set_progress(sasl_client *c, int (*progress)(void *arg),
                               void *arg);
 
 /* 1 and the initial response in *out and *len if the mechanism has one
- * (PLAIN, SCRAM, XOAUTH2, OAUTHBEARER), 0 if it has none (LOGIN,
+ * (PLAIN, SCRAM, XOAUTH2, OAUTHBEARER, EXTERNAL, whose initial response
+ * may be empty), 0 if it has none (LOGIN,
  * CRAM-MD5), -1 when out of memory.  *out is valid until the next call
  * on `c`. */
 int sasl_client_initial(sasl_client *c, const unsigned char **out,

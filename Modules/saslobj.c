@@ -365,7 +365,8 @@ cpoplib_named_mechanism(PyObject *name)
     PyErr_Format(PyExc_ValueError,
                  "unsupported mechanism %R: login() knows SCRAM-SHA-256, "
                  "SCRAM-SHA-1, CRAM-MD5, APOP, PLAIN, LOGIN, USER, "
-                 "OAUTHBEARER and XOAUTH2; use auth() for others", name);
+                 "OAUTHBEARER, XOAUTH2 and EXTERNAL; use auth() for others",
+                 name);
     return -1;
 }
 
@@ -434,6 +435,15 @@ cpoplib_pick_without_apop(long offered)
     return OFFERS(SASL_PLAIN) ? SASL_PLAIN
            : OFFERS(SASL_LOGIN) ? SASL_LOGIN
            : CPOPLIB_MECH_USER;
+}
+
+int
+cpoplib_pick_without_secret(long offered, int encrypted)
+{
+    /* a client certificate can only have been presented over TLS; the
+       ssl module does not say whether one was, so the server's offer
+       decides (it refuses EXTERNAL without a valid certificate) */
+    return encrypted && OFFERS(SASL_EXTERNAL) ? SASL_EXTERNAL : -1;
 }
 
 #undef OFFERS

@@ -3,9 +3,10 @@
  *
  * Input layout:
  *
- *   byte 0     m = byte % 8: 0..6 a sasl_mech (PLAIN, LOGIN, CRAM-MD5,
- *              SCRAM-SHA-1, SCRAM-SHA-256, XOAUTH2, OAUTHBEARER);
- *              7: base64 only (the text is the rest of the input)
+ *   byte 0     m = byte % 9: 0..7 a sasl_mech (PLAIN, LOGIN, CRAM-MD5,
+ *              SCRAM-SHA-1, SCRAM-SHA-256, XOAUTH2, OAUTHBEARER,
+ *              EXTERNAL); 8: base64 only (the text is the rest of the
+ *              input)
  *   byte 1     flags:
  *                bits 0-1  SCRAM client nonce: 0 NULL (RAND_bytes),
  *                          1 RFC 5802's "fyko+d2lbbFgONRv9qkxdawL",
@@ -388,7 +389,7 @@ check_b64(const unsigned char *data, size_t size)
 
 static const char *const NAMES[SASL_MECH_COUNT] = {
     "PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256",
-    "XOAUTH2", "OAUTHBEARER",
+    "XOAUTH2", "OAUTHBEARER", "EXTERNAL",
 };
 
 static void
@@ -989,6 +990,11 @@ run_other(sasl_client *c, unsigned mech, reader *r, const bytes *user,
         bs_add(&want, secret->d, secret->n);
         bs_adds(&want, "\001\001");
         break;
+    case SASL_EXTERNAL:
+        /* RFC 4422 A.1: the authorization identity alone (may be empty);
+           the secret is never sent */
+        bs_add(&want, user->d, user->n);
+        break;
     default:
         break;
     }
@@ -1126,6 +1132,9 @@ run_sasl(reader *r, unsigned mech)
                                 || nonce.d[i] == ',';
             }
         }
+        break;
+    case SASL_EXTERNAL:
+        expect_input = has_byte(user.d, user.n, 0);
         break;
     case SASL_XOAUTH2:
     case SASL_OAUTHBEARER:
@@ -1337,8 +1346,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1) {
         return 0;
     }
-    mech = (unsigned)(rd_byte(&r) % 8);
-    if (mech == 7) {
+    mech = (unsigned)(rd_byte(&r) % 9);
+    if (mech == 8) {
         check_b64(data + 1, size - 1);
         return 0;
     }
@@ -1371,12 +1380,12 @@ random_inputs(long iterations)
     bytes b = {0};
 
     for (long it = 0; it < iterations; it++) {
-        unsigned mech = (unsigned)(rng() % 8), flags = (unsigned)rng() & 0xFF;
+        unsigned mech = (unsigned)(rng() % 9), flags = (unsigned)rng() & 0xFF;
         int chunks = (int)(rng() % 7);
 
         b.n = 0;
         bs_addc(&b, (unsigned char)mech);
-        if (mech == 7) {
+        if (mech == 8) {
             /* base64-ish text */
             size_t n = (size_t)(rng() % 40);
             for (size_t i = 0; i < n; i++) {
@@ -1506,8 +1515,13 @@ write_seeds(const char *dir)
     SEED("oauthbearer", bs_addc(&b, SASL_OAUTHBEARER); bs_addc(&b, 0);
          put(&b, "user@example.com"); put(&b, "vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg==");
          put(&b, "{\"status\":\"invalid_token\"}"));
-    SEED("b64", bs_addc(&b, 7); bs_adds(&b, "cGVuY2lsAA=="));
-    SEED("b64_unpadded", bs_addc(&b, 7); bs_adds(&b, "dXNlcg"));
+    SEED("external", bs_addc(&b, SASL_EXTERNAL); bs_addc(&b, 0);
+         put(&b, "alice"); put(&b, ""));
+    /* the certificate's own identity; a challenge it must cancel */
+    SEED("external_empty", bs_addc(&b, SASL_EXTERNAL); bs_addc(&b, 0);
+         put(&b, ""); put(&b, "ignored"); put(&b, ""));
+    SEED("b64", bs_addc(&b, 8); bs_adds(&b, "cGVuY2lsAA=="));
+    SEED("b64_unpadded", bs_addc(&b, 8); bs_adds(&b, "dXNlcg"));
 #undef SEED
     bs_free(&b);
 }

@@ -57,7 +57,17 @@ def examples():
             if not directive.startswith(".. code-block::"):
                 continue
             language = directive.split("::", 1)[1].strip()
-            indent = len(line) - len(line.lstrip()) + 4
+            # the body's indent: that of its first non-blank line, deeper
+            # than the directive's (reST allows any)
+            j = i + 1
+            while j < len(lines) and not lines[j].strip():
+                j += 1
+            outer = len(line) - len(line.lstrip())
+            indent = len(lines[j]) - len(lines[j].lstrip()) \
+                if j < len(lines) else outer + 1
+            if indent <= outer:
+                raise ValueError("%s:%d: a code-block without a body"
+                                 % (rel, i + 1))
             j = i + 1
             body = []
             while j < len(lines) and (not lines[j].strip() or

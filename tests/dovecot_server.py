@@ -45,6 +45,22 @@ passdb).  Tests register tokens with ``server.oauth2_tokens[token] =
 user`` (or add_oauth2_token()) and read ``server.oauth2_requests`` to see
 that Dovecot asked.  Without oauth2=True neither mechanism is offered.
 
+TLS client certificates and SASL EXTERNAL (opt-in,
+``DovecotServer(client_certs=True)``): Dovecot asks every TLS client for
+a certificate (``ssl_verify_client_cert``, 2.4:
+``ssl_server_request_client_cert``), verifies it against the throw-away
+CA (``ssl_ca``; no CRL: ``ssl_require_crl = no``), requires a valid one
+for every login (``auth_ssl_require_client_cert``), takes the user name
+from its commonName (``auth_ssl_username_from_cert``) and offers EXTERNAL,
+which a static passdb with ``nopassword`` asked only for that mechanism
+lets in (EXTERNAL verifies the certificate's user with an empty
+password).  issue_client_certificate(user) makes a certificate and key for
+a user (foreign=True: from a CA Dovecot does not trust).  Without
+client_certs none of this is configured.
+
+replace_server_certificate() renews the server's certificate (a new key,
+the same name and CA) and makes the running Dovecot take it (SIGHUP).
+
 Set CPOPLIB_DOVECOT_KEEP=1 to keep the temporary directory (and its
 dovecot.log) after the server stopped.  CPOPLIB_DOVECOT may name the dovecot
 binary.
@@ -69,6 +85,8 @@ import time
 import urllib.parse
 
 import pki
+from pki import (CLIENT_EXTENSIONS, SERVER_EXTENSIONS, issue_certificate,
+                 make_ca)
 
 HOST = "127.0.0.1"
 TLS_HOSTNAME = "localhost"
@@ -306,6 +324,14 @@ def _pick_tmp_parent():
 
 
 # --------------------------------------------------------------------------
+# TLS material: tests/pki.py
+
+def subject_alt_names(more=()):
+    """The server certificate's subjectAltName: localhost and `more`."""
+    return pki.subject_alt_names((TLS_HOSTNAME, *more))
+
+
+# --------------------------------------------------------------------------
 # the OAuth 2.0 token introspection endpoint
 
 class IntrospectionServer:
@@ -404,15 +430,18 @@ class DovecotServer:
     tls_hostname = TLS_HOSTNAME
 
     def __init__(self, large_size=LARGE_SIZE, extra_users=None, oauth2=False,
-                 tls_names=()):
+                 tls_names=(), client_certs=False):
         """large_size: size of alice's "large" message.  extra_users:
         {user: (password, [(key, bytes)])}, more accounts with their
         mailboxes (the benchmarks add one with 2000 messages); USERS are
         always there (an extra user of the same name replaces one).
         oauth2: also offer XOAUTH2 and OAUTHBEARER, with tokens validated
         by an introspection endpoint of this process (see
-        IntrospectionServer).  tls_names: more DNS names the certificate
-        is for."""
+        IntrospectionServer).  tls_names: more DNS names the server's
+        certificate is for.  client_certs: TLS client certificates from
+        the throw-away CA (issue_client_certificate()) are asked for and
+        required for every login, their commonName is the user name, and
+        SASL EXTERNAL is offered (see the module docstring)."""
         self.binary = find_dovecot()
         if self.binary is None:
             raise DovecotUnavailable(
@@ -435,6 +464,7 @@ class DovecotServer:
         self.internal_group = "dovecot"
         self.oauth2 = IntrospectionServer() if oauth2 else None
         self.tls_names = tuple(tls_names)
+        self.client_certs = client_certs
 
     # -- OAuth 2.0 ---------------------------------------------------------
 
@@ -528,10 +558,67 @@ class DovecotServer:
     def _make_tls(self):
         tls = self.path("tls")
         os.mkdir(tls)
-        made = pki.make(tls, [TLS_HOSTNAME, *self.tls_names])
-        self.ca_file = made.ca_file
-        self.cert_file = made.cert_file
-        self.key_file = made.key_file
+        make_ca(self.openssl, tls, "ca", "cpoplib test CA")
+        issue_certificate(self.openssl, tls, "server", TLS_HOSTNAME,
+                          SERVER_EXTENSIONS
+                          % subject_alt_names(self.tls_names))
+        self.ca_file = os.path.join(tls, "ca.pem")
+        self.cert_file = os.path.join(tls, "server.pem")
+        self.key_file = os.path.join(tls, "server.key")
+
+    # -- client certificates and a renewed server certificate -------------
+
+    def issue_client_certificate(self, user, foreign=False):
+        """(certificate file, key file) of a new client certificate for
+        `user` (its commonName, which Dovecot takes as the user name with
+        client_certs=True), signed by the server's CA, or with
+        foreign=True by another CA that Dovecot does not trust."""
+        tls = self.path("tls")
+        ca = "ca"
+        if foreign:
+            ca = "foreign-ca"
+            if not os.path.exists(os.path.join(tls, ca + ".pem")):
+                make_ca(self.openssl, tls, ca, "cpoplib foreign CA")
+        name = "client-%s%s-%d" % (user, "-foreign" if foreign else "",
+                                   len(os.listdir(tls)))
+        issue_certificate(self.openssl, tls, name, user, CLIENT_EXTENSIONS,
+                          ca=ca)
+        return (os.path.join(tls, name + ".pem"),
+                os.path.join(tls, name + ".key"))
+
+    def server_certificate(self):
+        """The DER bytes of the certificate the server presents."""
+        import ssl
+        with open(self.cert_file) as f:
+            return ssl.PEM_cert_to_DER_cert(f.read())
+
+    def replace_server_certificate(self):
+        """A renewal: a new key and certificate for the same name from the
+        same CA, in place of the old files; Dovecot rereads them on SIGHUP.
+        Returns once a new connection gets the new certificate (its DER)."""
+        import ssl
+        tls = self.path("tls")
+        issue_certificate(self.openssl, tls, "server", TLS_HOSTNAME,
+                          SERVER_EXTENSIONS
+                          % subject_alt_names(self.tls_names))
+        new = self.server_certificate()
+        self.proc.send_signal(signal.SIGHUP)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((HOST, self.pop3s_port),
+                                              timeout=5) as raw:
+                    with ctx.wrap_socket(raw) as tls_sock:
+                        if tls_sock.getpeercert(binary_form=True) == new:
+                            return new
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise DovecotError("dovecot did not take the new certificate:\n"
+                           + self.log())
 
     def home(self, user):
         return self.path("home", user)
@@ -625,7 +712,8 @@ class DovecotServer:
             "login_greeting": "cpoplib test server ready.",
             "auth_mechanisms":
                 "plain login cram-md5 scram-sha-1 scram-sha-256 apop"
-                + (" xoauth2 oauthbearer" if self.oauth2 is not None else ""),
+                + (" xoauth2 oauthbearer" if self.oauth2 is not None else "")
+                + (" external" if self.client_certs else ""),
             "auth_verbose": "yes",
             # no 2 s delay after a failed login; see also anvil-auth-penalty
             "auth_failure_delay": "0",
@@ -673,7 +761,26 @@ class DovecotServer:
             "disable_plaintext_auth": "no",
             "mail_location": "maildir:~/Maildir",
         })
+        if self.client_certs:
+            s.update({
+                "ssl_ca": "<" + self.ca_file,
+                "ssl_verify_client_cert": "yes",
+                # the throw-away CA publishes no CRL
+                "ssl_require_crl": "no",
+                "ssl_cert_username_field": "commonName",
+                "auth_ssl_require_client_cert": "yes",
+                "auth_ssl_username_from_cert": "yes",
+            })
         body = "".join("%s = %s\n" % kv for kv in s.items())
+        if self.client_certs:
+            # EXTERNAL checks the (certificate's) user with an empty
+            # password: a passdb asked only for EXTERNAL lets it in;
+            # every other mechanism goes on to the passwd-file
+            body += ("passdb {\n"
+                     "  driver = static\n"
+                     "  mechanisms = external\n"
+                     "  args = nopassword=y\n"
+                     "}\n")
         if self.oauth2 is not None:
             # 2.3: the mechanisms verify the token through a passdb; this
             # one is only asked for them, and its refusal is final (the
@@ -709,11 +816,27 @@ class DovecotServer:
             "mail_driver": "maildir",
             "mail_path": "~/Maildir",
         })
+        if self.client_certs:
+            s.update({
+                "ssl_server_ca_file": self.ca_file,
+                "ssl_server_request_client_cert": "yes",
+                "ssl_server_require_crl": "no",
+                "ssl_server_cert_username_field": "commonName",
+                "auth_ssl_require_client_cert": "yes",
+                "auth_ssl_username_from_cert": "yes",
+            })
         # dovecot_config_version must be the first setting
         ver = "%d.%d.%d" % self.version
         body = ("dovecot_config_version = %s\n"
                 "dovecot_storage_version = %s\n" % (ver, ver))
         body += "".join("%s = %s\n" % kv for kv in s.items())
+        if self.client_certs:
+            body += ("passdb static {\n"
+                     "  mechanisms_filter = external\n"
+                     "  fields {\n"
+                     "    nopassword = yes\n"
+                     "  }\n"
+                     "}\n")
         body += ("passdb passwd-file {\n"
                  "  passwd_file_path = %s\n"
                  "}\n"

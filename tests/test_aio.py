@@ -568,6 +568,55 @@ def test_scram_max_iterations_applies():
     assert "iteration" in exc.args[0]
 
 
+def test_login_without_a_secret_is_external_as_the_blocking_one():
+    """login(user) with neither password nor token: EXTERNAL over TLS
+    when offered (the client certificate is the credential); in the
+    clear, or not offered: ValueError, as the blocking login() does."""
+    import base64
+    from scripted_server import CERTFILE, client_tls_context
+    if CERTFILE is None:
+        pytest.skip("no test certificate")
+
+    def handler(conn):
+        conn.start_tls()
+        conn.send(b"+OK ready\r\n")
+        for _ in range(2):
+            if conn.recv_line() != b"CAPA\r\n":
+                return
+            conn.send(b"+OK\r\nSASL PLAIN EXTERNAL\r\n.\r\n")
+            line = conn.recv_line()
+            if line == b"AUTH EXTERNAL " + base64.b64encode(b"u") + b"\r\n":
+                conn.send(b"+OK welcome\r\n")
+
+    with ScriptedServer(handler) as srv:
+        async def go():
+            conn = aio.POP3_SSL(srv.host, srv.port, timeout=10,
+                                context=client_tls_context(verify=False))
+            await conn.connect()
+            try:
+                with pytest.raises(ValueError, match="takes no password"):
+                    await conn.login("u", "p", mechanism="EXTERNAL")
+                return await conn.login("u")
+            finally:
+                await conn.close()
+        assert run(go()) == b"+OK welcome"
+    assert [c for c in srv.commands] == [
+        b"CAPA\r\n", b"AUTH EXTERNAL " + base64.b64encode(b"u") + b"\r\n"]
+
+    with ScriptedServer([(None, b"+OK ready\r\n")]) as srv:
+        async def plain():
+            conn = aio.POP3(srv.host, srv.port, timeout=10)
+            await conn.connect()
+            try:
+                with pytest.raises(ValueError, match="does not offer it"):
+                    await conn.login("u")
+            finally:
+                await conn.close()
+        run(plain())
+        srv.join()
+    assert srv.received == b""
+
+
 def test_refusals_before_anything_is_sent():
     async def go():
         conn = aio.POP3("127.0.0.1", 9)

@@ -372,13 +372,18 @@ def test_challenge_without_padding_is_accepted():
     assert not srv.mismatches
 
 
-def test_unexpected_challenge_cancels():
-    with step_server((b"AUTH PLAIN " + b64(b"\x00u\x00p"), b"+ \r\n"),
+@pytest.mark.parametrize("mech, ir, secret", [
+    ("PLAIN", b"\x00u\x00p", "p"),
+    ("EXTERNAL", b"u", None),       # EXTERNAL has no challenges either
+])
+def test_unexpected_challenge_cancels(mech, ir, secret):
+    line = b"AUTH %s %s" % (mech.encode(), b64(ir))
+    with step_server((line, b"+ \r\n"),
                      (b"*", b"-ERR cancelled\r\n")) as srv:
         c = connect(srv)
         with pytest.raises(cpoplib.error_proto,
-                           match="unexpected PLAIN challenge"):
-            c.login("u", "p", mechanism="PLAIN", allow_plaintext=True)
+                           match="unexpected %s challenge" % mech):
+            c.login("u", secret, mechanism=mech, allow_plaintext=True)
         c.close()
     assert not srv.mismatches
 
@@ -636,6 +641,136 @@ def test_login_token_callable_must_return_str():
         c.close()
         srv.join()
     assert srv.received == b""
+
+
+# --------------------------------------------------------------------------
+# SASL EXTERNAL (RFC 4422 appendix A): the TLS client certificate is the
+# credential, the user the authorization identity
+
+def test_external_messages():
+    assert exchange("EXTERNAL", b"alice", b"", []) == (b"alice", [], True)
+    # an empty authzid: act as the certificate's identity
+    assert exchange("EXTERNAL", b"", b"ignored", []) == (b"", [], True)
+    # there are no challenges in EXTERNAL
+    assert exchange("EXTERNAL", b"u", b"", [b""])[1] == [
+        ("failed-cancel", None, "unexpected EXTERNAL challenge: ")]
+    with pytest.raises(ValueError, match="EXTERNAL cannot send a NUL"):
+        exchange("EXTERNAL", b"a\x00b", b"", [])
+
+
+@pytest.mark.parametrize("user, line", [
+    ("alice", b"AUTH EXTERNAL " + b64(b"alice")),
+    ("", b"AUTH EXTERNAL ="),            # RFC 5034: "=" is an empty one
+])
+def test_login_external_sends_the_authzid(user, line):
+    with step_server((line, b"+OK welcome\r\n")) as srv:
+        c = connect(srv)
+        assert c.login(user, mechanism="EXTERNAL") == b"+OK welcome"
+        c.close()
+    assert not srv.mismatches and lines(srv) == [line]
+
+
+def test_login_external_refused_is_servers_error():
+    with step_server((b"AUTH EXTERNAL " + b64(b"u"),
+                      b"-ERR [AUTH] no certificate\r\n"),
+                     (b"NOOP", b"+OK\r\n")) as srv:
+        c = connect(srv)
+        with pytest.raises(cpoplib.error_proto) as info:
+            c.login("u", mechanism="EXTERNAL")
+        assert info.value.args == (b"-ERR [AUTH] no certificate",)
+        assert c.noop() == b"+OK"             # the session goes on
+        c.close()
+
+
+def tls_capa_server(sasl, *after):
+    """Implicit TLS, CAPA listing SASL `sasl`, then the steps `after`:
+    (expected line, reply)."""
+    def handler(conn):
+        conn.start_tls()
+        conn.send(GREETING)
+        if conn.recv_line() != b"CAPA\r\n":
+            return
+        conn.send(b"+OK\r\nUSER\r\nSASL " + sasl + b"\r\n.\r\n")
+        for expect, reply in after:
+            if conn.recv_line() != expect + b"\r\n":
+                return
+            conn.send(reply)
+    return ScriptedServer(handler)
+
+
+def tls_connect(srv):
+    from scripted_server import client_tls_context
+    return cpoplib.POP3_SSL(srv.host, srv.port, timeout=10,
+                            context=client_tls_context(verify=False))
+
+
+needs_certificate = pytest.mark.skipif(
+    __import__("scripted_server").CERTFILE is None,
+    reason="no test certificate")
+
+
+@needs_certificate
+@pytest.mark.parametrize("sasl, password, sent", [
+    # neither password nor token: EXTERNAL, offered over TLS
+    (b"PLAIN EXTERNAL", None, b"AUTH EXTERNAL " + b64(b"u")),
+    # a password keeps poplib's choice, EXTERNAL offered or not
+    (b"EXTERNAL PLAIN", "p", b"AUTH PLAIN " + b64(b"\x00u\x00p")),
+])
+def test_login_over_tls_uses_external_only_without_a_secret(sasl, password,
+                                                            sent):
+    with tls_capa_server(sasl, (sent, b"+OK welcome\r\n")) as srv:
+        c = tls_connect(srv)
+        assert c.login("u", password) == b"+OK welcome"
+        c.close()
+    assert lines(srv) == [b"CAPA", sent]
+
+
+@needs_certificate
+def test_login_without_a_secret_needs_external_offered():
+    with tls_capa_server(b"PLAIN SCRAM-SHA-256") as srv:
+        c = tls_connect(srv)
+        with pytest.raises(ValueError, match="does not offer it"):
+            c.login("u")
+        c.close()
+    assert lines(srv) == [b"CAPA"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"password": "p", "mechanism": "EXTERNAL"}, "takes no password"),
+    ({"token": "t", "mechanism": "external"}, "takes no password"),
+    ({"mechanism": "PLAIN"}, "either a password or a token"),
+    ({"mechanism": "XOAUTH2"}, "either a password or a token"),
+])
+def test_login_external_argument_errors_send_nothing(kwargs, match):
+    with ScriptedServer([(None, GREETING)]) as srv:
+        c = connect(srv)
+        with pytest.raises(ValueError, match=match):
+            c.login("u", **kwargs)
+        c.close()
+        srv.join()
+    assert srv.received == b""
+
+
+def test_auth_external_with_initial_response(mod):
+    """auth() (CPython main's) can run EXTERNAL too: the authzid as the
+    initial response, or an authobject answering the empty challenge."""
+    with step_server((b"AUTH EXTERNAL " + b64(b"u"), b"+OK in\r\n")) as srv:
+        c = connect(srv, mod)
+        assert c.auth("EXTERNAL", initial_response="u") == b"+OK in"
+        c.close()
+    with step_server((b"AUTH EXTERNAL", b"+ \r\n"),
+                     (b"", b"+OK in\r\n")) as srv:
+        c = connect(srv, mod)
+        assert c.auth("EXTERNAL", authobject=lambda ch: b"") == b"+OK in"
+        c.close()
+    assert not srv.mismatches
+
+
+def test_sasl_client_external():
+    sasl = _cpoplib.SASLClient("EXTERNAL", "u", "")
+    assert sasl.mechanism == "EXTERNAL" and sasl.complete
+    assert sasl.begin() == "AUTH EXTERNAL " + b64(b"u").decode()
+    assert sasl.feed(b"+OK in") == ("done", None)
 
 
 # --------------------------------------------------------------------------

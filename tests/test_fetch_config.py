@@ -386,6 +386,8 @@ def _wrong_type(setting):
 def _out_of_range(setting):
     if setting.choices:
         return '"no-such-%s"' % setting.name
+    if setting.kind in ("fingerprint", "fingerprints"):
+        return '"SHA256:00"'                    # not 32 bytes
     if setting.high is not None:
         return str(setting.high + 1)
     if setting.kind in ("text", "path"):
@@ -532,7 +534,7 @@ def test_auth_mechanism_checked(capsys, pw):
     assert one_error_line(err) == (
         "cpoplib fetch: error: --auth must be one of SCRAM-SHA-256, "
         "SCRAM-SHA-1, CRAM-MD5, APOP, PLAIN, LOGIN, USER, OAUTHBEARER, "
-        "XOAUTH2, not 'FOO'\n")
+        "XOAUTH2, EXTERNAL, not 'FOO'\n")
 
 
 def test_cleartext_refused_names_the_options(tmp_path, capsys, pw):

@@ -898,13 +898,14 @@ class POP3:
                     token=None, allow_plaintext=False):
         """Log in with the strongest mechanism the server offers, as the
         blocking login() does (SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, APOP,
-        PLAIN, LOGIN, USER/PASS; OAUTHBEARER or XOAUTH2 with token=);
+        PLAIN, LOGIN, USER/PASS; OAUTHBEARER or XOAUTH2 with token=;
+        with neither, over TLS, EXTERNAL: the TLS client certificate);
         SCRAM's key derivation runs in the loop's default executor, so the
         event loop never waits for it."""
         if not isinstance(user, str):
             raise TypeError("user must be str, not %.100s"
                             % type(user).__name__)
-        if (password is None) == (token is None):
+        if password is not None and token is not None:
             raise ValueError("login() needs either a password or a token "
                              "(not both)")
         if password is not None and not isinstance(password, str):
@@ -919,16 +920,17 @@ class POP3:
 
     async def _login(self, user, password, mechanism, token, allow):
         run = self._exchange_step
+        if password is None and token is None:
+            return await self._login_external(user, mechanism, run)
         if mechanism is not None:
             name = SASLClient.check(mechanism, token is not None,
                                     self._tls_established, allow)
+            if name == "EXTERNAL":
+                raise ValueError("mechanism %r takes no password or token "
+                                 "(the TLS client certificate is the "
+                                 "credential)" % (mechanism,))
         else:
-            try:
-                caps = await self._capa(run)
-            except ConnectionClosedError:
-                raise
-            except error_proto:
-                caps = {}
+            caps = await self._capa_or_none(run)
             apop = bool(self.timestamp.match(self.welcome))
             name = SASLClient.pick(caps.get("SASL"), token is not None, apop)
             name = SASLClient.check(name, token is not None,
@@ -949,6 +951,37 @@ class POP3:
         sasl = SASLClient(name, user, secret)
         del secret
         return await self._sasl_exchange(sasl)
+
+    async def _capa_or_none(self, run):
+        """CAPA for login()'s choice: {} when the server refuses it."""
+        try:
+            return await self._capa(run)
+        except ConnectionClosedError:
+            raise
+        except error_proto:
+            return {}
+
+    async def _login_external(self, user, mechanism, run):
+        """login() without a password or a token: EXTERNAL, named or
+        offered over TLS (the blocking login()'s rule)."""
+        if mechanism is not None:
+            if SASLClient.check(mechanism, False, self._tls_established,
+                                False) != "EXTERNAL":
+                raise ValueError("login() needs either a password or a "
+                                 "token (not both) with mechanism %r"
+                                 % (mechanism,))
+        else:
+            offered = []
+            if self._tls_established:
+                caps = await self._capa_or_none(run)
+                offered = [m.upper() for m in caps.get("SASL", ())]
+            if "EXTERNAL" not in offered:
+                raise ValueError("login() needs either a password or a "
+                                 "token (not both); without them only "
+                                 "EXTERNAL (a TLS client certificate) can "
+                                 "log in, and the server does not offer "
+                                 "it on this connection")
+        return await self._sasl_exchange(SASLClient("EXTERNAL", user, ""))
 
     async def _sasl_exchange(self, sasl):
         loop = self._loop

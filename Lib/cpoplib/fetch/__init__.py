@@ -21,7 +21,11 @@ One module per part, each importing only what it needs, so that
 ``accounts``      an account's effective settings and credentials
 ``output``        stderr: warnings, progress lines, summaries
 ``core``          the fetcher's own cpoplib instance (its line limit)
+``tls``           an account's SSLContext: CA file, client certificate,
+                  --tls-host; the pins (--fingerprint, --tofu) checked in
+                  the TLS handshake, before anything is sent
 ``session``       one account's run: connect, log in, list, delete, quit
+``serverinfo``    --serverinfo: what a server offers, nothing written
 ``transfer``      fetch_many() into the destination, a batch committed at
                   a time; a bad message skipped, not the account
 ``cli``           the command line, the config file, several accounts,

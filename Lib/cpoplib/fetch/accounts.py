@@ -46,11 +46,14 @@ class Account:
                 raise FetchError(EXIT_USAGE, "--%s is for TLS: add --ssl or "
                                  "--starttls (without them nothing is "
                                  "encrypted)" % name)
+        self._check_tls(tls)
         if self.port is None:
             self.port = (cpoplib.POP3_SSL_PORT if self.ssl
                          else cpoplib.POP3_PORT)
         if self.dry_run:
             self.delete = False         # --dry-run implies --keep
+        elif self.serverinfo:
+            self.delete = False         # nothing is fetched
         elif not (self.maildir or self.mbox or self.eml_dir):
             raise FetchError(EXIT_USAGE, "no destination: --maildir DIR, "
                              "--mbox FILE, --eml-dir DIR or --dry-run")
@@ -61,11 +64,58 @@ class Account:
         if self.token_command and mech is not None and mech not in OAUTH:
             raise FetchError(EXIT_USAGE, "--token-command is for --auth "
                              "XOAUTH2 or OAUTHBEARER, not %s" % mech)
+        if mech == "EXTERNAL" and not self.cert:
+            raise FetchError(EXIT_USAGE, "--auth EXTERNAL needs --cert (the "
+                             "client certificate is the credential)")
+        if mech == "EXTERNAL" and self.password_source():
+            raise FetchError(EXIT_USAGE, "--auth EXTERNAL takes no password "
+                             "(%s): the client certificate is the "
+                             "credential" % self.password_source())
         if self.sync == "fs" and not durable.syncfs_available():
             raise FetchError(EXIT_USAGE, "--sync fs needs Linux 5.8 or "
                              "later (syncfs(2) reporting write errors)")
+        if self.cert:
+            # the files load, before anything connects
+            from .tls import check_client_certificate
+            check_client_certificate(self.cert, self.key)
         if not self.name:
             self.name = "%s@%s" % (self.user or "?", self.host)
+
+    def _check_tls(self, tls):
+        """The TLS settings that go together (tls.py says what they do)."""
+        given = [("tls-host", self.tls_host), ("fingerprint",
+                 self.fingerprint), ("tofu", self.tofu),
+                 ("also-verify-ca", self.also_verify_ca),
+                 ("cert", self.cert), ("key", self.key)]
+        for name, value in given:
+            if value and not tls:
+                raise FetchError(EXIT_USAGE, "--%s is for TLS: add --ssl or "
+                                 "--starttls (without them nothing is "
+                                 "encrypted)" % name)
+        pinned = bool(self.fingerprint) or self.tofu
+        if self.also_verify_ca and not pinned:
+            raise FetchError(EXIT_USAGE, "--also-verify-ca is for "
+                             "--fingerprint or --tofu (without a pin the CA "
+                             "chain is verified anyway)")
+        if self.cafile and pinned and not self.also_verify_ca:
+            raise FetchError(EXIT_USAGE, "--cafile has no effect when a pin "
+                             "(--%s) replaces the CA check: add "
+                             "--also-verify-ca to check both, or drop "
+                             "--cafile" % ("fingerprint" if self.fingerprint
+                                           else "tofu"))
+        if self.tofu_accept and not self.tofu:
+            raise FetchError(EXIT_USAGE, "--tofu-accept is for --tofu")
+        if self.key and not self.cert:
+            raise FetchError(EXIT_USAGE, "--key is the key of --cert: give "
+                             "--cert FILE too")
+
+    def password_source(self):
+        """The option that gives the password, or None."""
+        for name in ("password_env", "password_command",
+                     "password_keyring"):
+            if getattr(self, name):
+                return "--" + name.replace("_", "-")
+        return None
 
     def state_path(self):
         """Where the state is named (the tag of the account's files is
@@ -169,6 +219,10 @@ def resolve_credentials(acct, interactive):
     elif acct.password_command:
         acct.password = _run_command(acct.password_command,
                                      "--password-command")
+    elif acct.password_keyring:
+        acct.password = keyring_password(acct)
+    elif acct.auth == "EXTERNAL":
+        pass                # the client certificate is the credential
     elif acct.netrc:
         found = _netrc_entry(acct.host)
         if found and found[2] and (
@@ -178,6 +232,10 @@ def resolve_credentials(acct, interactive):
     if not acct.user:
         raise FetchError(EXIT_USAGE, "no user name (--user, or a login in "
                          "~/.netrc)")
+    if acct.password is None and acct.cert:
+        # no password anywhere: login() logs in with the certificate
+        # (SASL EXTERNAL), never a prompt
+        return
     if acct.password is None:
         if not interactive:
             raise FetchError(EXIT_USAGE, "no password for %s: use "
@@ -190,3 +248,41 @@ def resolve_credentials(acct, interactive):
             raise FetchError(EXIT_USAGE, "no password given")
         if not acct.password:
             raise FetchError(EXIT_USAGE, "an empty password is never sent")
+
+
+KEYRING_SERVICE = "cpoplib"
+
+
+def keyring_entry(acct):
+    """(service, user name) of the account's password in the keyring."""
+    return KEYRING_SERVICE, "%s@%s" % (acct.user, acct.host)
+
+
+def keyring_password(acct):
+    """The account's password from the OS keyring (--password-keyring)."""
+    if not acct.user:
+        raise FetchError(EXIT_USAGE, "--password-keyring needs --user (the "
+                         "keyring entry is USER@HOST)")
+    try:
+        import keyring
+    except ImportError:
+        raise FetchError(EXIT_USAGE, "--password-keyring needs the keyring "
+                         "package (pip install 'cpoplib[keyring]')")
+    service, name = keyring_entry(acct)
+    try:
+        password = keyring.get_password(service, name)
+    except Exception as exc:        # keyring.errors.* and the backends'
+        raise FetchError(EXIT_USAGE, "--password-keyring: the OS keyring "
+                         "failed (%s: %s)" % (type(exc).__name__,
+                                               str(exc).splitlines()[0]
+                                               if str(exc) else ""))
+    if password is None:
+        raise FetchError(EXIT_USAGE, "--password-keyring: no password in "
+                         "the keyring for service %s, user %s: store it "
+                         "with `keyring set %s %s`" % (service, name,
+                                                       service, name))
+    if not password:
+        raise FetchError(EXIT_USAGE, "--password-keyring: the keyring's "
+                         "password for %s is empty (an empty password is "
+                         "never sent)" % name)
+    return password

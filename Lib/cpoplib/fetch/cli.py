@@ -118,6 +118,11 @@ def parse_args(argv):
                          "the prompt")
     values = {}
     for name, uses in args.given.items():
+        if settings.BY_NAME[name].kind == "fingerprints":
+            # a repeated --fingerprint adds one more allowed certificate
+            values[name] = tuple(dict.fromkeys(
+                fp for _, value in uses for fp in value))
+            continue
         distinct = {}
         for flag, value in uses:
             distinct.setdefault(value, flag)
@@ -289,6 +294,10 @@ def _main(argv):
                 if acct.name:
                     exc.message = "%s: %s" % (acct.source, exc.message)
                 raise
+        if run["serverinfo"]:
+            # what the servers offer; nothing fetched, nothing written
+            from . import serverinfo
+            return serverinfo.main(accounts, out)
         interactive = sys.stdin.isatty() and not several
         from .accounts import resolve_credentials
         for acct in accounts:          # prompts, in the main thread

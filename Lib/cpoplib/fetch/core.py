@@ -30,7 +30,7 @@ import cpoplib
 from .settings import MiB
 
 _lock = threading.Lock()
-_cores: "dict[int, object]" = {}
+_cores: dict = {}           # MiB -> module
 
 
 def wire_cap(max_bytes):

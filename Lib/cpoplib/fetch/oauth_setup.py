@@ -31,7 +31,8 @@ STORES = ("file", "keyring")
 # before Account.check()
 
 def _password_configured(acct):
-    return bool(acct.password_env or acct.password_command)
+    return bool(acct.password_env or acct.password_command
+                or acct.password_keyring)
 
 
 def _oauth_configured(acct):

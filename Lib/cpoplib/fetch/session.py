@@ -9,12 +9,11 @@ whose line limit is the per-message cap, so that mail with long lines is
 read whole.  A message that still cannot be taken is that message's
 failure (transfer.py): it is reported, left on the server and not
 recorded, and the account carries on."""
-import os
 import socket
 import ssl
 import time
 
-from . import core, faults, oauth_setup
+from . import core, faults, oauth_setup, tls
 from .errors import (EXIT_AUTH, EXIT_BUSY, EXIT_CONNECT, EXIT_OK,
                      EXIT_PROTOCOL, EXIT_SKIPPED, EXIT_USAGE, FetchError,
                      oserror_text)
@@ -43,24 +42,11 @@ class Interrupted(Exception):
         self.code = code
 
 
-def _tls_context(acct, out):
-    if acct.insecure:
-        out.warn("--insecure: the server's certificate is not verified")
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    try:
-        return ssl.create_default_context(
-            cafile=acct.cafile and os.path.expanduser(acct.cafile))
-    except (OSError, ssl.SSLError) as exc:
-        raise FetchError(EXIT_USAGE, "--cafile %s: %s"
-                         % (acct.cafile, oserror_text(exc)))
-
-
 def connection_error(acct, exc):
     """A failure to connect (or to set up TLS) as one line."""
     where = "%s:%d" % (acct.host, acct.port)
+    if isinstance(exc, tls.CertificateRefused):         # a pin
+        return FetchError(EXIT_CONNECT, exc.message)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return FetchError(EXIT_CONNECT, "TLS certificate verification "
                           "failed for %s: %s" % (where, exc.verify_message
@@ -129,8 +115,11 @@ def _close_quietly(conn):
         pass
 
 
-def connect(pop, acct, out):
-    ctx = _tls_context(acct, out) if (acct.ssl or acct.starttls) else None
+def connect(pop, acct, out, checker=None):
+    """A connection to the account's server, TLS set up (the pins of
+    `checker`, a tls.Checker, checked in the handshake), not logged in."""
+    ctx = tls.make_context(acct, out, checker) \
+        if (acct.ssl or acct.starttls) else None
     try:
         if acct.ssl:
             conn = pop.POP3_SSL(acct.host, acct.port, context=ctx,
@@ -179,6 +168,14 @@ def authenticate(pop, conn, acct, out):
         raise _busy_or(pop, exc, EXIT_AUTH, "login as %s failed"
                        % acct.user)
     except ValueError as exc:
+        if acct.password is None and acct.token is None \
+                and "EXTERNAL" in str(exc):
+            # a client certificate and no password: EXTERNAL or nothing
+            raise FetchError(EXIT_AUTH, "login as %s: the server does not "
+                             "offer SASL EXTERNAL, so the client "
+                             "certificate alone cannot log in; give a "
+                             "password (--password-env, --password-command, "
+                             "--password-keyring, ~/.netrc)" % acct.user)
         raise FetchError(EXIT_USAGE if "mechanism" in str(exc)
                          else EXIT_AUTH, "login as %s: %s" % (acct.user, exc))
     except OSError as exc:
@@ -190,8 +187,9 @@ class Session:
     """One connection of an account, logged in and listed: conn, sizes
     {number: octets}, uid {number: UIDL bytes} or None (no UIDL)."""
 
-    def __init__(self, pop, acct, out, stop):
+    def __init__(self, pop, acct, out, stop, checker=None):
         self.pop, self.acct, self.out, self.stop = pop, acct, out, stop
+        self.checker = checker      # the pins (tls.Checker) or None
         self.conn = None
         self.sizes = {}
         self.uid = None
@@ -201,10 +199,16 @@ class Session:
             raise Interrupted(self.stop.code)
 
     def _connect(self):
-        conn = connect(self.pop, self.acct, self.out)
+        conn = connect(self.pop, self.acct, self.out, self.checker)
         if self.stop is not None and self.stop.add(conn) is not None:
             self._drop(conn)
             self.check_stop()
+        if self.checker is not None:
+            try:
+                self.checker.settle(self.out)   # --tofu: before login
+            except BaseException:
+                self._drop(conn)
+                raise
         return conn
 
     def _drop(self, conn):
@@ -319,6 +323,8 @@ def _fetch(pop, acct, out, result, started, stop):
             state = State.load(state_path, acct.name)
             state.open()
             dest.open(state)
+        s.checker = tls.Checker.for_account(acct, state,
+                                            record=not acct.dry_run)
         s.open()
         result.listed = (len(s.sizes), sum(s.sizes.values()))
         _uidl_reset(acct, state, s)

@@ -12,7 +12,8 @@ Precedence, per setting: the command line, then the account's table,
 then ``[defaults]``, then the built-in default.  A level that gives two
 settings of one exclusive group (``ssl``/``starttls``; ``maildir``/
 ``mbox``/``eml_dir``; ``password_env``/``password_command``/
-``token_command``; ``cafile``/``insecure``) is refused; a level that gives
+``password_keyring``/``token_command``; ``cafile``/``insecure``;
+``fingerprint``/``tofu``/``insecure``) is refused; a level that gives
 one of them overrides the whole group of the levels below (``--mbox`` on
 the command line replaces ``maildir`` from the file).
 
@@ -27,19 +28,24 @@ from .durable import SYNC_MODES
 from .errors import EXIT_CODES, EXIT_RULE, EXIT_USAGE, FetchError
 
 MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "APOP", "PLAIN",
-              "LOGIN", "USER", "OAUTHBEARER", "XOAUTH2")
+              "LOGIN", "USER", "OAUTHBEARER", "XOAUTH2", "EXTERNAL")
 MiB = 1 << 20
 
 KIND_TEXT = {"bool": "boolean", "int": "integer", "number": "number",
-             "text": "string", "path": "string", "choice": "string"}
+             "text": "string", "path": "string", "choice": "string",
+             "fingerprint": "string",
+             "fingerprints": "string or array of strings"}
 
 
 class Setting:
     """One setting.  kind: bool, int, number (int or float), text, path
-    (a string, ~ expanded), choice (one of `choices`).  scope: "account"
-    (also in an account's table) or "run" (command line and [defaults]
-    only).  flags: the command line's options, the second one of a
-    boolean setting giving false."""
+    (a string, ~ expanded), choice (one of `choices`), fingerprint (a
+    certificate's SHA-256, tls.parse_fingerprint()), fingerprints (one
+    or a list of them, a tuple once checked; the option may be repeated).
+    scope: "account" (also in an account's table), "run" (command line
+    and [defaults] only) or "cli" (command line only).  exclusive: a
+    group name, or a tuple of them.  flags: the command line's options,
+    the second one of a boolean setting giving false."""
 
     def __init__(self, name, kind, default, help, group, choices=None,
                  low=None, high=None, low_open=False, metavar=None,
@@ -63,6 +69,13 @@ class Setting:
         self.default_text = default_text
         self.toml_negative = toml_negative     # "keep" for delete
 
+    def groups(self):
+        """The exclusive groups the setting belongs to."""
+        if self.exclusive is None:
+            return ()
+        return self.exclusive if isinstance(self.exclusive, tuple) \
+            else (self.exclusive,)
+
     def default_words(self):
         if self.default_text is not None:
             return self.default_text
@@ -85,6 +98,8 @@ class Setting:
         """`value` (from TOML or parsed from the command line) checked
         exactly; FetchError(EXIT_USAGE) naming `where` otherwise."""
         k = self.kind
+        if k in ("fingerprint", "fingerprints"):
+            return self._check_fingerprints(value, where)
         ok = {"bool": type(value) is bool,
               "int": type(value) is int,
               "number": type(value) in (int, float),
@@ -118,7 +133,28 @@ class Setting:
                 where, self.range_words(), value))
         return value
 
+    def _check_fingerprints(self, value, where):
+        from .tls import parse_fingerprint
+        many = self.kind == "fingerprints"
+        items = value if many and isinstance(value, list) else [value]
+        if many and not items:
+            raise FetchError(EXIT_USAGE, "%s must not be an empty array"
+                             % where)
+        checked = []
+        for item in items:
+            if type(item) is not str:
+                raise FetchError(EXIT_USAGE, "%s must be %s (%s), not %s" % (
+                    where, "a string or an array of strings" if many
+                    else "a string", self.example(), describe(item)))
+            try:
+                checked.append(parse_fingerprint(item))
+            except ValueError as exc:
+                raise FetchError(EXIT_USAGE, "%s %s" % (where, exc))
+        return tuple(dict.fromkeys(checked)) if many else checked[0]
+
     def example(self):
+        if self.kind in ("fingerprint", "fingerprints"):
+            return 'like "SHA256:3F:A1:...", 32 bytes in hex'
         return {"bool": "true or false", "int": "like 10",
                 "number": "like 30 or 2.5", "text": 'like "text"',
                 "path": 'a file name like "~/Mail"',
@@ -187,10 +223,43 @@ SETTINGS = (
       metavar="FILE", exclusive="verify"),
     _S("insecure", "bool", False, "do not verify the server's certificate "
       "(says so on stderr; with --ssl or --starttls)", "connection",
-      exclusive="verify"),
+      exclusive=("verify", "pin")),
     _S("timeout", "number", 60.0, "socket timeout in seconds", "connection",
       low=0, low_open=True, high=86400, metavar="SECONDS",
       default_text="60"),
+    # TLS: pins, the name checked, a client certificate (what they do:
+    # tls.py; docs/fetcher/tls.rst)
+    _S("tls_host", "text", None, "check the server's certificate for NAME "
+      "and send NAME in the TLS handshake (SNI) while connecting to --host "
+      "(an address, another name)", "connection", metavar="NAME"),
+    _S("fingerprint", "fingerprints", None, "pin the server's certificate: "
+      "the SHA-256 of its DER, as `openssl x509 -noout -fingerprint "
+      "-sha256` prints it; repeat the option (or give a list) to allow "
+      "several; checked after the TLS handshake, before anything is sent; "
+      "the pin replaces the CA and host name checks unless "
+      "--also-verify-ca", "connection", metavar="SHA256:HEX",
+      exclusive="pin"),
+    _S("tofu", "bool", False, "trust on first use: on first contact record "
+      "the certificate's SHA-256 in the account's state (and print it), "
+      "afterwards refuse any other certificate (exit 2); replaces the CA "
+      "and host name checks unless --also-verify-ca", "connection",
+      exclusive="pin"),
+    _S("tofu_accept", "fingerprint", None, "with --tofu: trust the server's "
+      "new certificate if it is this one (the refusal names it), "
+      "replacing the recorded one", "connection", metavar="SHA256:HEX",
+      scope="cli"),
+    _S("also_verify_ca", "bool", False, "with --fingerprint or --tofu: "
+      "verify the CA chain (--cafile or the system's) and the host name as "
+      "well as the pin", "connection"),
+    _S("cert", "path", None, "present this TLS client certificate (PEM; "
+      "the key too unless --key); without a password it logs in with SASL "
+      "EXTERNAL", "connection", metavar="FILE"),
+    _S("key", "path", None, "the private key of --cert (PEM)",
+      "connection", metavar="FILE"),
+    _S("serverinfo", "bool", False, "print what the server offers "
+      "(greeting, TLS, certificate, capabilities; before and after logging "
+      "in when a password or certificate is configured) and exit: nothing "
+      "fetched, nothing written", "connection", scope="cli"),
     # authentication
     _S("user", "text", None, "the user name (or the login of ~/.netrc's "
       "entry for the host)", "authentication"),
@@ -200,6 +269,10 @@ SETTINGS = (
     _S("password_command", "text", None, "run CMD (a shell command); its "
       "output, without the final newline, is the password",
       "authentication", metavar="CMD", exclusive="secret"),
+    _S("password_keyring", "bool", False, "take the password from the OS "
+      "keyring (the keyring package): service cpoplib, user name "
+      "USER@HOST; store it with `keyring set cpoplib USER@HOST`",
+      "authentication", exclusive="secret"),
     _S("token_command", "text", None, "OAuth 2.0: run CMD for the access "
       "token (with XOAUTH2 or OAUTHBEARER)", "authentication",
       metavar="CMD", exclusive="secret"),
@@ -305,9 +378,9 @@ GROUPS = ("connection", "authentication", "destination", "what to fetch",
           "providers and OAuth 2.0", "output")
 EXCLUSIVE: "dict[str, list[str]]" = {}
 for _s in SETTINGS:
-    if _s.exclusive:
-        EXCLUSIVE.setdefault(_s.exclusive, []).append(_s.name)
-del _s
+    for _g in _s.groups():
+        EXCLUSIVE.setdefault(_g, []).append(_s.name)
+del _s, _g
 
 
 def is_on(name, value):
@@ -360,6 +433,9 @@ def config_table(table, path, where, run_scope):
         if setting is None:
             raise FetchError(EXIT_USAGE, "%s unknown setting %s%s" % (
                 prefix, key, did_you_mean(key, known)))
+        if setting.scope == "cli":
+            raise FetchError(EXIT_USAGE, "%s %s is for the command line "
+                             "only (%s)" % (prefix, key, setting.flags[0]))
         if setting.scope == "run" and not run_scope:
             raise FetchError(EXIT_USAGE, "%s %s applies to the whole run: "
                              "set it in [defaults] or on the command line"
@@ -452,8 +528,14 @@ def reference_rst():
             text = "%s = %s (default: %s).  %s%s." % (
                 key, allowed, s.default_words(), s.help[0].upper(),
                 s.help[1:])
+            if s.scope == "cli":
+                text = "Command line only: %s (default: %s).  %s%s." % (
+                    allowed, s.default_words(), s.help[0].upper(),
+                    s.help[1:])
             if s.exclusive:
-                others = [m for m in EXCLUSIVE[s.exclusive] if m != s.name]
+                others = [m for m in dict.fromkeys(
+                    m for g in s.groups() for m in EXCLUSIVE[g])
+                    if m != s.name]
                 text += "  Excludes %s on the same level." % " and ".join(
                     "``%s``" % BY_NAME[m].flags[0] for m in others)
             out.append(flags)

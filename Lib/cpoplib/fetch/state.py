@@ -5,7 +5,8 @@ the lock that keeps two fetchers off one account.
 The state is a journal: one file of lines, each a JSON record followed by
 a tab and the CRC-32 of the record in hex.  The first line is a snapshot
 of the whole state; every later line is a change (a batch delivered, UIDLs
-forgotten, pending renames, the mbox's size).  Updating the state after a
+forgotten, pending renames, the mbox's size, the server certificate
+trusted on first use).  Updating the state after a
 batch appends one line and fsyncs the file, so its cost grows with the
 batch, not with the mailbox.  Loading replays the lines; once the changes
 outweigh the snapshot, the next run that may write replaces the file with
@@ -65,6 +66,9 @@ class State:
     pending    [[staged path, final path], ...]: renames committed but
                perhaps not done (the last batch's)
     mbox       the mbox destination's record, or None
+    tofu       the SHA-256 fingerprint of the server certificate trusted
+               on first use (--tofu; "tofu" records, the last one holds),
+               or None; files of earlier versions have none
     exists     whether the file exists
     """
 
@@ -74,6 +78,7 @@ class State:
         self.delivered = {}
         self.pending = []
         self.mbox = None
+        self.tofu = None
         self.exists = False
         self._fd = None           # open for appending once writable
         self._size = 0            # bytes of whole records in the file
@@ -147,6 +152,11 @@ class State:
             self.pending = [list(p) for p in record["pending"]]
         if "mbox" in record:
             self.mbox = record["mbox"]
+        if "tofu" in record:
+            tofu = record["tofu"]
+            if not isinstance(tofu, str) or not tofu.startswith("SHA256:"):
+                raise ValueError("a tofu record that is no fingerprint")
+            self.tofu = tofu
 
     # ---- writing ----
 
@@ -160,6 +170,8 @@ class State:
                   "pending": self.pending}
         if self.mbox is not None:
             record["mbox"] = self.mbox
+        if self.tofu is not None:
+            record["tofu"] = self.tofu
         return record
 
     def open(self):
@@ -244,6 +256,14 @@ class State:
 
     def set_mbox(self, mbox):
         record = {"mbox": mbox}
+        self._append(record)
+        self._apply(record)
+
+    def set_tofu(self, fingerprint):
+        """Durably record the server certificate trusted from now on
+        (--tofu): the record is on disk before anything is sent to the
+        server it names."""
+        record = {"tofu": fingerprint}
         self._append(record)
         self._apply(record)
 
