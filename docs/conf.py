@@ -26,6 +26,8 @@ extensions = [
     "cpoplib_docs",
 ]
 exclude_patterns = ["_build"]
+# options are written --name: no en dashes for "--"
+smartquotes = False
 nitpicky = False
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "undoc-members": False}

@@ -505,6 +505,13 @@ def _rst_table(header, rows):
     return out
 
 
+def _rst_help(text):
+    """A help text as reStructuredText: `cmd` and --option as literals."""
+    import re
+    text = re.sub(r"`([^`]+)`", r"``\1``", text)
+    return re.sub(r"(?<![\w`-])(--[a-z][a-z0-9-]*)", r"``\1``", text)
+
+
 def reference_rst():
     """The manual's reference of the settings and the exit codes."""
     import textwrap
@@ -525,13 +532,12 @@ def reference_rst():
             allowed = KIND_TEXT[s.kind]
             if s.range_words():
                 allowed += ", " + s.range_words()
-            text = "%s = %s (default: %s).  %s%s." % (
-                key, allowed, s.default_words(), s.help[0].upper(),
-                s.help[1:])
+            help_text = _rst_help(s.help[0].upper() + s.help[1:])
+            text = "%s = %s (default: %s).  %s." % (
+                key, allowed, _rst_help(s.default_words()), help_text)
             if s.scope == "cli":
-                text = "Command line only: %s (default: %s).  %s%s." % (
-                    allowed, s.default_words(), s.help[0].upper(),
-                    s.help[1:])
+                text = "Command line only: %s (default: %s).  %s." % (
+                    allowed, _rst_help(s.default_words()), help_text)
             if s.exclusive:
                 others = [m for m in dict.fromkeys(
                     m for g in s.groups() for m in EXCLUSIVE[g])
