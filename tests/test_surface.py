@@ -559,6 +559,20 @@ def test_run_refuses_what_it_cannot_run(tmp_path):
     assert proc.returncode == 0 and "console_scripts" in proc.stdout
 
 
+@pytest.mark.parametrize("command", [["--help"], ["demo", "--help"],
+                                     ["run", "--help"], ["fetch", "--help"],
+                                     ["oauth", "--help"]],
+                         ids=lambda c: " ".join(c))
+def test_help_is_plain_text(command):
+    """--help prints no reStructuredText markup of the docstrings it is
+    made from."""
+    proc = run_python(None, "-m", "cpoplib", *command)
+    assert proc.returncode == 0, proc
+    assert "``" not in proc.stdout, proc.stdout
+    if command[0] == "demo":            # its own paragraph, not the rest
+        assert "embedded" in proc.stdout and "oauth" not in proc.stdout
+
+
 def test_run_program_exception_gives_traceback_and_status_1(tmp_path):
     script = tmp_path / "fails.py"
     script.write_text("raise LookupError('from the program')\n")

@@ -155,6 +155,11 @@ def run_demo(rounds):
     return 0
 
 
+def _plain(text):
+    """A docstring's reStructuredText as the plain text of --help."""
+    return text.replace("``", "")
+
+
 def run_command(argv):
     """`run`'s words are the program's command line, not ours: they are
     not parsed by argparse (whose options would swallow the program's)."""
@@ -163,7 +168,7 @@ def run_command(argv):
     if not argv or argv[0] in ("-h", "--help"):
         print(_run.USAGE)
         print()
-        print(_run.__doc__.split("\n\n", 1)[1].strip())
+        print(_plain(_run.__doc__.split("\n\n", 1)[1].strip()))
         return 0 if argv else 2
     try:
         resolved = _run.resolve(argv)
@@ -258,7 +263,7 @@ def main(argv=None):
         "demo", help="fetch a generated mailbox from an embedded loopback "
                      "server with poplib and cpoplib; compare results and "
                      "speed",
-        description=__doc__.split("\n\n", 1)[1].strip())
+        description=_plain(__doc__.split("\n\n")[1].strip()))
     demo.add_argument("--rounds", type=int, default=5,
                       help="runs per module, alternating (default 5, "
                            "at least 3)")
