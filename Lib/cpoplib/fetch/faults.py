@@ -14,12 +14,19 @@ use it.
 durable.SYNC_SITES into no-ops: the crash-state exploration's mutation
 check shows that without any one of them some crash loses or duplicates
 mail.
+
+``CPOPLIB_FETCH_NOW=SECONDS`` (since the epoch, an integer or a decimal)
+is the time the run takes for now (now()) wherever it dates something:
+the time the state records a message as first fetched.  File names,
+timeouts and the summary's durations keep the real clock.
 """
 import os
+import time
 
 _faults: "dict[str, int]" = {}
 _fault_counts: "dict[str, int]" = {}
 _skipped: "set[str]" = set()
+_now: "list[float]" = []          # the faked time, if any
 
 
 def load():
@@ -32,6 +39,10 @@ def load():
     _skipped.clear()
     _skipped.update(filter(None, (s.strip() for s in os.environ.get(
         "CPOPLIB_FETCH_SKIP_SYNC", "").split(","))))
+    _now.clear()
+    fake = os.environ.get("CPOPLIB_FETCH_NOW", "").strip()
+    if fake:
+        _now.append(float(fake))
 
 
 def fault(point):
@@ -43,3 +54,9 @@ def fault(point):
 
 def sync_skipped(site):
     return site in _skipped
+
+
+def now():
+    """Seconds since the epoch: the faked time of CPOPLIB_FETCH_NOW if
+    set, else the real one."""
+    return _now[0] if _now else time.time()
