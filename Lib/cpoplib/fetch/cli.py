@@ -181,7 +181,7 @@ def plan(argv):
                              "file (--config FILE), not with --host, "
                              "--email or --provider")
         run = settings.merge([cli_values])
-        return [Account(None, run, "the command line")], run
+        return [Account(None, run, "the command line", [cli_values])], run
     defaults, tables = settings.config_accounts(_load_toml(path), path)
     for name in args.accounts:
         if name not in tables:
@@ -190,9 +190,11 @@ def plan(argv):
     names = list(dict.fromkeys(args.accounts)) or list(tables)
     account_defaults = {k: v for k, v in defaults.items()
                         if settings.BY_NAME[k].scope == "account"}
-    accounts = [Account(name, settings.merge(
-        [account_defaults, tables[name], cli_values]),
-        "[accounts.%s]" % name) for name in names]
+    levels = {name: [account_defaults, tables[name], cli_values]
+              for name in names}
+    accounts = [Account(name, settings.merge(levels[name]),
+                        "[accounts.%s]" % name, levels[name])
+                for name in names]
     return accounts, settings.merge([defaults, cli_values])
 
 

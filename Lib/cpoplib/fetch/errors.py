@@ -28,8 +28,10 @@ EXIT_CODES = (
     (EXIT_PROTOCOL, "any other POP3 error (a -ERR to LIST, DELE or QUIT); "
                     "the server's UIDLs were reset"),
     (EXIT_SKIPPED, "the account was fetched but some messages were skipped "
-                   "(too large, malformed, a -ERR to their RETR); they stay "
-                   "on the server"),
+                   "(too large for max_message_size, malformed, a -ERR to "
+                   "their RETR or TOP, the filter failed on them); they "
+                   "stay on the server.  Messages left by --skip-larger, "
+                   "the filter's exit 1 or a per-run limit are no failure"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C); what was written is kept, "
                        "nothing is deleted"),
     (EXIT_TERMINATED, "terminated (SIGTERM); as for Ctrl-C"),

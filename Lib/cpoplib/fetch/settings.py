@@ -21,6 +21,7 @@ that the README is what it writes.
 """
 import difflib
 import math
+import re
 
 from .durable import SYNC_MODES
 from .errors import EXIT_CODES, EXIT_RULE, EXIT_USAGE, FetchError
@@ -30,7 +31,31 @@ MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "APOP", "PLAIN",
 MiB = 1 << 20
 
 KIND_TEXT = {"bool": "boolean", "int": "integer", "number": "number",
-             "text": "string", "path": "string", "choice": "string"}
+             "text": "string", "path": "string", "choice": "string",
+             "size": "size"}
+
+# A size: bytes, or a number with k, M or G -- powers of 1024, as
+# max_message_size's MiB and the summary's KiB/MiB are (and mpop's k/m).
+SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+SIZE_WORDS = "like 500k, 10M or 2G (k, M, G: powers of 1024)"
+MAX_SIZE = 1 << 40
+
+
+def parse_size(text):
+    """A size's text (``"10M"``, ``"512k"``, ``"300"``) as bytes, or None
+    if it is not one."""
+    m = re.fullmatch(r"\s*([0-9]+)\s*([kKmMgG]?)\s*", text)
+    if m is None:
+        return None
+    return int(m.group(1)) * SIZE_UNITS[m.group(2).lower()]
+
+
+def size_words(n):
+    """Bytes as a size's text, in the largest unit that divides them."""
+    for unit, mult in (("G", 1 << 30), ("M", 1 << 20), ("k", 1 << 10)):
+        if n and n % mult == 0:
+            return "%d%s" % (n // mult, unit)
+    return str(n)
 
 
 class Setting:
@@ -72,6 +97,8 @@ class Setting:
     def range_words(self):
         if self.choices:
             return "one of " + ", ".join(self.choices)
+        if self.kind == "size":
+            return "%s to %s" % (size_words(self.low), size_words(self.high))
         if self.low is not None and self.high is not None:
             if self.low_open:
                 return "> %s, at most %s" % (self.low, self.high)
@@ -87,7 +114,14 @@ class Setting:
         ok = {"bool": type(value) is bool,
               "int": type(value) is int,
               "number": type(value) in (int, float),
+              "size": type(value) in (int, str),
               }.get(k, type(value) is str)
+        if k == "size" and type(value) is str:
+            parsed = parse_size(value)
+            if parsed is None:
+                raise FetchError(EXIT_USAGE, "%s must be a size, %s, not "
+                                 "%s" % (where, SIZE_WORDS, describe(value)))
+            value = parsed
         if not ok:
             raise FetchError(EXIT_USAGE, "%s must be %s (%s), not %s" % (
                 where, "a " + KIND_TEXT[k] if k != "int" else "an integer",
@@ -108,18 +142,20 @@ class Setting:
                                  % (where, ", ".join(self.choices), value,
                                     did_you_mean(value, self.choices)))
             value = canon[value.lower()]
+        shown = size_words(value) if k == "size" else value
         if self.low is not None and (value < self.low or (
                 self.low_open and value == self.low)):
             raise FetchError(EXIT_USAGE, "%s must be %s, not %s" % (
-                where, self.range_words(), value))
+                where, self.range_words(), shown))
         if self.high is not None and value > self.high:
             raise FetchError(EXIT_USAGE, "%s must be %s, not %s" % (
-                where, self.range_words(), value))
+                where, self.range_words(), shown))
         return value
 
     def example(self):
         return {"bool": "true or false", "int": "like 10",
                 "number": "like 30 or 2.5", "text": 'like "text"',
+                "size": 'bytes, or a string %s' % SIZE_WORDS,
                 "path": 'a file name like "~/Mail"',
                 "choice": " or ".join('"%s"' % c for c in self.choices or ()),
                 }[self.kind]
@@ -138,6 +174,12 @@ class Setting:
             except ValueError:
                 raise FetchError(EXIT_USAGE, "%s needs a number, not %r"
                                  % (flag, text))
+        if self.kind == "size":
+            size = parse_size(text)
+            if size is None:
+                raise FetchError(EXIT_USAGE, "%s needs a size, %s, not %r"
+                                 % (flag, SIZE_WORDS, text))
+            return size
         return text
 
 
@@ -245,6 +287,28 @@ SETTINGS = (
       "state is on a non-empty server: stop (exit 6), or fetch every "
       "message as new", "what to fetch", choices=("stop", "fetch"),
       metavar="WHAT"),
+    # selection (what it does: selection.py)
+    S("skip_larger", "size", None, "leave on the server, never fetched, "
+      "a message larger than SIZE by its LIST size; 0: none; at most "
+      "max_message_size", "what to fetch", low=0, high=MAX_SIZE,
+      metavar="SIZE"),
+    S("delete_larger", "size", None, "with --delete: delete on the "
+      "server, without fetching, a message larger than SIZE by its LIST "
+      "size; 0: none",
+      "what to fetch", low=0, high=MAX_SIZE, metavar="SIZE"),
+    S("max_messages", "int", None, "fetch at most N messages per run, "
+      "the rest the next run; 0: no limit", "what to fetch", low=0,
+      high=10 ** 9, metavar="N"),
+    S("max_bytes", "size", None, "fetch at most SIZE per run by LIST "
+      "sizes, the first message always, the rest the next run; 0: no "
+      "limit", "what to fetch", low=0, high=MAX_SIZE, metavar="SIZE"),
+    S("keep_days", "int", None, "with --delete: delete a fetched message "
+      "only once it was first fetched N days ago; 0: at once",
+      "what to fetch", low=0, high=36500, metavar="N"),
+    S("filter", "text", None, "run CMD (a shell command) on each new "
+      "message's headers: exit 0 fetch, 1 leave on the server, 2 delete "
+      "unfetched (with --delete), else an error for that message",
+      "what to fetch", metavar="CMD"),
     # providers and OAuth 2.0 (what they do: oauth_setup.py)
     S("provider", "text", None, "a provider profile (gmail, outlook, "
       "yahoo, gmx, webde, fastmail): host, port, TLS, login method and "
@@ -307,6 +371,22 @@ for _s in SETTINGS:
     if _s.exclusive:
         EXCLUSIVE.setdefault(_s.exclusive, []).append(_s.name)
 del _s
+
+
+# Settings that only say what --delete deletes: each needs delete = true
+# (Account.check()), and --keep above them turns them off with it.
+WITH_DELETE = ("delete_larger", "keep_days")
+
+
+def origin(levels, name):
+    """The index in `levels` (lowest first, as merge() takes them) of the
+    last level that gives `name`; -1 if none does (the built-in
+    default)."""
+    found = -1
+    for i, level in enumerate(levels):
+        if name in level:
+            found = i
+    return found
 
 
 def is_on(name, value):
@@ -433,7 +513,10 @@ def reference_rst():
     import textwrap
     out = [REF_BEGIN, "",
            "Every setting, as an option and as a key of the config file",
-           "(``--help`` says the same):", ""]
+           "(``--help`` says the same).  A size is a number of bytes, or a",
+           "number followed by ``k``, ``M`` or ``G`` (KiB, MiB, GiB: powers",
+           "of 1024); in the file an integer or a string (``skip_larger =",
+           "\"10M\"``).", ""]
     for group in GROUPS:
         out += ["*%s*" % group.capitalize(), ""]
         for s in (s for s in SETTINGS if s.group == group):
@@ -452,9 +535,10 @@ def reference_rst():
                 key, allowed, s.default_words(), s.help[0].upper(),
                 s.help[1:])
             if s.exclusive:
-                others = [m for m in EXCLUSIVE[s.exclusive] if m != s.name]
+                others = ["``%s``" % BY_NAME[m].flags[0]
+                          for m in EXCLUSIVE[s.exclusive] if m != s.name]
                 text += "  Excludes %s on the same level." % " and ".join(
-                    "``%s``" % BY_NAME[m].flags[0] for m in others)
+                    filter(None, [", ".join(others[:-1]), others[-1]]))
             out.append(flags)
             out += textwrap.wrap(text, 72, initial_indent="    ",
                                  subsequent_indent="    ",

@@ -3,7 +3,8 @@ destination, committing every batch through the state.
 
 One bad message is that message's failure, not the account's:
 
-* larger than the cap by its LIST size: never asked for;
+* larger than the cap by its LIST size: never asked for (selection.py
+  leaves it out);
 * a -ERR to its RETR: fetch_many() has read every reply in flight, the
   connection is in step, the rest is fetched with a new fetch_many();
 * a line or a reply past the cap (a server whose LIST size was wrong):
@@ -19,6 +20,7 @@ mail drainable without a reconnection per message."""
 from . import faults
 from .accounts import BATCH_BYTES
 from .errors import EXIT_PROTOCOL, FetchError
+from .selection import skip
 from .session import failed, is_reply, lost, server_text
 
 RECONNECTIONS = 10      # at most this many per run
@@ -37,11 +39,7 @@ class Transfer:
         self.reconnections = 0
 
     def skip(self, n, why):
-        uidl = self.s.uid.get(n) if self.s.uid is not None else None
-        self.result.skipped.append((n, uidl, why))
-        named = " (UIDL %s)" % uidl.decode("latin-1") if uidl else ""
-        self.out.warn("%s: message %d%s skipped: %s; it stays on the "
-                      "server" % (self.acct.name, n, named, why))
+        skip(self.s, self.result, n, why)
 
     def commit(self):
         if not self.batch:
@@ -62,18 +60,12 @@ class Transfer:
         self.batch, self.batch_bytes = [], 0
 
     def run(self, numbers):
-        """Fetches `numbers`; returns the FetchError that stopped the
-        transfer early (the connection lost) or None.  A delivery error is
-        raised after committing what was fully written."""
-        cap = self.acct.max_message_bytes
+        """Fetches `numbers` (chosen by selection.choose(): none larger
+        than the cap by its LIST size); returns the FetchError that stopped
+        the transfer early (the connection lost) or None.  A delivery error
+        is raised after committing what was fully written."""
         sizes = self.s.sizes
-        wanted = []
-        for n in numbers:
-            if sizes.get(n, 0) > cap:
-                self.skip(n, "%d bytes, larger than max_message_size (%d "
-                          "MiB)" % (sizes[n], self.acct.max_message_size))
-            else:
-                wanted.append(n)
+        wanted = list(numbers)
         self.total = len(wanted)
         self.total_bytes = sum(sizes.get(n, 0) for n in wanted)
         try:

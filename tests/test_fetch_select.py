@@ -1,0 +1,558 @@
+"""`cpoplib fetch`'s selection (issue 21, part B): sizes
+(--skip-larger, --delete-larger, k/M/G), per-run limits (--max-messages,
+--max-bytes), --keep-days with a faked clock (CPOPLIB_FETCH_NOW, read by
+faults.now()), the header filter (--filter, a real shell script, TOP
+pipelined), and the settings' checks.
+
+Against the private Dovecot of tests/test_dovecot.py (user carol, whose
+mailbox starts empty and is emptied after each test) where the issue asks
+for it; against the scripted Mailbox server of test_fetch_config.py for
+what Dovecot cannot be made to do (a -ERR to one TOP, a connection
+dropped inside one, no UIDL) and to see the commands sent.  The crash
+tests of the deleting paths are in test_fetch_select_crash.py.
+"""
+import os
+import re
+
+import pytest
+
+import dovecot_server
+from test_dovecot import login, server  # noqa: F401  (fixture by name)
+from test_fetch_config import (HAVE_TOML, Mailbox, Server, args,
+                               one_error_line, pw, run,  # noqa: F401
+                               toml_account, write_config)
+from test_fetcher import (  # noqa: F401  (fixtures by name)
+    carol, carol_numbers, carol_pw, delivered, dovecot_args,
+    isolated_home, keyed, lf, maildir_files, message)
+
+import cpoplib
+from cpoplib.fetch import cli, errors
+
+needs_toml = pytest.mark.skipif(not HAVE_TOML, reason="needs tomllib or "
+                                "tomli (pip install tomli)")
+DAY = 86400
+T0 = 1_700_000_000          # the faked clock's first run
+
+
+def mail(key, subject, size=0, sender="sender@example.org"):
+    """(key, bytes) for Dovecot: a message with Return-Path `sender` (None:
+    no Return-Path), `subject`, padded to about `size` bytes."""
+    head = b"Return-Path: <%s>\n" % sender.encode() if sender is not None \
+        else b""
+    head += (b"From: Sender <sender@example.org>\nTo: carol@example.org\n"
+             b"Subject: " + subject.encode() + b"\nMessage-ID: <"
+             + key.encode() + b"@cpoplib.test>\n" + dovecot_server.KEY_HEADER
+             + b": " + key.encode() + b"\n\nbody of " + key.encode() + b"\n")
+    while len(head) < size:
+        head += b"padding line " + b"p" * 57 + b"\n"
+    return key, head
+
+
+def scripted_mail(i, subject, size=0, sender="s%d@example.org"):
+    """A message for the scripted server (CRLF), of exactly `size` bytes
+    if given."""
+    _, data = mail("m%d" % i, subject, 0,
+                   sender % i if sender and "%d" in sender else sender)
+    data = dovecot_server.to_crlf(data)
+    if size:
+        pad = size - len(data) - 2
+        assert pad >= 0, (size, len(data))
+        data += b"x" * pad + b"\r\n"
+        assert len(data) == size
+    return data
+
+
+def on_server(server):
+    """The keys of carol's messages still on the server."""
+    return set(carol_numbers(server))
+
+
+# --------------------------------------------------------------------------
+# sizes
+
+def test_sizes_skip_and_delete_without_fetching(server, carol_pw, tmp_path,
+                                                capsys):
+    """--skip-larger leaves a message on the server, never fetched, on
+    every run; --delete-larger (with --delete) deletes one unfetched; the
+    summary counts both and the exit status is 0."""
+    added = server.add_messages("carol", [
+        mail("small-1", "one"), mail("small-2", "two"),
+        mail("big", "big", size=30_000), mail("huge", "huge", size=300_000),
+        mail("small-3", "three")])
+    md = tmp_path / "Maildir"
+    try:
+        for attempt in (1, 2):
+            code, err = run(dovecot_args(
+                server, "--maildir", md, "--delete", "--skip-larger", "20k",
+                "--delete-larger", "100k"), capsys)
+            assert code == 0, err
+            if attempt == 1:
+                assert "3 messages" in err and \
+                    "4 deleted (1 unfetched)" in err, err
+            else:
+                assert "0 messages" in err and "deleted" not in err, err
+            assert "1 not fetched (1 larger than --skip-larger 20k)" in err
+            assert "warning" not in err
+            assert on_server(server) == {"big"}
+            assert keyed(maildir_files(md)) == {
+                k: v for k, v in added.items() if k.startswith("small")}
+    finally:
+        carol_cleanup(server)
+
+
+def carol_cleanup(server):
+    conn = login(cpoplib, server, "carol")
+    try:
+        for n in range(1, conn.stat()[0] + 1):
+            conn.dele(n)
+    finally:
+        conn.quit()
+
+
+def test_sizes_are_powers_of_1024_and_never_retrieved(tmp_path, capsys, pw):
+    """1k is 1024 bytes: a message of 1020 bytes is not larger than
+    --skip-larger 1k (it would be with 1000); what a size rule selects is
+    never asked for with RETR (nor TOP)."""
+    msgs = [scripted_mail(1, "a", 1020), scripted_mail(2, "b", 1030),
+            scripted_mail(3, "c"), scripted_mail(4, "d", 5000)]
+    box = Mailbox(msgs)
+    with Server(box) as srv:
+        code, err = run(args(srv, "--maildir", tmp_path / "M", "--delete",
+                             "--skip-larger", "1k", "--delete-larger",
+                             "4K"), capsys)
+    assert code == 0, err
+    assert box.retrs == [1, 3] and box.tops == []
+    assert sorted(box.deleted) == [1, 3, 4]
+    assert "1 not fetched (1 larger than --skip-larger 1k)" in err
+    assert "3 deleted (1 unfetched)" in err
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--skip-larger", "10X", "--skip-larger needs a size, like 500k, 10M or "
+     "2G (k, M, G: powers of 1024), not '10X'"),
+    ("--skip-larger", "1.5M", "--skip-larger needs a size, like 500k, 10M or "
+     "2G (k, M, G: powers of 1024), not '1.5M'"),
+    ("--max-bytes", "-1", "--max-bytes needs a size, like 500k, 10M or 2G "
+     "(k, M, G: powers of 1024), not '-1'"),
+    ("--delete-larger", "2000G", "--delete-larger must be 0 to 1024G, not "
+     "2000G"),
+    ("--max-messages", "x", "--max-messages needs an integer, not 'x'"),
+    ("--keep-days", "36501", "--keep-days must be 0 to 36500, not 36501"),
+    ("--skip-larger", "129M", "--skip-larger 129M is above "
+     "--max-message-size (128 MiB), which skips (exit 7) what is larger: "
+     "raise --max-message-size to 129 or more"),
+])
+def test_size_and_limit_errors_on_the_command_line(capsys, pw, option,
+                                                   value, words):
+    box = Mailbox([message(1)])
+    with Server(box) as srv:
+        code, err = run(args(srv, "--maildir", "/nonexistent/M", "--delete",
+                             option, value), capsys)
+    assert code == errors.EXIT_USAGE
+    assert one_error_line(err) == "cpoplib fetch: error: %s\n" % words
+    assert srv.accepted == 0
+
+
+@needs_toml
+@pytest.mark.parametrize("value, words", [
+    ('"ten"', 'skip_larger must be a size, like 500k, 10M or 2G (k, M, G: '
+              'powers of 1024), not the string "ten"'),
+    ("true", "skip_larger must be a size (bytes, or a string like 500k, 10M "
+             "or 2G (k, M, G: powers of 1024)), not the boolean true"),
+    ("2.5", "skip_larger must be a size (bytes, or a string like 500k, 10M "
+            "or 2G (k, M, G: powers of 1024)), not the number 2.5"),
+    ("-1", "skip_larger must be 0 to 1024G, not -1"),
+    ('"1025G"', "skip_larger must be 0 to 1024G, not 1025G"),
+])
+def test_size_errors_in_the_file(tmp_path, capsys, pw, value, words):
+    with Server(Mailbox([message(1)])) as srv:
+        config = write_config(tmp_path, toml_account(
+            srv, skip_larger=value, maildir='"%s"' % (tmp_path / "M")))
+        code, err = run(["--config", config], capsys)
+    assert code == errors.EXIT_USAGE
+    assert one_error_line(err) == "cpoplib fetch: error: %s: [accounts.a]: " \
+        "%s\n" % (config, words)
+    assert srv.accepted == 0
+
+
+@needs_toml
+def test_size_values_in_the_file_and_on_the_command_line(tmp_path, pw):
+    with Server(Mailbox([])) as srv:
+        config = write_config(tmp_path, toml_account(
+            srv, skip_larger='"10M"', max_bytes="5000",
+            delete_larger='"3g"', delete="true",
+            maildir='"%s"' % (tmp_path / "M")))
+        accounts, _ = cli.plan(["--config", str(config)])
+        acct = accounts[0]
+        assert (acct.skip_larger, acct.max_bytes, acct.delete_larger) == (
+            10 << 20, 5000, 3 << 30)
+        accounts, _ = cli.plan(["--config", str(config), "--max-bytes",
+                                "2k", "--skip-larger", "0"])
+        assert (accounts[0].max_bytes, accounts[0].skip_larger) == (2048, 0)
+    assert srv.accepted == 0
+
+
+# --------------------------------------------------------------------------
+# what needs --delete, and what --keep turns off
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--delete-larger", "1M", "--delete-larger deletes messages: add "
+     "--delete (delete = true), or leave --delete-larger out"),
+    ("--keep-days", "7", "--keep-days says when --delete deletes: add "
+     "--delete (delete = true), or leave --keep-days out"),
+])
+def test_deleting_settings_need_delete(capsys, pw, tmp_path, option, value,
+                                       words):
+    box = Mailbox([message(1)])
+    with Server(box) as srv:
+        code, err = run(args(srv, "--maildir", tmp_path / "M", option,
+                             value), capsys)
+        assert code == errors.EXIT_USAGE
+        assert one_error_line(err) == "cpoplib fetch: error: %s\n" % words
+        # off ("0") is not a deletion: allowed
+        code, err = run(args(srv, "--maildir", tmp_path / "M", option, "0"),
+                        capsys)
+        assert code == 0, err
+    assert srv.accepted == 1 and box.dele_sent == []
+
+
+@needs_toml
+@pytest.mark.parametrize("defaults, account, cli_args, outcome", [
+    # --keep above the deleting settings turns them off with --delete
+    ("delete = true\ndelete_larger = 1000\n", "keep = true\n", [], "kept"),
+    ("delete = true\ndelete_larger = 1000\n", "", ["--keep"], "kept"),
+    ("delete = true\nkeep_days = 3\n", "", ["--keep"], "kept"),
+    ("", "delete = true\ndelete_larger = 1000\n", ["--keep"], "kept"),
+    # a dry run previews: nothing deleted, what would be counted
+    ("delete = true\ndelete_larger = 1000\n", "", ["--dry-run"], "dry"),
+    # --keep on the same level or below: an error, not a silent keep
+    ("keep = true\n", "delete_larger = 1000\n", [], "error"),
+    ("", "keep = true\ndelete_larger = 1000\n", [], "error"),
+    ("delete_larger = 1000\n", "", [], "error"),
+    # and with --delete in effect it deletes
+    ("delete = true\ndelete_larger = 1000\n", "", [], "deleted"),
+])
+def test_keep_above_turns_deleting_settings_off(tmp_path, capsys, pw,
+                                                defaults, account, cli_args,
+                                                outcome):
+    msgs = [message(1), scripted_mail(2, "big", 3000)]
+    box = Mailbox(msgs)
+    with Server(box) as srv:
+        text = "[defaults]\n%s\n" % defaults + toml_account(
+            srv, maildir='"%s"' % (tmp_path / "M"),
+            state='"%s"' % (tmp_path / "s.json")) + account
+        config = write_config(tmp_path, text)
+        code, err = run(["--config", config, *cli_args], capsys)
+    if outcome == "error":
+        assert code == errors.EXIT_USAGE
+        assert "--delete-larger deletes messages" in one_error_line(err)
+        assert srv.accepted == 0
+        return
+    assert code == 0, err
+    if outcome == "deleted":
+        assert box.deleted == [1, 2] and box.retrs == [1]
+        assert "2 deleted (1 unfetched)" in err
+        return
+    assert box.dele_sent == [], err
+    if outcome == "dry":
+        assert "1 larger than --delete-larger 1000, kept without --delete" \
+            in err and "dry run" in err
+
+
+# --------------------------------------------------------------------------
+# per-run limits
+
+def test_max_messages_over_runs(server, carol, carol_pw, tmp_path, capsys):
+    """--max-messages 3 over 7 new messages: 3, 3, then 1, oldest (lowest
+    number) first, each run saying how many are left."""
+    added = carol("lim", 7)
+    number = carol_numbers(server)
+    order = sorted(added, key=number.get)
+    md = tmp_path / "Maildir"
+    got, before = [], set()
+    for expect, left in ((3, 4), (3, 1), (1, 0)):
+        code, err = run(dovecot_args(server, "--maildir", md,
+                                     "--max-messages", 3), capsys)
+        assert code == 0, err
+        assert ": %d messages" % expect in err
+        if left:
+            assert "%d left for the next run (--max-messages 3)" % left \
+                in err
+        else:
+            assert "next run" not in err
+        now = set(keyed(maildir_files(md)))
+        got.append(sorted(now - before))
+        before = now
+    assert got == [sorted(order[:3]), sorted(order[3:6]), order[6:]]
+    assert keyed(maildir_files(md)) == added
+    assert len(maildir_files(md)) == 7
+
+
+def test_max_bytes_by_list_sizes_first_message_always(tmp_path, capsys, pw):
+    """--max-bytes counts LIST sizes: a run stops before the message that
+    would pass the limit (the rest next run), except that the first
+    message of a run is always taken, so a message larger than the limit
+    is not left forever."""
+    msgs = [scripted_mail(1, "a", 300), scripted_mail(2, "b", 300),
+            scripted_mail(3, "c", 300), scripted_mail(4, "d", 5000),
+            scripted_mail(5, "e", 300)]
+    sizes = [len(m) for m in msgs]
+    limit = sizes[0] + sizes[1] + 10
+    box = Mailbox(msgs)
+    state = tmp_path / "s.json"
+    runs = []
+    with Server(box) as srv:
+        for _ in range(4):
+            before = len(box.retrs)
+            code, err = run(args(srv, "--maildir", tmp_path / "M", "--state",
+                                 state, "--max-bytes", limit), capsys)
+            assert code == 0, err
+            runs.append((box.retrs[before:], err))
+    assert [r for r, _ in runs] == [[1, 2], [3], [4], [5]]
+    assert "3 left for the next run (--max-bytes %d)" % limit in runs[0][1]
+    assert "2 left for the next run" in runs[1][1]
+    assert "1 left for the next run" in runs[2][1]
+    assert "next run" not in runs[3][1]
+    assert sorted(maildir_files(tmp_path / "M")) == sorted(map(lf, msgs))
+
+
+# --------------------------------------------------------------------------
+# --keep-days, with a faked clock
+
+def at(monkeypatch, when):
+    monkeypatch.setenv("CPOPLIB_FETCH_NOW", str(when))
+
+
+def test_keep_days_with_a_faked_clock(server, carol_pw, tmp_path, capsys,
+                                      monkeypatch):
+    """--delete --keep-days 3: a message is deleted on the first run at
+    least 3 days after the run that first fetched it, not a second
+    before; the state dates each message by that first run."""
+    first = server.add_messages("carol", [mail("old-%d" % i, "old")
+                                          for i in range(3)])
+    md = tmp_path / "Maildir"
+    state = tmp_path / "state.json"
+    argv = dovecot_args(server, "--maildir", md, "--state", state,
+                        "--delete", "--keep-days", 3)
+    try:
+        at(monkeypatch, T0)
+        code, err = run(argv, capsys)
+        assert code == 0 and "3 messages" in err and "deleted" not in err
+        assert set(delivered(state).values()) == {T0}
+        second = server.add_messages("carol", [mail("new-%d" % i, "new")
+                                               for i in range(2)])
+        at(monkeypatch, T0 + 2 * DAY)
+        code, err = run(argv, capsys)
+        assert code == 0 and "2 messages" in err and "deleted" not in err
+        at(monkeypatch, T0 + 3 * DAY - 1)
+        code, err = run(argv, capsys)
+        assert code == 0 and "deleted" not in err, err
+        assert on_server(server) == set(first) | set(second)
+        at(monkeypatch, T0 + 3 * DAY)
+        code, err = run(argv, capsys)
+        assert code == 0 and "3 deleted" in err, err
+        assert on_server(server) == set(second)
+        at(monkeypatch, T0 + 5 * DAY)
+        code, err = run(argv, capsys)
+        assert code == 0 and "2 deleted" in err, err
+        assert on_server(server) == set()
+        assert keyed(maildir_files(md)) == {**first, **second}
+        assert len(maildir_files(md)) == 5
+        # deleted for good: forgotten by the state
+        assert delivered(state) == {}
+    finally:
+        carol_cleanup(server)
+
+
+def test_keep_days_zero_is_delete_at_once(tmp_path, capsys, pw, monkeypatch):
+    box = Mailbox([message(1), message(2)])
+    at(monkeypatch, T0)
+    with Server(box) as srv:
+        code, err = run(args(srv, "--maildir", tmp_path / "M", "--delete",
+                             "--keep-days", 0), capsys)
+    assert code == 0 and box.deleted == [1, 2], err
+
+
+def test_keep_days_without_uidl_deletes_nothing(tmp_path, capsys, pw):
+    """No UIDL: nothing dates a message, so --keep-days deletes nothing
+    fetched (and says so); plain --delete still deletes."""
+    msgs = [message(1), message(2)]
+    box = Mailbox(msgs, uidls=None)
+    with Server(box) as srv:
+        code, err = run(args(srv, "--maildir", tmp_path / "M", "--delete",
+                             "--keep-days", 1), capsys)
+        assert code == 0, err
+        assert "no UIDL, so --keep-days cannot tell" in err
+        assert box.dele_sent == []
+        code, err = run(args(srv, "--eml-dir", tmp_path / "E", "--delete"),
+                        capsys)
+    assert code == 0 and box.deleted == [1, 2], err
+
+
+# --------------------------------------------------------------------------
+# the filter
+
+FILTER = r"""#!/bin/sh
+# a header filter: the headers on stdin, %F and %S as $1 and $2
+headers=$(cat)
+printf '%s %s %s\n' "$1" "$2" "$(printf '%s\n' "$headers" |
+    sed -n 's/^Subject: //p')" >> "$FILTER_LOG"
+case "$headers" in
+  *"Subject: spam"*) exit 2 ;;
+  *"Subject: later"*) exit 1 ;;
+  *"Subject: broken"*) echo "cannot classify this one" >&2; exit 3 ;;
+  *"Subject: crash"*) kill -9 $$ ;;
+esac
+case "$headers" in
+  *"body of"*) echo "the body reached the filter" >&2; exit 4 ;;
+esac
+exit 0
+"""
+
+
+@pytest.fixture
+def filter_script(tmp_path, monkeypatch):
+    path = tmp_path / "filter.sh"
+    path.write_text(FILTER)
+    path.chmod(0o755)
+    log = tmp_path / "filter.log"
+    monkeypatch.setenv("FILTER_LOG", str(log))
+
+    def lines():
+        return log.read_text().splitlines() if log.exists() else []
+    # exec: the filter is the process the fetcher waits for (its kill -9
+    # is a filter killed by a signal)
+    return "exec %s %%F %%S" % path, lines
+
+
+def test_filter_against_dovecot(server, carol_pw, tmp_path, capsys,
+                                filter_script):
+    """A real shell script as --filter, the headers from TOP n 0: exit 0
+    fetched, 1 left on the server, 2 deleted unfetched (with --delete),
+    3 an error for that message (warned with its stderr, left, exit 7);
+    %F is the Return-Path's address and %S the LIST size."""
+    command, log = filter_script
+    msgs = [mail("ok-1", "fine"), mail("spam-1", "spam", sender="bulk@x.y"),
+            mail("later-1", "later"), mail("broken-1", "broken"),
+            mail("ok-2", "fine too", sender=None)]
+    added = server.add_messages("carol", msgs)
+    conn = login(cpoplib, server, "carol")
+    try:
+        sizes = {dovecot_server.message_key(conn.top(n, 0)[1]): s
+                 for n, s in conn.list_map().items()}
+    finally:
+        conn.quit()
+    md = tmp_path / "Maildir"
+    try:
+        code, err = run(dovecot_args(server, "--maildir", md, "--delete",
+                                     "--filter", command), capsys)
+        assert code == errors.EXIT_SKIPPED, err
+        assert re.search(r"warning: carol@localhost: message \d+ \(UIDL "
+                         r"[^)]+\) skipped: the filter exited with status 3: "
+                         r"cannot classify this one; it stays on the server",
+                         err), err
+        assert "2 messages" in err and "3 deleted (1 unfetched)" in err
+        assert "1 not fetched (1 left by the filter)" in err
+        assert "1 skipped" in err
+        assert keyed(maildir_files(md)) == {
+            k: added[k] for k in ("ok-1", "ok-2")}
+        assert on_server(server) == {"later-1", "broken-1"}
+        seen = log()
+        assert sorted(seen) == sorted(
+            "%s %d %s" % (sender, sizes[key], subject)
+            for key, sender, subject in (
+                ("ok-1", "sender@example.org", "fine"),
+                ("spam-1", "bulk@x.y", "spam"),
+                ("later-1", "sender@example.org", "later"),
+                ("broken-1", "sender@example.org", "broken"),
+                ("ok-2", "MAILER-DAEMON", "fine too")))
+        # the next run sees the two left again, and only them
+        code, err = run(dovecot_args(server, "--maildir", md, "--delete",
+                                     "--filter", command), capsys)
+        assert code == errors.EXIT_SKIPPED and "0 messages" in err
+        assert len(log()) == len(seen) + 2
+    finally:
+        carol_cleanup(server)
+
+
+def test_filter_exit_2_without_delete_keeps(tmp_path, capsys, pw,
+                                            filter_script):
+    command, _ = filter_script
+    msgs = [scripted_mail(1, "spam"), scripted_mail(2, "fine")]
+    box = Mailbox(msgs)
+    with Server(box) as srv:
+        code, err = run(args(srv, "--maildir", tmp_path / "M", "--filter",
+                             command), capsys)
+    assert code == 0, err
+    assert box.dele_sent == [] and box.retrs == [2]
+    assert "1 not fetched (1 marked by the filter (exit 2), kept without " \
+        "--delete)" in err
+
+
+def test_filter_tops_pipelined_only_wanted_retrieved(tmp_path, capsys, pw,
+                                                     filter_script):
+    """Every new message's TOP n 0 in one pipelined run of commands, RETR
+    only for what the filter takes; a filter killed by a signal is that
+    message's error."""
+    command, log = filter_script
+    subjects = ["fine", "later", "spam", "crash", "fine", "later"] * 5
+    msgs = [scripted_mail(i, s) for i, s in enumerate(subjects, 1)]
+    box = Mailbox(msgs)
+    with Server(box) as srv:
+        code, err = run(args(srv, "--maildir", tmp_path / "M", "--delete",
+                             "--filter", command), capsys)
+    assert code == errors.EXIT_SKIPPED, err
+    fine = [i for i, s in enumerate(subjects, 1) if s == "fine"]
+    spam = [i for i, s in enumerate(subjects, 1) if s == "spam"]
+    assert box.tops == list(range(1, 31))
+    assert box.retrs == fine
+    assert sorted(box.deleted) == sorted(fine + spam)
+    assert err.count("skipped: the filter was killed by SIGKILL") == 5
+    assert "10 not fetched (10 left by the filter)" in err
+    # every TOP before the first RETR: the filter decided first
+    sent = [c.split()[0] for c in srv.commands if c.split()[0] in (b"TOP",
+                                                                  b"RETR")]
+    assert sent == [b"TOP"] * 30 + [b"RETR"] * len(fine)
+    assert len(log()) == 30
+
+
+def test_filter_top_refused_or_lost(tmp_path, capsys, pw, filter_script):
+    """A -ERR to one TOP: that message's failure (exit 7), the rest
+    filtered and fetched; the connection lost inside a TOP: exit 2,
+    nothing fetched or deleted."""
+    command, _ = filter_script
+    msgs = [scripted_mail(i, "fine") for i in range(1, 6)]
+    box = Mailbox(msgs, top_error=3)
+    with Server(box) as srv:
+        code, err = run(args(srv, "--maildir", tmp_path / "M", "--delete",
+                             "--filter", command), capsys)
+    assert code == errors.EXIT_SKIPPED, err
+    assert "message 3 (UIDL uid-3) skipped: the server refused TOP 3: -ERR " \
+        "cannot read that one" in err
+    assert box.retrs == [1, 2, 4, 5] and box.deleted == [1, 2, 4, 5]
+    box = Mailbox(msgs, top_drop_at=4)
+    with Server(box) as srv:
+        code, err = run(args(srv, "--maildir", tmp_path / "M2", "--delete",
+                             "--filter", command), capsys)
+    assert code == errors.EXIT_CONNECT, err
+    assert one_error_line(err) == ("cpoplib fetch: error: connection lost "
+                                   "during TOP 4 (the server closed it)\n")
+    assert box.retrs == [] and box.dele_sent == []
+
+
+def test_filter_and_limits(tmp_path, capsys, pw, filter_script):
+    """--max-messages counts what the filter takes: a message it leaves
+    does not use up the limit; the filter is not run past the limit."""
+    command, log = filter_script
+    msgs = [scripted_mail(1, "fine"), scripted_mail(2, "later"),
+            scripted_mail(3, "fine"), scripted_mail(4, "fine"),
+            scripted_mail(5, "fine")]
+    box = Mailbox(msgs)
+    with Server(box) as srv:
+        code, err = run(args(srv, "--maildir", tmp_path / "M", "--filter",
+                             command, "--max-messages", 2), capsys)
+    assert code == 0, err
+    assert box.retrs == [1, 3]
+    assert len(log()) == 3
+    assert "2 left for the next run (--max-messages 2)" in err
+    assert "1 not fetched (1 left by the filter)" in err
