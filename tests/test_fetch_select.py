@@ -1,8 +1,10 @@
-"""`cpoplib fetch`'s selection (issue 21, part B): sizes
+"""`cpoplib fetch`'s selection and delivery (issue 21, part B): sizes
 (--skip-larger, --delete-larger, k/M/G), per-run limits (--max-messages,
 --max-bytes), --keep-days with a faked clock (CPOPLIB_FETCH_NOW, read by
 faults.now()), the header filter (--filter, a real shell script, TOP
-pipelined), and the settings' checks.
+pipelined), delivery through an MDA (--mda: procmail into a Maildir, and
+shell scripts for the failures), --add-received, and the settings'
+checks.
 
 Against the private Dovecot of tests/test_dovecot.py (user carol, whose
 mailbox starts empty and is emptied after each test) where the issue asks
@@ -11,8 +13,12 @@ what Dovecot cannot be made to do (a -ERR to one TOP, a connection
 dropped inside one, no UIDL) and to see the commands sent.  The crash
 tests of the deleting paths are in test_fetch_select_crash.py.
 """
+import email.utils
 import os
 import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -30,6 +36,10 @@ from cpoplib.fetch import cli, errors
 
 needs_toml = pytest.mark.skipif(not HAVE_TOML, reason="needs tomllib or "
                                 "tomli (pip install tomli)")
+PROCMAIL = shutil.which("procmail")
+needs_procmail = pytest.mark.skipif(
+    PROCMAIL is None and os.environ.get("CPOPLIB_REQUIRE_DOVECOT") != "1",
+    reason="procmail is not installed (apt-get install procmail)")
 DAY = 86400
 T0 = 1_700_000_000          # the faked clock's first run
 
@@ -556,3 +566,221 @@ def test_filter_and_limits(tmp_path, capsys, pw, filter_script):
     assert len(log()) == 3
     assert "2 left for the next run (--max-messages 2)" in err
     assert "1 not fetched (1 left by the filter)" in err
+
+
+# --------------------------------------------------------------------------
+# the MDA
+
+PROCMAILRC = """\
+MAILDIR={dir}
+DEFAULT={dir}/Maildir/
+LOGFILE={dir}/procmail.log
+"""
+
+
+@needs_procmail
+def test_mda_procmail_into_a_maildir(server, carol_pw, tmp_path, capsys):
+    """--mda "procmail -f %F RCFILE": every message delivered by procmail
+    into its Maildir byte for byte as Dovecot has it, procmail told the
+    envelope sender (its log's From lines), each recorded and then
+    deleted."""
+    rc = tmp_path / "procmailrc"
+    rc.write_text(PROCMAILRC.format(dir=tmp_path))
+    msgs = [mail("mda-%d" % i, "mda %d" % i, sender="s%d@example.org" % i)
+            for i in range(1, 5)] + [mail("mda-5", "bounce", sender="")]
+    added = server.add_messages("carol", msgs)
+    state = tmp_path / "state.json"
+    try:
+        code, err = run(dovecot_args(
+            server, "--mda", "%s -f %%F %s" % (PROCMAIL, rc), "--delete",
+            "--state", state), capsys)
+        assert code == 0, err
+        assert "5 messages" in err and "5 deleted" in err
+        got = maildir_files(tmp_path / "Maildir")
+        assert len(got) == 5 and keyed(got) == added
+        senders = re.findall(r"^From (\S+)", (tmp_path / "procmail.log")
+                             .read_text(), re.M)
+        assert sorted(senders) == ["MAILER-DAEMON"] + [
+            "s%d@example.org" % i for i in range(1, 5)]
+        assert on_server(server) == set()
+    finally:
+        carol_cleanup(server)
+
+
+MDA = r"""#!/bin/sh
+# an MDA: the message on stdin into $MDA_DIR/N.eml; fails (75) on a
+# message whose subject is "fail" unless $MDA_FIXED is set
+msg=$(cat; echo x)
+msg=${msg%x}
+n=$(ls "$MDA_DIR" | wc -l)
+printf '%s' "$msg" > "$MDA_DIR/$n.eml"
+printf '%s\n' "$1" >> "$MDA_DIR.args"
+case "$msg" in
+  *"Subject: fail"*)
+    if [ -z "$MDA_FIXED" ]; then
+      rm "$MDA_DIR/$n.eml"
+      echo "mda: disk full" >&2
+      exit 75
+    fi ;;
+esac
+exit 0
+"""
+
+
+@pytest.fixture
+def mda_script(tmp_path, monkeypatch):
+    path = tmp_path / "mda.sh"
+    path.write_text(MDA)
+    out = tmp_path / "delivered"
+    out.mkdir()
+    monkeypatch.setenv("MDA_DIR", str(out))
+
+    def files():
+        return [(out / name).read_bytes()
+                for name in sorted(os.listdir(out), key=lambda x: int(
+                    x.split(".")[0]))]
+
+    def argv():
+        path = tmp_path / "delivered.args"
+        return path.read_text().splitlines() if path.exists() else []
+    return "sh %s %%F" % path, files, argv
+
+
+def test_mda_failure_stops_the_account(tmp_path, capsys, pw, monkeypatch,
+                                       mda_script):
+    """An MDA that fails (exit 75) on message 3: exit 5 with one error
+    line (the status and the MDA's stderr), messages 1 and 2 recorded,
+    3 and later not, nothing deleted (no QUIT); the next run with the MDA
+    fixed delivers the rest once and deletes everything."""
+    command, files, _ = mda_script
+    msgs = [scripted_mail(1, "one"), scripted_mail(2, "two"),
+            scripted_mail(3, "fail"), scripted_mail(4, "four")]
+    box = Mailbox(msgs)
+    state = tmp_path / "s.json"
+    with Server(box) as srv:
+        code, err = run(args(srv, "--mda", command, "--delete", "--state",
+                             state), capsys)
+        assert code == errors.EXIT_DELIVERY, err
+        assert ("cpoplib fetch: error: message 3 (UIDL uid-3): the MDA "
+                "(--mda) exited with status 75: mda: disk full; it stays on "
+                "the server\n") in err
+        assert sorted(delivered(state)) == [b"uid-1", b"uid-2"]
+        assert files() == [lf(msgs[0]), lf(msgs[1])]
+        assert box.dele_sent == [] and box.retrs[:3] == [1, 2, 3]
+        monkeypatch.setenv("MDA_FIXED", "1")
+        code, err = run(args(srv, "--mda", command, "--delete", "--state",
+                             state), capsys)
+    assert code == 0, err
+    assert files() == [lf(m) for m in msgs]
+    assert box.deleted == [1, 2, 3, 4]
+
+
+def test_mda_sender_is_sanitized_and_quoted(tmp_path, capsys, pw,
+                                            mda_script):
+    """%F: a hostile Return-Path reaches the MDA as one argument of safe
+    characters, and no shell runs what it holds."""
+    command, files, argv = mda_script
+    witness = tmp_path / "pwned"
+    hostile = "\"$(touch %s)\"'; touch %s; '@evil.example" % (witness,
+                                                              witness)
+    msgs = [scripted_mail(1, "x", sender=hostile),
+            scripted_mail(2, "y", sender="a.b+tag=x/y-z@example.org"),
+            scripted_mail(3, "z", sender="")]
+    with Server(Mailbox(msgs)) as srv:
+        code, err = run(args(srv, "--mda", command), capsys)
+        assert code == 0, err
+        # mpop's habit: '%F' in single quotes works the same
+        code, err = run(args(srv, "--mda", command.replace("%F", "'%F'"),
+                             "--all", "--state", tmp_path / "s2"), capsys)
+        assert code == 0, err
+    assert not witness.exists()
+    assert len(files()) == 6
+    safe = re.sub(r"[^A-Za-z0-9.@_+=/-]", "_", hostile)
+    assert argv() == [safe, "a.b+tag=x/y-z@example.org", "MAILER-DAEMON"] * 2
+
+
+def test_mda_excludes_the_other_destinations(capsys, pw):
+    code = cli.main(["--host", "h", "--user", "u", "--password-env",
+                     "CPOPLIB_TEST_PW", "--maildir", "/tmp/x", "--mda",
+                     "cat"])
+    assert code == errors.EXIT_USAGE
+    assert capsys.readouterr().err == ("cpoplib fetch: error: --maildir and "
+                                       "--mda exclude each other\n")
+
+
+# --------------------------------------------------------------------------
+# --add-received
+
+RECEIVED = re.compile(
+    r"Received: from (?P<from>\S+) \((?P<tcp>\[[^]]+\])\)\r?\n"
+    r"\tby (?P<by>[A-Za-z0-9.-]+) with POP3 \((?P<comment>[^()]*)\)\r?\n"
+    r"\tfor <(?P<for>[^>]+)>; (?P<date>[^\r\n]+)\r?\n")
+
+
+@pytest.mark.parametrize("ssl", [False, True], ids=["plain", "pop3s"])
+def test_add_received_against_dovecot(server, carol, carol_pw, tmp_path,
+                                      capsys, monkeypatch, ssl):
+    """--add-received: each message starts with one Received: field in RFC
+    5321 syntax naming the server, the account and the (faked) time; the
+    rest is Dovecot's file byte for byte.  Off by default."""
+    added = carol("rcv", 3)
+    at(monkeypatch, T0 + 0.5)
+    md = tmp_path / "Maildir"
+    code, err = run(dovecot_args(server, "--maildir", md, "--add-received",
+                                 ssl=ssl), capsys)
+    assert code == 0, err
+    files = maildir_files(md)
+    assert len(files) == 3
+    for data in files:
+        m = RECEIVED.match(data.decode("ascii", "replace"))
+        assert m, data[:300]
+        assert m.group("from") == dovecot_server.TLS_HOSTNAME
+        assert m.group("tcp") == "[127.0.0.1]"
+        assert m.group("for") == "carol@%s" % dovecot_server.TLS_HOSTNAME
+        assert m.group("comment") == "cpoplib fetch %s%s" % (
+            cpoplib.__version__, ", TLS" if ssl else "")
+        assert email.utils.parsedate_to_datetime(
+            m.group("date")).timestamp() == T0
+        rest = data[m.end():]
+        assert rest == added[dovecot_server.message_key(rest)]
+        parsed = email.message_from_bytes(data)
+        assert len(parsed.get_all("Received")) == 1
+        assert parsed["Received"].startswith("from ")
+    # without it, Dovecot's bytes only (what test_fetcher checks too)
+    code, err = run(dovecot_args(server, "--eml-dir", tmp_path / "e",
+                                 "--state", tmp_path / "s2"), capsys)
+    assert code == 0, err
+    assert all(not f.read_bytes().startswith(b"Received: from localhost")
+               for f in (tmp_path / "e").iterdir())
+
+
+@needs_toml
+def test_add_received_names_the_config_account(tmp_path, capsys, pw):
+    """From a config: the account's name in the comment; an address for
+    --host is an address literal; a user name that is no Dot-string is a
+    Quoted-string."""
+    box = Mailbox([message(1)])
+    with Server(box) as srv:
+        config = write_config(tmp_path, toml_account(
+            srv, "work", user='"me@example.com"', add_received="true",
+            eml_dir='"%s"' % (tmp_path / "e")))
+        code, err = run(["--config", config], capsys)
+    assert code == 0, err
+    (name,) = os.listdir(tmp_path / "e")
+    data = (tmp_path / "e" / name).read_bytes()
+    m = RECEIVED.match(data.decode())
+    assert m, data[:300]
+    assert m.group("from") == "[127.0.0.1]" and m.group("tcp") == "[127.0.0.1]"
+    assert m.group("for") == '"me@example.com"@[127.0.0.1]'
+    assert m.group("comment") == "cpoplib fetch %s, account work" % (
+        cpoplib.__version__)
+    assert data[m.end():] == message(1)
+
+
+def test_the_help_names_percent_f(capsys):
+    """The help text has a literal %F (argparse formats help with %)."""
+    out = subprocess.run([sys.executable, "-m", "cpoplib", "fetch",
+                          "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"%F\s+the\s+envelope", out.stdout), out.stdout
+    assert "--filter CMD" in out.stdout

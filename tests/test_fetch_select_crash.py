@@ -1,6 +1,7 @@
 """Crash tests of the deleting paths of issue 21's selection, against the
 private Dovecot (user carol): --delete-larger, the filter's exit 2 and
---keep-days (a faked clock, CPOPLIB_FETCH_NOW).
+--keep-days (a faked clock, CPOPLIB_FETCH_NOW), and the MDA's
+record-after-exit.
 
 The fetcher runs as a subprocess killed at a fault point
 (CPOPLIB_FETCH_FAULT, faults.py) and is run again.  After every run,
@@ -20,6 +21,7 @@ tests/crash/explore.py (every state a crash of the machine could leave)
 has no configuration with these settings yet.
 """
 import os
+import shutil
 import subprocess
 import sys
 
@@ -27,10 +29,12 @@ import pytest
 
 import dovecot_server
 from test_dovecot import login, server  # noqa: F401  (fixture by name)
-from test_fetch_select import DAY, T0, mail
+from test_fetch_select import DAY, MDA, PROCMAILRC, T0, mail
 from test_fetcher import (  # noqa: F401  (fixtures by name)
     carol, carol_numbers, carol_pw, delivered, dovecot_args,
     isolated_home, keyed, maildir_files)
+
+PROCMAIL = shutil.which("procmail")
 
 SELECT_FILTER = r"""#!/bin/sh
 headers=$(cat)
@@ -156,3 +160,58 @@ def test_kill_in_the_run_that_keep_days_deletes(server, select_box,
     on_disk, on_server = check(server, md, added, young=["ok-new"])
     assert on_disk == FETCHED | {"ok-new"}
     assert on_server == LEFT | {"ok-new"}
+
+
+# --------------------------------------------------------------------------
+# the MDA: recorded right after it exited 0
+
+@pytest.fixture
+def mda(tmp_path, monkeypatch):
+    """An MDA command: procmail into tmp_path/Maildir if installed, else
+    test_fetch_select's shell MDA (its files in tmp_path/delivered)."""
+    if PROCMAIL:
+        rc = tmp_path / "procmailrc"
+        rc.write_text(PROCMAILRC.format(dir=tmp_path))
+        return ("%s -f %%F %s" % (PROCMAIL, rc),
+                lambda: maildir_files(tmp_path / "Maildir"))
+    if os.environ.get("CPOPLIB_REQUIRE_DOVECOT") == "1":
+        pytest.fail("procmail is not installed (apt-get install procmail)")
+    script = tmp_path / "mda.sh"
+    script.write_text(MDA)
+    out = tmp_path / "delivered"
+    out.mkdir()
+    monkeypatch.setenv("MDA_DIR", str(out))
+    return ("sh %s %%F" % script,
+            lambda: [(out / n).read_bytes() for n in os.listdir(out)])
+
+
+@pytest.mark.parametrize("fault, recorded, duplicates", [
+    # killed after the 3rd MDA exited 0, before its record: two recorded
+    # (each right after its MDA, not at the end of a batch), and the third
+    # delivered again by the rerun -- a duplicate, never a loss
+    ("delivered:3", 2, 1),
+    # killed after the 3rd record: nothing twice
+    ("committed:3", 3, 0),
+    ("published:3", 3, 0),
+    # after the DELEs, before QUIT: all recorded, nothing deleted yet
+    ("deleted:1", 6, 0),
+])
+def test_mda_kill_and_rerun(server, carol, carol_pw, tmp_path, mda, fault,
+                            recorded, duplicates):
+    command, delivered_files = mda
+    added = carol("mda-crash", 6)
+    state = tmp_path / "state.json"
+    argv = dovecot_args(server, "--mda", command, "--delete", "--state",
+                        state)
+    code, err = fetch(argv, fault)
+    assert code == 97, err
+    assert len(delivered(state)) == recorded
+    assert len(delivered_files()) == (
+        6 if fault == "deleted:1" else int(fault.split(":")[1]))
+    assert len(carol_numbers(server)) == 6      # no QUIT: none deleted
+    code, err = fetch(argv)
+    assert code == 0, err
+    files = delivered_files()
+    assert keyed(files) == added
+    assert len(files) == len(added) + duplicates
+    assert carol_numbers(server) == {}

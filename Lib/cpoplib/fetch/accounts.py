@@ -54,9 +54,10 @@ class Account:
         self._check_selection()
         if self.dry_run:
             self.delete = False         # --dry-run implies --keep
-        elif not (self.maildir or self.mbox or self.eml_dir):
+        elif not (self.maildir or self.mbox or self.eml_dir or self.mda):
             raise FetchError(EXIT_USAGE, "no destination: --maildir DIR, "
-                             "--mbox FILE, --eml-dir DIR or --dry-run")
+                             "--mbox FILE, --eml-dir DIR, --mda CMD or "
+                             "--dry-run")
         mech = self.auth
         if mech in OAUTH and not self.token_command:
             raise FetchError(EXIT_USAGE, "--auth %s needs --token-command"
@@ -120,10 +121,12 @@ class Account:
         destination (its orphans are recognised by it)."""
         return hashlib.sha256(self.state_path().encode()).hexdigest()[:10]
 
-    def destination(self):
+    def destination(self, stop=None):
         from . import destinations as d
         if self.dry_run:
             return d.CountingDestination()
+        if self.mda:
+            return d.MdaDestination(self.mda, stop)
         # symbolic links are followed: the link stays, the target is used
         if self.maildir:
             return d.MaildirDestination(_real(self.maildir), self.tag(),

@@ -72,7 +72,8 @@ def _help(s):
             notes.append(s.range_words())
         if s.default is not None or s.default_text is not None:
             notes.append("default: %s" % s.default_words())
-    return s.help + (" (%s)" % "; ".join(notes) if notes else "")
+    text = s.help + (" (%s)" % "; ".join(notes) if notes else "")
+    return text.replace("%", "%%")      # argparse formats help with %
 
 
 def build_parser():

@@ -1,7 +1,8 @@
-"""The user's command that sees mail: the filter (``--filter CMD``), a
-shell command (``/bin/sh -c CMD``), run once per message with the text on
-its standard input; its standard output is discarded, its standard error
-kept for the report of a failure (and shown with --verbose).
+"""The user's commands that see mail: the filter (``--filter CMD``) and
+the MDA (``--mda CMD``).  Each is a shell command (``/bin/sh -c CMD``),
+run once per message with the text on its standard input; its standard
+output is discarded, its standard error kept for the report of a failure
+(and shown with --verbose).
 
 ``%F`` in CMD is the envelope sender -- the address of the message's
 Return-Path:, MAILER-DAEMON when it has none or the null sender ``<>``
@@ -9,12 +10,12 @@ Return-Path:, MAILER-DAEMON when it has none or the null sender ``<>``
 ``.@_+=/-`` replaced by ``_``, and shell-quoted: an address is one shell
 word however the command quotes ``%F`` (bare, as fetchmail's, or in
 single quotes, as mpop's), and a hostile Return-Path cannot reach the
-shell.  ``%S`` is the message's size by its LIST.
+shell.  In the filter, ``%S`` is the message's size by its LIST.
 
-Each command runs in a session of its own (a Ctrl-C on the terminal
-reaches the fetcher only): on SIGINT or SIGTERM the fetcher lets the
-command finish for up to `grace` seconds (the filter: none), then
-SIGTERM and SIGKILL its process group.
+Each command runs in a session of its own, so that a Ctrl-C on the
+terminal does not kill an MDA in the middle of a delivery: on SIGINT or
+SIGTERM the fetcher lets the command finish for up to STOP_GRACE
+seconds (the filter: none), then SIGTERM and SIGKILL its process group.
 """
 import os
 import re
@@ -25,6 +26,7 @@ import time
 
 UNSAFE = re.compile(r"[^A-Za-z0-9.@_+=/-]")
 NULL_SENDER = "MAILER-DAEMON"
+STOP_GRACE = 10.0
 
 
 def sender_word(sender):

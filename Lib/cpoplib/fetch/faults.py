@@ -5,7 +5,7 @@ starts (load()); they have no other use.
 process ``os._exit(97)`` the N-th time it reaches POINT, one of
 ``chosen`` (the new messages sorted into fetch, leave and delete
 unfetched -- the filter has run -- nothing fetched yet), ``delivered``
-(a message written to its staging name), ``synced`` (a
+(a message written to its staging name, or its MDA exited 0), ``synced`` (a
 batch's files made durable, state not yet updated), ``committed`` (state
 updated, files not yet renamed), ``published`` (batch renamed),
 ``deleted`` (the DELEs sent and answered, in one pipelined batch) and
@@ -20,9 +20,10 @@ mail.
 ``CPOPLIB_FETCH_NOW=SECONDS`` (since the epoch, an integer or a decimal)
 is the time the run takes for now (now()) wherever it dates something:
 the time the state records a message as first fetched, the age
-``--keep-days`` compares with it.  The keep-days tests fake a clock with
-it (a run "ten days later" without waiting ten days); file names,
-timeouts and the summary's durations keep the real clock.
+``--keep-days`` compares with it, the date of ``--add-received``'s
+Received: header.  The keep-days tests fake a clock with it (a run "ten
+days later" without waiting ten days); file names, timeouts and the
+summary's durations keep the real clock.
 """
 import os
 import time

@@ -313,7 +313,7 @@ def _uidl_reset(acct, state, s):
 def _fetch(pop, acct, out, result, started, stop):
     from .selection import choose, to_delete
     from .transfer import Transfer
-    dest = acct.destination()
+    dest = acct.destination(stop)
     lock = None
     state = None
     state_path = acct.state_file()

@@ -10,7 +10,7 @@ range is checked before anything connects.
 Precedence, per setting: the command line, then the account's table,
 then ``[defaults]``, then the built-in default.  A level that gives two
 settings of one exclusive group (``ssl``/``starttls``; ``maildir``/
-``mbox``/``eml_dir``; ``password_env``/``password_command``/
+``mbox``/``eml_dir``/``mda``; ``password_env``/``password_command``/
 ``token_command``; ``cafile``/``insecure``) is refused; a level that gives
 one of them overrides the whole group of the levels below (``--mbox`` on
 the command line replaces ``maildir`` from the file).
@@ -260,6 +260,14 @@ SETTINGS = (
       "destination", metavar="FILE", exclusive="destination"),
     S("eml_dir", "path", None, "one .eml file per message in DIR",
       "destination", metavar="DIR", exclusive="destination"),
+    # MDA delivery and the trace header (what they do: destinations.py,
+    # headers.py; docs/fetcher/selection.rst)
+    S("mda", "text", None, "pipe each message to CMD (a shell command, "
+      "%F the envelope sender), recorded once CMD exits 0; a failure "
+      "stops the account (exit 5)", "destination", metavar="CMD",
+      exclusive="destination"),
+    S("add_received", "bool", False, "prepend a Received: header naming "
+      "the server, the account and the time", "destination"),
     S("dry_run", "bool", False, "fetch and count, write nothing (no "
       "destination needed, nothing deleted: implies --keep)",
       "destination"),
@@ -287,7 +295,7 @@ SETTINGS = (
       "state is on a non-empty server: stop (exit 6), or fetch every "
       "message as new", "what to fetch", choices=("stop", "fetch"),
       metavar="WHAT"),
-    # selection (what it does: selection.py)
+    # selection (what it does: selection.py; docs/fetcher/selection.rst)
     S("skip_larger", "size", None, "leave on the server, never fetched, "
       "a message larger than SIZE by its LIST size; 0: none; at most "
       "max_message_size", "what to fetch", low=0, high=MAX_SIZE,

@@ -16,11 +16,16 @@ Such a message is reported by number and UIDL, left on the server and
 not recorded, so that the next run tries it again; the exit status is
 EXIT_SKIPPED.  The line limit is the cap (core.py), not poplib's 2048:
 reading with it from the start is what keeps a mailbox with long-lined
-mail drainable without a reconnection per message."""
-from . import faults
+mail drainable without a reconnection per message.
+
+With --add-received each message gets its Received: field (headers.py)
+before the destination sees it.  A destination with max_batch (the MDA:
+what it delivered cannot be taken back) commits after that many
+messages, whatever --batch says."""
+from . import faults, headers
 from .accounts import BATCH_BYTES
 from .errors import EXIT_PROTOCOL, FetchError
-from .selection import skip
+from .selection import label, skip
 from .session import failed, is_reply, lost, server_text
 
 RECONNECTIONS = 10      # at most this many per run
@@ -116,7 +121,9 @@ class Transfer:
         return [], None
 
     def deliver(self, n, data):
-        self.dest.deliver(data)
+        if self.acct.add_received:
+            data = self.received() + data
+        self.dest.deliver(data, label(self.s, n))
         faults.fault("delivered")
         self.batch.append(n)
         self.batch_bytes += len(data)
@@ -125,9 +132,25 @@ class Transfer:
         r.bytes += len(data)
         self.out.progress(self.acct.name, r.messages, self.total, r.bytes,
                           self.total_bytes, self.started)
-        if len(self.batch) >= self.acct.batch or \
-                self.batch_bytes >= BATCH_BYTES:
+        # a destination that cannot stage (the MDA) has a batch of one
+        if len(self.batch) >= min(self.acct.batch,
+                                  self.dest.max_batch or self.acct.batch) \
+                or self.batch_bytes >= BATCH_BYTES:
             self.commit()
+
+    def received(self):
+        """--add-received: the Received: field for a message fetched now
+        on the current connection."""
+        import cpoplib
+        acct = self.acct
+        try:
+            peer = self.s.conn.sock.getpeername()[0]
+        except (AttributeError, OSError, IndexError, TypeError):
+            peer = None
+        return headers.received(acct.host, peer, acct.user,
+                                getattr(acct, "config_name", None),
+                                acct.ssl or acct.starttls, faults.now(),
+                                cpoplib.__version__)
 
     def failed_message(self, n, rest, exc):
         s = self.s
