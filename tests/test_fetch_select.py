@@ -784,3 +784,31 @@ def test_the_help_names_percent_f(capsys):
     assert out.returncode == 0, out.stderr
     assert re.search(r"%F\s+the\s+envelope", out.stdout), out.stdout
     assert "--filter CMD" in out.stdout
+
+
+# --------------------------------------------------------------------------
+# a blank command is refused (sh -c " " exits 0: an MDA that discards)
+
+@pytest.mark.parametrize("option", ["--mda", "--filter"])
+def test_blank_commands_refused(capsys, pw, tmp_path, option):
+    box = Mailbox([message(1)])
+    with Server(box) as srv:
+        more = () if option == "--mda" else ("--maildir", tmp_path / "M")
+        code, err = run(args(srv, *more, option, "  "), capsys)
+        assert code == errors.EXIT_USAGE
+        assert one_error_line(err) == ("cpoplib fetch: error: %s must be a "
+                                       "shell command, not blank\n" % option)
+        if HAVE_TOML:
+            name = option[2:]
+            extra = {name: '" \\t"'}
+            if option == "--filter":
+                extra["maildir"] = '"%s"' % (tmp_path / "M")
+            config = write_config(tmp_path, toml_account(srv, **extra))
+            code, err = run(["--config", config], capsys)
+            assert code == errors.EXIT_USAGE
+            assert one_error_line(err) == (
+                "cpoplib fetch: error: %s: [accounts.a]: %s must be a shell "
+                "command, not blank\n" % (config, name))
+    assert srv.accepted == 0 and box.retrs == []
+
+

@@ -132,6 +132,10 @@ class Setting:
         if k in ("text", "path", "choice"):
             if not value:
                 raise FetchError(EXIT_USAGE, "%s must not be empty" % where)
+            if self.metavar == "CMD" and not value.strip():
+                # sh -c " " exits 0: an MDA that "delivers" by discarding
+                raise FetchError(EXIT_USAGE, "%s must be a shell command, "
+                                 "not blank" % where)
             if "\0" in value:
                 raise FetchError(EXIT_USAGE, "%s must not contain a NUL "
                                  "character" % where)
