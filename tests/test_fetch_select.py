@@ -17,8 +17,10 @@ import email.utils
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -787,6 +789,67 @@ def test_the_help_names_percent_f(capsys):
 
 
 # --------------------------------------------------------------------------
+# maildrop, the other Debian MDA: delivery, the envelope sender, a failure
+
+MAILDROP = shutil.which("maildrop")
+needs_maildrop = pytest.mark.skipif(
+    MAILDROP is None and os.environ.get("CPOPLIB_REQUIRE_DOVECOT") != "1",
+    reason="maildrop is not installed (apt-get install maildrop)")
+
+
+@needs_maildrop
+def test_mda_maildrop_fails_then_delivers(server, carol_pw, tmp_path,
+                                          capsys):
+    """--mda "maildrop -f %F RCFILE" against Dovecot.  A maildrop that
+    cannot deliver (its target directory missing: exit 75) stops the
+    account with exit 5 and one error line carrying maildrop's own
+    message; nothing is recorded or deleted.  Fixed, it delivers every
+    message into the Maildir byte for byte, is told each envelope sender,
+    and the messages are deleted."""
+    md = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):       # maildrop makes no Maildir
+        (md / sub).mkdir(parents=True)
+    rc = tmp_path / "mailfilter"
+    rc.write_text('logfile "%s/maildrop.log"\nlog "sender=$FROM"\n'
+                  'to "%s/missing/box"\n' % (tmp_path, tmp_path))
+    rc.chmod(0o600)                 # maildrop refuses a readable one
+    msgs = [mail("md-%d" % i, "md %d" % i, sender="s%d@example.org" % i)
+            for i in range(1, 4)]
+    added = server.add_messages("carol", msgs)
+    state = tmp_path / "state.json"
+    argv = dovecot_args(server, "--mda", "%s -f %%F %s" % (MAILDROP, rc),
+                        "--delete", "--state", state)
+    try:
+        code, err = run(argv, capsys)
+        assert code == errors.EXIT_DELIVERY, err
+        line = one_error_line(err)
+        assert re.match(r"cpoplib fetch: error: message 1 \(UIDL [^)]+\): "
+                        r"the MDA \(--mda\) exited with status 75: "
+                        r"(/usr/bin/)?maildrop: Unable to create a dot-lock "
+                        r"at .*; it stays on the server\n\Z", line), \
+            line
+        assert delivered(state) == {} and maildir_files(md) == []
+        assert on_server(server) == set(added)
+        rc.write_text(rc.read_text().replace("%s/missing/box" % tmp_path,
+                                             str(md)))
+        code, err = run(argv, capsys)
+        assert code == 0, err
+        assert "3 messages" in err and "3 deleted" in err
+        got = maildir_files(md)
+        assert len(got) == 3 and keyed(got) == added
+        log = (tmp_path / "maildrop.log").read_text()
+        # the failed run got as far as message 1, the second one all three
+        assert re.findall(r"^sender=(\S+)$", log, re.M) == [
+            "s1@example.org", "s1@example.org", "s2@example.org",
+            "s3@example.org"]
+        assert on_server(server) == set()
+    finally:
+        carol_cleanup(server)
+
+
+
+
+# --------------------------------------------------------------------------
 # a blank command is refused (sh -c " " exits 0: an MDA that discards)
 
 @pytest.mark.parametrize("option", ["--mda", "--filter"])
@@ -812,3 +875,63 @@ def test_blank_commands_refused(capsys, pw, tmp_path, option):
     assert srv.accepted == 0 and box.retrs == []
 
 
+
+
+# --------------------------------------------------------------------------
+# SIGTERM while the MDA runs
+
+SLOW_MDA = r"""#!/bin/sh
+# delivers into $MDA_DIR/N.eml; on the message whose subject is "slow"
+# says so ($MDA_DIR.started) and takes $MDA_DELAY seconds first
+msg=$(cat; echo x)
+msg=${msg%x}
+case "$msg" in
+  *"Subject: slow"*) : > "$MDA_DIR.started"; sleep "$MDA_DELAY" ;;
+esac
+n=$(ls "$MDA_DIR" | wc -l)
+printf '%s' "$msg" > "$MDA_DIR/$n.eml"
+"""
+
+
+@pytest.mark.parametrize("delay, recorded", [
+    # it finishes within the grace: delivered, so recorded
+    (1, 3),
+    # it does not (STOP_GRACE is 10 s): killed, not recorded; the run
+    # ends as terminated, not as a delivery failure
+    (60, 2)])
+def test_sigterm_while_the_mda_runs(tmp_path, monkeypatch, delay, recorded):
+    from cpoplib.fetch import external
+    from cpoplib.fetch.state import State
+    monkeypatch.setenv("CPOPLIB_TEST_PW", "pw")
+    script = tmp_path / "mda.sh"
+    script.write_text(SLOW_MDA)
+    out = tmp_path / "delivered"
+    out.mkdir()
+    started = tmp_path / "delivered.started"
+    monkeypatch.setenv("MDA_DIR", str(out))
+    monkeypatch.setenv("MDA_DELAY", str(delay))
+    msgs = [scripted_mail(1, "one"), scripted_mail(2, "two"),
+            scripted_mail(3, "slow"), scripted_mail(4, "four")]
+    box = Mailbox(msgs)
+    state = tmp_path / "s.json"
+    with Server(box) as srv:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cpoplib", "fetch",
+             *map(str, args(srv, "--mda", "sh %s" % script, "--delete",
+                            "--state", state))],
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        for _ in range(300):
+            if started.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert started.exists()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=external.STOP_GRACE + 30)
+    err = err.decode()
+    assert proc.returncode == errors.EXIT_TERMINATED, err
+    assert "Traceback" not in err and "MDA" not in err, err
+    assert re.search(r"u@127\.0\.0\.1: %d messages, .*, terminated"
+                     % recorded, err), err
+    assert len(State.load(str(state), "t").delivered) == recorded
+    assert len(os.listdir(out)) == recorded
+    assert box.dele_sent == [] and 4 not in box.retrs[:3]
