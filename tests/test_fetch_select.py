@@ -847,8 +847,6 @@ def test_mda_maildrop_fails_then_delivers(server, carol_pw, tmp_path,
         carol_cleanup(server)
 
 
-
-
 # --------------------------------------------------------------------------
 # a blank command is refused (sh -c " " exits 0: an MDA that discards)
 
@@ -875,6 +873,91 @@ def test_blank_commands_refused(capsys, pw, tmp_path, option):
     assert srv.accepted == 0 and box.retrs == []
 
 
+# --------------------------------------------------------------------------
+# docs/fetcher/selection.rst: its examples are what the fetcher takes
+
+DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), "docs", "fetcher", "selection.rst")
+
+
+def doc_blocks(language):
+    """The `.. code-block:: language` blocks of the selection page, as
+    text."""
+    lines = open(DOC, encoding="utf-8").read().splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        if lines[i].strip() == ".. code-block:: %s" % language:
+            i += 1
+            block = []
+            while i < len(lines) and (not lines[i].strip()
+                                      or lines[i].startswith("    ")):
+                block.append(lines[i][4:])
+                i += 1
+            blocks.append("\n".join(block).strip("\n") + "\n")
+        else:
+            i += 1
+    return blocks
+
+
+@needs_toml
+def test_doc_toml_examples_are_valid_configs(tmp_path):
+    """Every TOML example parses, and each account in it passes every
+    check the fetcher makes before connecting."""
+    blocks = doc_blocks("toml")
+    assert len(blocks) >= 5
+    names = set()
+    for i, text in enumerate(blocks):
+        path = write_config(tmp_path, text, "example%d.toml" % i)
+        accounts, _ = cli.plan(["--config", str(path)])
+        assert accounts
+        for acct in accounts:
+            acct.check()
+            names.update(n for n in ("skip_larger", "delete_larger",
+                                     "keep_days", "filter", "mda",
+                                     "add_received") if getattr(acct, n))
+    # the examples show each setting they are about
+    assert names == {"skip_larger", "delete_larger", "keep_days", "filter",
+                     "mda", "add_received"}
+
+
+def test_doc_command_lines_are_valid():
+    """Every `cpoplib fetch` command line of the page passes the checks
+    made before connecting."""
+    import shlex
+    found = 0
+    for text in doc_blocks("sh"):
+        text = text.replace("\\\n", " ")
+        for line in text.splitlines():
+            if not line.startswith("cpoplib fetch "):
+                continue
+            found += 1
+            (acct,), _ = cli.plan(shlex.split(line)[2:])
+            acct.check()
+    assert found >= 2
+
+
+def test_doc_filter_script_does_what_the_page_says(tmp_path, capsys, pw):
+    """The page's example filter, run as --filter with --delete: the
+    X-Spam-Flag: YES message deleted unfetched, the [big-list] one left on
+    the server, the rest fetched."""
+    (script,) = [b for b in doc_blocks("sh") if b.startswith("#!/bin/sh")]
+    path = tmp_path / "classify"
+    path.write_text(script)
+    path.chmod(0o755)
+    head = b"From: a@example.org\r\nMessage-ID: <d%d@test>\r\n"
+    msgs = [head % 1 + b"Subject: hello\r\n\r\nbody\r\n",
+            head % 2 + b"X-Spam-Flag: YES\r\nSubject: buy\r\n\r\nbody\r\n",
+            head % 3 + b"Subject: [big-list] news\r\n\r\nbody\r\n",
+            head % 4 + b"Subject: again\r\n\r\nbody\r\n"]
+    box = Mailbox(msgs)
+    with Server(box) as srv:
+        code, err = run(args(srv, "--maildir", tmp_path / "M", "--delete",
+                             "--filter", "%s %%F %%S" % path), capsys)
+    assert code == 0, err
+    assert box.tops == [1, 2, 3, 4] and box.retrs == [1, 4]
+    assert sorted(box.deleted) == [1, 2, 4]
+    assert sorted(maildir_files(tmp_path / "M")) == sorted(
+        [lf(msgs[0]), lf(msgs[3])])
 
 
 # --------------------------------------------------------------------------
