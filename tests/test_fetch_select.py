@@ -376,6 +376,20 @@ def test_keep_days_with_a_faked_clock(server, carol_pw, tmp_path, capsys,
         carol_cleanup(server)
 
 
+@pytest.mark.parametrize("value", ["soon", "nan", "inf", "-5", "1e400"])
+def test_a_bad_faked_clock_is_one_error_line(capsys, pw, monkeypatch,
+                                             value):
+    box = Mailbox([message(1)])
+    at(monkeypatch, value)
+    with Server(box) as srv:
+        code, err = run(args(srv, "--dry-run"), capsys)
+    assert code == errors.EXIT_USAGE
+    assert one_error_line(err) == ("cpoplib fetch: error: CPOPLIB_FETCH_NOW "
+                                   "must be seconds since the epoch, not %r\n"
+                                   % value)
+    assert srv.accepted == 0
+
+
 def test_keep_days_zero_is_delete_at_once(tmp_path, capsys, pw, monkeypatch):
     box = Mailbox([message(1), message(2)])
     at(monkeypatch, T0)

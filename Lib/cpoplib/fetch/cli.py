@@ -249,7 +249,11 @@ def main(argv=None):
     import signal
     if argv is None:
         argv = sys.argv[1:]
-    faults.load()
+    try:
+        faults.load()
+    except FetchError as exc:
+        Output().error(exc.message)
+        return exc.code
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)

@@ -25,8 +25,11 @@ Received: header.  The keep-days tests fake a clock with it (a run "ten
 days later" without waiting ten days); file names, timeouts and the
 summary's durations keep the real clock.
 """
+import math
 import os
 import time
+
+from .errors import EXIT_USAGE, FetchError
 
 _faults: "dict[str, int]" = {}
 _fault_counts: "dict[str, int]" = {}
@@ -47,7 +50,14 @@ def load():
     _now.clear()
     fake = os.environ.get("CPOPLIB_FETCH_NOW", "").strip()
     if fake:
-        _now.append(float(fake))
+        try:
+            when = float(fake)
+        except ValueError:
+            when = math.nan
+        if not math.isfinite(when) or when < 0:
+            raise FetchError(EXIT_USAGE, "CPOPLIB_FETCH_NOW must be seconds "
+                             "since the epoch, not %r" % fake)
+        _now.append(when)
 
 
 def fault(point):
