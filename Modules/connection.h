@@ -218,6 +218,11 @@ extern PyType_Spec cpoplib_fetch_iter_spec;
 PyObject *cpoplib_fetch_many_impl(POP3Object *self, PyObject *which,
                                   PyObject *delete_, PyObject *pipeline,
                                   PyObject *window, PyObject *sizes);
+/* The fetch_many() iterator sending TOP n howmuch (an int >= 0) instead
+ * of RETR, never deleting: (which, headers and howmuch lines). */
+PyObject *cpoplib_top_many_impl(POP3Object *self, PyObject *which,
+                                PyObject *howmuch, PyObject *pipeline,
+                                PyObject *window);
 /* DELE for each of `which`, pipelined when the server pipelines: the
  * list of responses; on -ERR what is in flight is read, nothing more is
  * sent, and error_proto is raised with the number in `which`. */

@@ -699,6 +699,35 @@ pop3_fetch_many(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
                                    argv[3], argv[4]);
 }
 
+PyDoc_STRVAR(pop3_top_many_doc,
+"top_many($self, /, which, howmuch, *, pipeline=None, window=None)\n"
+"--\n\n"
+"Iterate over (which, text) for each message number in which, in order:\n"
+"the reply to TOP which howmuch -- the message's headers, the blank line\n"
+"and the first howmuch lines of its body -- as fetch() returns a message\n"
+"(dot-unstuffed, every line ending in CRLF).  Pipelined as fetch_many():\n"
+"several TOP commands in flight when the server pipelines (or\n"
+"pipeline=True), window of them if given, else the adaptive window.\n"
+"Nothing is deleted.  On -ERR the responses in flight are drained and\n"
+"error_proto is raised with the message number as its `which`\n"
+"attribute.  Until the iterator is exhausted or closed, other commands\n"
+"on the connection, and reads of its file, raise RuntimeError.");
+
+static PyObject *
+pop3_top_many(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
+              PyObject *kwnames)
+{
+    static const char *const names[] = {"which", "howmuch", "pipeline",
+                                        "window", NULL};
+    static const cpoplib_argspec spec = {"top_many", names, 0, 2, 2};
+    PyObject *argv[4];
+
+    if (cpoplib_parse_args(&spec, args, nargs, kwnames, argv) < 0) {
+        return NULL;
+    }
+    return cpoplib_top_many_impl(self, argv[0], argv[1], argv[2], argv[3]);
+}
+
 PyDoc_STRVAR(pop3_dele_many_doc,
 "dele_many($self, /, which)\n--\n\n"
 "Mark each message number in which for deletion (DELE; the server\n"
@@ -924,6 +953,7 @@ static PyMethodDef pop3_methods[] = {
     {"fetch", FAST(pop3_fetch), FASTKW, pop3_fetch_doc},
     {"fetch_into", FAST(pop3_fetch_into), FASTKW, pop3_fetch_into_doc},
     {"fetch_many", FAST(pop3_fetch_many), FASTKW, pop3_fetch_many_doc},
+    {"top_many", FAST(pop3_top_many), FASTKW, pop3_top_many_doc},
     {"dele_many", FAST(pop3_dele_many), FASTKW, pop3_dele_many_doc},
     {"listing_maps", (PyCFunction)pop3_listing_maps, METH_NOARGS,
      pop3_listing_maps_doc},

@@ -1,8 +1,9 @@
 /* pipeline.c -- POP3.fetch_many(): many messages in order, with a window
  * of RETR commands in flight when the server pipelines (RFC 2449
  * PIPELINING), and DELE for each message once the caller has come back
- * for the next one; and POP3.dele_many(), DELE for many messages the same
- * way.
+ * for the next one; POP3.top_many(), the same iterator sending TOP n
+ * howmuch instead of RETR (the headers of many messages, for a filter);
+ * and POP3.dele_many(), DELE for many messages the same way.
  *
  * The iterator reserves the connection from its first step until it is
  * exhausted or closed: between two steps the caller's own code runs, and
@@ -52,6 +53,8 @@ typedef struct {
     POP3Object *conn;           /* strong */
     PyObject *which;            /* a list of message numbers */
     PyObject *sizes;            /* a mapping number -> octets, or NULL */
+    PyObject *top_lines;        /* top_many(): howmuch (an int); NULL:
+                                   fetch_many(), RETR */
     pop3_window win;            /* RETR commands allowed in flight */
     Py_ssize_t bytes_in_flight; /* of the RETRs in flight, as known */
     int delete_;
@@ -110,10 +113,22 @@ send_command(FetchIterObject *it, int kind, Py_ssize_t index,
     if (it->count >= it->queue_cap) {
         return queue_push(it, kind, index, size);     /* raises */
     }
-    Py_INCREF(which);
-    line = cpoplib_format_command(kind == ENTRY_RETR ? st->fmt_retr
-                                                     : st->fmt_dele, which);
-    Py_DECREF(which);
+    if (kind == ENTRY_RETR && it->top_lines != NULL) {
+        PyObject *args = PyTuple_Pack(2, which, it->top_lines);
+
+        if (args == NULL) {
+            return -1;
+        }
+        line = cpoplib_format_command(st->fmt_top, args);
+        Py_DECREF(args);
+    }
+    else {
+        Py_INCREF(which);
+        line = cpoplib_format_command(kind == ENTRY_RETR ? st->fmt_retr
+                                                         : st->fmt_dele,
+                                      which);
+        Py_DECREF(which);
+    }
     if (line == NULL) {
         return -1;
     }
@@ -477,6 +492,7 @@ fetch_iter_traverse(FetchIterObject *it, visitproc visit, void *arg)
     Py_VISIT(it->conn);
     Py_VISIT(it->which);
     Py_VISIT(it->sizes);
+    Py_VISIT(it->top_lines);
     Py_VISIT(it->held);
     return 0;
 }
@@ -492,6 +508,7 @@ fetch_iter_clear(FetchIterObject *it)
     Py_CLEAR(it->conn);
     Py_CLEAR(it->which);
     Py_CLEAR(it->sizes);
+    Py_CLEAR(it->top_lines);
     return 0;
 }
 
@@ -526,7 +543,8 @@ static PyMethodDef fetch_iter_methods[] = {
 };
 
 PyDoc_STRVAR(fetch_iter_doc,
-"The iterator of POP3.fetch_many(): (which, message) pairs in order.");
+"The iterator of POP3.fetch_many() and POP3.top_many(): (which, message)\n"
+"pairs in order.");
 
 static PyType_Slot fetch_iter_slots[] = {
     {Py_tp_doc, (void *)fetch_iter_doc},
@@ -559,24 +577,18 @@ tristate(PyObject *arg)
     return PyObject_IsTrue(arg);
 }
 
-PyObject *
-cpoplib_fetch_many_impl(POP3Object *self, PyObject *which,
-                        PyObject *delete_, PyObject *pipeline,
-                        PyObject *window, PyObject *sizes)
+/* The iterator of fetch_many() (top_lines NULL) or top_many(). */
+static PyObject *
+new_iterator(POP3Object *self, PyObject *which, int del, PyObject *pipeline,
+             PyObject *window, PyObject *sizes, PyObject *top_lines)
 {
     cpoplib_state *st = cpoplib_pop3_state(self);
     FetchIterObject *it;
     Py_ssize_t w = 0, cap;
-    int del = 0, pipe = tristate(pipeline);
+    int pipe = tristate(pipeline);
 
     if (pipeline != NULL && pipeline != Py_None && pipe < 0) {
         return NULL;
-    }
-    if (delete_ != NULL) {
-        del = PyObject_IsTrue(delete_);
-        if (del < 0) {
-            return NULL;
-        }
     }
     if (cpoplib_window_arg(window, &w) < 0) {
         return NULL;
@@ -602,6 +614,7 @@ cpoplib_fetch_many_impl(POP3Object *self, PyObject *which,
     }
     it->conn = (POP3Object *)Py_NewRef(self);
     it->sizes = Py_XNewRef(sizes);
+    it->top_lines = Py_XNewRef(top_lines);
     pop3_window_init(&it->win, w);
     it->delete_ = del;
     it->pipeline = pipe;
@@ -621,6 +634,57 @@ cpoplib_fetch_many_impl(POP3Object *self, PyObject *which,
         return NULL;
     }
     return (PyObject *)it;
+}
+
+PyObject *
+cpoplib_fetch_many_impl(POP3Object *self, PyObject *which,
+                        PyObject *delete_, PyObject *pipeline,
+                        PyObject *window, PyObject *sizes)
+{
+    int del = 0;
+
+    if (delete_ != NULL) {
+        del = PyObject_IsTrue(delete_);
+        if (del < 0) {
+            return NULL;
+        }
+    }
+    return new_iterator(self, which, del, pipeline, window, sizes, NULL);
+}
+
+/* ---- top_many() ---- */
+
+PyObject *
+cpoplib_top_many_impl(POP3Object *self, PyObject *which, PyObject *howmuch,
+                      PyObject *pipeline, PyObject *window)
+{
+    PyObject *lines, *res;
+    Py_ssize_t n;
+
+    /* an integer, checked before anything is sent: a bad one must not
+       cost the connection a -ERR per message */
+    if (PyBool_Check(howmuch) || !PyLong_Check(howmuch)) {
+        PyErr_Format(PyExc_TypeError, "howmuch must be an integer, not "
+                     "%.200s", Py_TYPE(howmuch)->tp_name);
+        return NULL;
+    }
+    n = PyLong_AsSsize_t(howmuch);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "howmuch must not be negative");
+        return NULL;
+    }
+    /* formatted as TOP's argument: a plain int, whatever a subclass's
+       __str__ says */
+    lines = PyLong_FromSsize_t(n);
+    if (lines == NULL) {
+        return NULL;
+    }
+    res = new_iterator(self, which, 0, pipeline, window, NULL, lines);
+    Py_DECREF(lines);
+    return res;
 }
 
 /* ---- dele_many() ---- */

@@ -51,12 +51,14 @@ DURABILITY = os.path.join(DOCS, "durability.rst")
 class Mailbox:
     """handler(conn) serving `messages` (CRLF bytes) over POP3: UIDL as
     uid-N (or `uidls`; None: no UIDL), LIST sizes (or `sizes`), a -ERR to
-    RETR `retr_error`, the connection dropped in the middle of RETR
-    `drop_at`, `before_retr(n)` called first.  Counts what it was sent:
-    dele (numbers, of sessions that reached QUIT), passwords."""
+    RETR `retr_error` (to TOP `top_error`), the connection dropped in the
+    middle of RETR `drop_at` (of TOP `top_drop_at`), `before_retr(n)`
+    called first.  Counts what it was sent: dele (numbers, of sessions
+    that reached QUIT), passwords, retrs and tops (by original number)."""
 
     def __init__(self, messages, uidls="default", sizes=None,
-                 retr_error=None, drop_at=None, before_retr=None):
+                 retr_error=None, drop_at=None, before_retr=None,
+                 top_error=None, top_drop_at=None):
         self.messages = list(messages)
         self.uidls = (["uid-%d" % n for n in range(1, len(messages) + 1)]
                       if uidls == "default" else uidls)
@@ -69,6 +71,9 @@ class Mailbox:
         self.dele_sent = []
         self.passwords = []
         self.retrs = []
+        self.tops = []
+        self.top_error = top_error
+        self.top_drop_at = top_drop_at
 
     def expunge(self, numbers):
         """QUIT: the marked messages are gone; the others renumbered.
@@ -92,7 +97,7 @@ class Mailbox:
             cmd, _, arg = line.partition(b" ")
             cmd = cmd.upper()
             if cmd == b"CAPA":
-                conn.send(b"+OK\r\nUSER\r\nPIPELINING\r\n" + (
+                conn.send(b"+OK\r\nUSER\r\nTOP\r\nPIPELINING\r\n" + (
                     b"UIDL\r\n" if self.uidls is not None else b"")
                     + b".\r\n")
             elif cmd in (b"USER", b"NOOP"):
@@ -127,6 +132,25 @@ class Mailbox:
                     conn.eof()
                     return
                 conn.send(b"+OK\r\n" + stuffed + b"\r\n.\r\n")
+            elif cmd == b"TOP":
+                n, _, lines = arg.partition(b" ")
+                n = int(n)
+                self.tops.append(self.original[n - 1])
+                if n == self.top_error:
+                    conn.send(b"-ERR cannot read that one\r\n")
+                    continue
+                head, _, body = self.messages[n - 1].partition(b"\r\n\r\n")
+                text = head + b"\r\n\r\n" + b"".join(
+                    x + b"\r\n" for x in body.split(b"\r\n")[:-1][
+                        :int(lines)])
+                stuffed = b"".join(
+                    (b"." + x if x.startswith(b".") else x) + b"\r\n"
+                    for x in text.split(b"\r\n")[:-1])
+                if n == self.top_drop_at:
+                    conn.send(b"+OK\r\n" + stuffed[:len(stuffed) // 2])
+                    conn.eof()
+                    return
+                conn.send(b"+OK\r\n" + stuffed + b".\r\n")
             elif cmd == b"DELE":
                 marked.append(int(arg))
                 self.dele_sent.append(int(arg))
@@ -379,8 +403,8 @@ def test_ranges_on_the_command_line(capsys, pw, option, value, words):
 # every setting: a wrong type, out of range, no value -- one line, exit 1
 
 def _wrong_type(setting):
-    return {"bool": '"true"', "int": '"1"', "number": '"1"'}.get(
-        setting.kind, "1")
+    return {"bool": '"true"', "int": '"1"', "number": '"1"',
+            "size": "true"}.get(setting.kind, "1")
 
 
 def _out_of_range(setting):

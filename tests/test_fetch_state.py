@@ -77,9 +77,9 @@ def test_first_fetch_times_are_kept(tmp_path, monkeypatch):
     path = tmp_path / "state.json"
     state = State.load(str(path), "acct")
     state.open()
-    monkeypatch.setattr("cpoplib.fetch.state.time.time", lambda: 1000.0)
+    monkeypatch.setattr("cpoplib.fetch.faults.time.time", lambda: 1000.0)
     state.record_batch([b"a", b"b"], [])
-    monkeypatch.setattr("cpoplib.fetch.state.time.time", lambda: 2000.0)
+    monkeypatch.setattr("cpoplib.fetch.faults.time.time", lambda: 2000.0)
     state.record_batch([b"b", b"c"], [])        # b was fetched at 1000
     state.close()
     assert State.load(str(path), "acct").delivered == {

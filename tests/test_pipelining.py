@@ -1,6 +1,6 @@
 """Pipelined commands: fetch_many()'s adaptive window and its caps, one
-write per refill, dele_many(), listing_maps(), and the round trips of a
-whole `cpoplib fetch` run.
+write per refill, top_many(), dele_many(), listing_maps(), and the round
+trips of a whole `cpoplib fetch` run.
 
 The server here (PipelineServer) answers one command at a time, as POP3
 servers do, and records what the client's pipelining looked like from
@@ -95,6 +95,11 @@ class PipelineServer:
         if cmd == b"UIDL" and not arg and self.uidl:
             return b"+OK\r\n" + b"".join(
                 b"%d uid-%d\r\n" % (n, n) for n in self.messages) + b".\r\n"
+        if cmd == b"TOP":
+            n, lines = map(int, arg.split())
+            if n in self.errors or n not in self.messages:
+                return b"-ERR no such message %d\r\n" % n
+            return b"+OK\r\n" + wire(top_of(self.messages[n], lines))
         if cmd in (b"RETR", b"DELE"):
             n = int(arg)
             if n in self.errors or n not in self.messages:
@@ -152,6 +157,14 @@ class PipelineServer:
             return
         finally:
             sock.close()
+
+
+def top_of(message, lines):
+    """What TOP n LINES gives of `message` (CRLF bytes): the headers, the
+    blank line, the first LINES lines of the body."""
+    head, _, body = message.partition(b"\r\n\r\n")
+    kept = body.split(b"\r\n")[:-1][:lines]
+    return head + b"\r\n\r\n" + b"".join(x + b"\r\n" for x in kept)
 
 
 def mailbox(count, size=2000, seed=7):
@@ -322,6 +335,76 @@ def test_login_capa_spares_fetch_many_its_own():
         conn.quit()
     assert srv.commands.count(b"CAPA") == 1
     assert srv.max_waiting > 1
+
+
+# ---- top_many() ----
+
+@pytest.mark.parametrize("lines", [0, 2])
+def test_top_many_pipelines_and_matches_top(lines):
+    """top_many(): the replies to TOP n LINES in order, each as fetch()
+    gives a message -- exactly top()'s lines joined with CRLF -- with
+    several commands in flight, in one write per refill."""
+    msgs = mailbox(300, size=400)
+    with PipelineServer(msgs) as srv:
+        conn = connect(srv)
+        it = conn.top_many(range(1, 301), lines)
+        got = dict(it)
+        one = {n: b"".join(x + b"\r\n" for x in conn.top(n, lines)[1])
+               for n in (1, 150, 300)}
+        conn.quit()
+    assert got == {n: top_of(m, lines) for n, m in msgs.items()}
+    assert all(got[n] == text for n, text in one.items())
+    assert got[1].startswith(b"Subject: message 1\r\n\r\n")
+    assert 1 < srv.max_waiting <= 128 and max(srv.reads) >= 2
+    tops = [c for c in srv.commands if c.startswith(b"TOP")]
+    assert tops[:300] == [b"TOP %d %d" % (n, lines) for n in range(1, 301)]
+    assert not any(c.startswith((b"RETR", b"DELE")) for c in srv.commands)
+
+
+def test_top_many_without_pipelining_one_at_a_time():
+    msgs = mailbox(10, size=300)
+    with PipelineServer(msgs, pipelining=False) as srv:
+        conn = connect(srv)
+        assert dict(conn.top_many(range(1, 11), 0)) == {
+            n: top_of(m, 0) for n, m in msgs.items()}
+        conn.quit()
+    assert srv.max_waiting == 1
+
+
+def test_top_many_err_in_step_with_which():
+    """A -ERR for one TOP: everything before it handed over, what was in
+    flight drained, error_proto with `which`; the connection in step."""
+    msgs = mailbox(100, size=300)
+    with PipelineServer(msgs, errors=[40]) as srv:
+        conn = connect(srv)
+        got = []
+        with pytest.raises(cpoplib.error_proto) as info:
+            for n, text in conn.top_many(range(1, 101), 0):
+                got.append(n)
+        assert info.value.which == 40
+        assert info.value.args == (b"-ERR no such message 40",)
+        assert got == list(range(1, 40))
+        assert conn.noop() == b"+OK"
+        conn.quit()
+
+
+def test_top_many_refuses_a_bad_howmuch_before_sending():
+    msgs = mailbox(3, size=300)
+    with PipelineServer(msgs) as srv:
+        conn = connect(srv)
+        for bad, kind in (("0", TypeError), (True, TypeError),
+                          (1.0, TypeError), (-1, ValueError)):
+            with pytest.raises(kind):
+                conn.top_many([1, 2], bad)
+        it = conn.top_many([1, 2, 3], 0)
+        assert next(it)[0] == 1
+        with pytest.raises(RuntimeError):
+            conn.noop()                     # TOPs in flight
+        it.close()                          # drains them
+        assert conn.noop() == b"+OK"
+        conn.quit()
+    assert [c for c in srv.commands if c.startswith(b"TOP")][:1] == [
+        b"TOP 1 0"]
 
 
 # ---- dele_many() and listing_maps() ----

@@ -2,7 +2,7 @@
 
 * Hot paths (retr, top, list, uidl, capa, stat, apop, -ERR replies,
   exceptions raised while parsing, STLS; fetch, fetch_into, fetch_many,
-  dele_many, listing_maps) run thousands of times against
+  top_many, dele_many, listing_maps) run thousands of times against
   an in-process server; after a warm-up, sys.gettotalrefcount() (debug
   builds), tracemalloc's traced memory and len(gc.get_objects()) must
   not grow with the number of iterations.  On a release build only the
@@ -46,6 +46,7 @@ REPLIES = {
     b"RETR 1": b"+OK 120 octets\r\nFrom: a@b\r\nSubject: leak\r\n\r\n"
                b"..dot-stuffed\r\nbody \xff\x00\r\n.\r\n",
     b"TOP 1 0": b"+OK\r\nFrom: a@b\r\n\n\r.\n",
+    b"TOP 9 0": b"-ERR no such message\r\n",
     b"LIST": b"+OK 2 messages\r\n1 120\r\n2 " + str(2 ** 70).encode() + b"\r\n.\r\n",
     b"LIST 1": b"+OK 1 120\r\n",
     b"UIDL": b"+OK\r\n1 " + b"U" * 70 + b"\r\n.\r\n",
@@ -118,7 +119,17 @@ def exercise_retrieval(client, mod):
     next(it)
     it.close()                              # an early stop drains
     client.dele_many([1, 1])
+    list(client.top_many([1, 1, 1], 0, pipeline=True))
+    it = client.top_many([1, 1, 1], 0, pipeline=True)
+    next(it)
+    it.close()
+    for bad in ("0", -1):
+        try:
+            client.top_many([1], bad)        # refused, nothing sent
+        except (TypeError, ValueError):
+            pass
     for call in (lambda: list(client.fetch_many([1, 9, 1], pipeline=True)),
+                 lambda: list(client.top_many([1, 9, 1], 0, pipeline=True)),
                  lambda: client.dele_many([1, 9, 1]),
                  client.listing_maps):       # 2**70 is no size: malformed
         try:
@@ -304,7 +315,8 @@ def test_hot_paths_do_not_leak(name):
 
 def test_retrieval_does_not_leak():
     """fetch, fetch_into, fetch_many (adaptive, fixed, closed early, -ERR
-    mid-batch), dele_many and listing_maps, their error paths too."""
+    mid-batch), top_many, dele_many and listing_maps, their error paths
+    too."""
     _in_subprocess("measure_retrieval", "cpoplib")
 
 

@@ -12,7 +12,7 @@ import cpoplib
 
 from . import durable
 from .errors import EXIT_USAGE, FetchError
-from .settings import MiB, SETTINGS
+from .settings import MiB, SETTINGS, WITH_DELETE, origin, size_words
 
 BATCH_BYTES = 32 << 20
 
@@ -21,11 +21,13 @@ class Account:
     """One account's effective settings, as attributes named as the
     settings (settings.SETTINGS)."""
 
-    def __init__(self, name, values, source=""):
+    def __init__(self, name, values, source="", levels=None):
         for s in SETTINGS:
             setattr(self, s.name, values.get(s.name, s.default))
         self.name = name
         self.source = source        # "the command line" or "[accounts.x]"
+        # what merge() made `values` of, lowest first (who said what)
+        self.levels = levels if levels is not None else [values]
         self.password = None
         self.token = None
 
@@ -50,13 +52,15 @@ class Account:
         if self.port is None:
             self.port = (cpoplib.POP3_SSL_PORT if self.ssl
                          else cpoplib.POP3_PORT)
+        self._check_selection()
         if self.dry_run:
             self.delete = False         # --dry-run implies --keep
         elif self.serverinfo:
             self.delete = False         # nothing is fetched
-        elif not (self.maildir or self.mbox or self.eml_dir):
+        elif not (self.maildir or self.mbox or self.eml_dir or self.mda):
             raise FetchError(EXIT_USAGE, "no destination: --maildir DIR, "
-                             "--mbox FILE, --eml-dir DIR or --dry-run")
+                             "--mbox FILE, --eml-dir DIR, --mda CMD or "
+                             "--dry-run")
         mech = self.auth
         if mech in OAUTH and not self.token_command:
             raise FetchError(EXIT_USAGE, "--auth %s needs --token-command"
@@ -117,6 +121,33 @@ class Account:
                 return "--" + name.replace("_", "-")
         return None
 
+    def _check_selection(self):
+        """The selection's settings together (selection.py).  A setting
+        of WITH_DELETE says what --delete deletes: without delete = true
+        it is an error, unless --keep (or keep = true) was given on a
+        level above it, which turns it off with everything else that
+        deletes (so `cpoplib fetch ACCOUNT --keep` deletes nothing
+        whatever the file says)."""
+        for name in WITH_DELETE:
+            if not getattr(self, name) or self.delete:
+                continue
+            if origin(self.levels, "delete") > origin(self.levels, name):
+                continue                # --keep above it: off
+            flag = "--" + name.replace("_", "-")
+            raise FetchError(EXIT_USAGE, "%s %s: add --delete (delete = "
+                             "true), or leave %s out" % (flag, {
+                                 "delete_larger": "deletes messages",
+                                 "keep_days": "says when --delete deletes",
+                             }[name], flag))
+        if self.skip_larger and self.skip_larger > self.max_message_bytes:
+            raise FetchError(EXIT_USAGE, "--skip-larger %s is above "
+                             "--max-message-size (%d MiB), which skips "
+                             "(exit 7) what is larger: raise "
+                             "--max-message-size to %d or more"
+                             % (size_words(self.skip_larger),
+                                self.max_message_size,
+                                -(-self.skip_larger // MiB)))
+
     def state_path(self):
         """Where the state is named (the tag of the account's files is
         made from this name); state_file() is where it is read."""
@@ -140,10 +171,12 @@ class Account:
         destination (its orphans are recognised by it)."""
         return hashlib.sha256(self.state_path().encode()).hexdigest()[:10]
 
-    def destination(self):
+    def destination(self, stop=None):
         from . import destinations as d
         if self.dry_run:
             return d.CountingDestination()
+        if self.mda:
+            return d.MdaDestination(self.mda, stop)
         # symbolic links are followed: the link stays, the target is used
         if self.maildir:
             return d.MaildirDestination(_real(self.maildir), self.tag(),

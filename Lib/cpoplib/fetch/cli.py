@@ -72,7 +72,8 @@ def _help(s):
             notes.append(s.range_words())
         if s.default is not None or s.default_text is not None:
             notes.append("default: %s" % s.default_words())
-    return s.help + (" (%s)" % "; ".join(notes) if notes else "")
+    text = s.help + (" (%s)" % "; ".join(notes) if notes else "")
+    return text.replace("%", "%%")      # argparse formats help with %
 
 
 def build_parser():
@@ -186,7 +187,7 @@ def plan(argv):
                              "file (--config FILE), not with --host, "
                              "--email or --provider")
         run = settings.merge([cli_values])
-        return [Account(None, run, "the command line")], run
+        return [Account(None, run, "the command line", [cli_values])], run
     defaults, tables = settings.config_accounts(_load_toml(path), path)
     for name in args.accounts:
         if name not in tables:
@@ -195,9 +196,11 @@ def plan(argv):
     names = list(dict.fromkeys(args.accounts)) or list(tables)
     account_defaults = {k: v for k, v in defaults.items()
                         if settings.BY_NAME[k].scope == "account"}
-    accounts = [Account(name, settings.merge(
-        [account_defaults, tables[name], cli_values]),
-        "[accounts.%s]" % name) for name in names]
+    levels = {name: [account_defaults, tables[name], cli_values]
+              for name in names}
+    accounts = [Account(name, settings.merge(levels[name]),
+                        "[accounts.%s]" % name, levels[name])
+                for name in names]
     return accounts, settings.merge([defaults, cli_values])
 
 
@@ -251,7 +254,11 @@ def main(argv=None):
     import signal
     if argv is None:
         argv = sys.argv[1:]
-    faults.load()
+    try:
+        faults.load()
+    except FetchError as exc:
+        Output().error(exc.message)
+        return exc.code
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)

@@ -1,9 +1,9 @@
 """Where the fetcher puts messages: the Destination interface and its
-kinds (a Maildir, a directory of .eml files, an mbox, and the dry run that
-only counts).  mailbox.Mailbox declares what every stdlib mailbox does;
-Destination does the same for the fetcher's, in the order a run calls
-them: open(state), then deliver() for each message of a batch, sync() to
-make the batch durable, pending() for the state's record of it,
+kinds (a Maildir, a directory of .eml files, an mbox, an MDA, and the dry
+run that only counts).  mailbox.Mailbox declares what every stdlib
+mailbox does; Destination does the same for the fetcher's, in the order a
+run calls them: open(state), then deliver() for each message of a batch,
+sync() to make the batch durable, pending() for the state's record of it,
 publish() once the state has it, and close() at the end."""
 import os
 import socket
@@ -18,8 +18,10 @@ class Destination:
 
     open(state)    prepare the destination; finish what a killed run left
                    (recorded in `state`); may update and save the state
-    deliver(data)  write one message (bytes, CRLF line ends, as fetch()
-                   returns it); not durable yet
+    deliver(data, which)
+                   write one message (bytes, CRLF line ends, as fetch()
+                   returns it; `which` names it for error messages); not
+                   durable yet
     sync()         make every message delivered since the last sync
                    durable
     pending()      what the state must record before publish(): a list of
@@ -30,12 +32,18 @@ class Destination:
                    only after the state recorded pending()
     close()        release everything; an unsynced batch stays to be
                    cleaned up by the next run
+
+    max_batch      None, or the most messages a batch may have: a
+                   destination that cannot stage a message (the MDA) has 1,
+                   so that each is recorded as soon as it is delivered
     """
+
+    max_batch = None
 
     def open(self, state):
         raise NotImplementedError
 
-    def deliver(self, data):
+    def deliver(self, data, which=""):
         raise NotImplementedError
 
     def sync(self):
@@ -170,7 +178,7 @@ class StagedDirectory(Destination):
             raise delivery_error("cannot recover the previous run", exc)
         state.set_pending([])
 
-    def deliver(self, data):
+    def deliver(self, data, which=""):
         if self.lf:
             data = data.replace(b"\r\n", b"\n")
         self.seq += 1
@@ -429,7 +437,7 @@ class MboxDestination(Destination):
         state.set_mbox(dict(self.record))
         self.state = state
 
-    def deliver(self, data):
+    def deliver(self, data, which=""):
         try:
             self.box.add(data.replace(b"\r\n", b"\n"))
         except OSError as exc:
@@ -469,13 +477,64 @@ class MboxDestination(Destination):
                     pass
 
 
+class MdaDestination(Destination):
+    """--mda CMD: each message piped to CMD, a shell command (external.py:
+    %F is the envelope sender), with LF line ends as the Unix MDAs
+    (procmail, maildrop, dovecot-lda) read mail.  Delivered means CMD
+    exited 0; any other end is a delivery error (exit 5) that stops the
+    account, the message not recorded and left on the server.
+
+    The durability model: the MDA's exit 0 is its word that the message
+    is stored (procmail, maildrop and dovecot-lda sync it before they
+    exit 0), and what it stored cannot be staged or taken back.  So the
+    staged/commit/publish protocol has nothing to stage or publish here:
+    sync() and publish() do nothing, and a batch is one message
+    (max_batch = 1), recorded in the state (one appended, fsync'd line)
+    right after its MDA exited 0, before the next one is piped.  A crash
+    between that exit and the record means the next run delivers the
+    message again -- a duplicate, never a loss -- and nothing is deleted
+    on the server before its record is durable.  On SIGINT or SIGTERM the
+    MDA running gets external.STOP_GRACE seconds to finish; if it exits
+    0 the message is recorded before the run stops; otherwise it is not,
+    and the run ends as interrupted (130, 143: session.py takes what
+    failed during a stop for the stop)."""
+
+    max_batch = 1
+
+    def __init__(self, command, stop=None):
+        self.command = command
+        self.stop = stop
+
+    def _stopping(self):
+        return self.stop is not None and self.stop.code is not None
+
+    def open(self, state):
+        pass
+
+    def deliver(self, data, which=""):
+        from . import external, headers
+        data = data.replace(b"\r\n", b"\n")
+        command = external.expand(self.command,
+                                  headers.envelope_sender(data))
+        outcome = external.run(command, data, stopping=self._stopping,
+                               grace=external.STOP_GRACE)
+        if outcome.code != 0:
+            raise FetchError(EXIT_DELIVERY, "%sthe MDA (--mda) %s; it "
+                             "stays on the server" % (
+                                 which + ": " if which else "",
+                                 outcome.describe()))
+
+    def sync(self):
+        pass
+
+
 class CountingDestination(Destination):
     """--dry-run: fetch and count, write nothing."""
 
     def open(self, state):
         pass
 
-    def deliver(self, data):
+    def deliver(self, data, which=""):
         pass
 
     def sync(self):

@@ -9,7 +9,8 @@ EXIT_USAGE = 1          # bad options or config, no password available
 EXIT_CONNECT = 2        # cannot connect, TLS/certificate failure, lost
 EXIT_AUTH = 3           # authentication failed
 EXIT_BUSY = 4           # [IN-USE], [LOGIN-DELAY], state file locked
-EXIT_DELIVERY = 5       # cannot write the destination or the state file
+EXIT_DELIVERY = 5       # cannot write the destination or the state file,
+                        # the MDA failed
 EXIT_PROTOCOL = 6       # any other POP3 error, UIDLs reset
 EXIT_SKIPPED = 7        # the rest fetched, some messages skipped
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
@@ -25,12 +26,15 @@ EXIT_CODES = (
     (EXIT_BUSY, "mailbox busy: [IN-USE], [LOGIN-DELAY], another fetcher "
                 "running for the account, mbox locked"),
     (EXIT_DELIVERY, "cannot write the destination or the state file (or "
-                    "it is damaged, or is not a Maildir or an mbox)"),
+                    "it is damaged, or is not a Maildir or an mbox); the "
+                    "MDA (--mda) failed"),
     (EXIT_PROTOCOL, "any other POP3 error (a -ERR to LIST, DELE or QUIT); "
                     "the server's UIDLs were reset"),
     (EXIT_SKIPPED, "the account was fetched but some messages were skipped "
-                   "(too large, malformed, a -ERR to their RETR); they stay "
-                   "on the server"),
+                   "(too large for max_message_size, malformed, a -ERR to "
+                   "their RETR or TOP, the filter failed on them); they "
+                   "stay on the server.  Messages left by --skip-larger, "
+                   "the filter's exit 1 or a per-run limit are no failure"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C); what was written is kept, "
                        "nothing is deleted"),
     (EXIT_TERMINATED, "terminated (SIGTERM); as for Ctrl-C"),

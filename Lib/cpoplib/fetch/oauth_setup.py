@@ -262,7 +262,8 @@ def run_sessions(acct, out, result, one_session):
         one_session()
         sessions += 1
         new = result.messages - before
-        if not looping or not providers.another_session(
+        # a per-run limit reached (--max-messages, --max-bytes): no more
+        if not looping or result.deferred or not providers.another_session(
                 profile, sessions, new, acct.max_sessions):
             break
         out.verbose("%s: session %d brought %d new messages: once more"

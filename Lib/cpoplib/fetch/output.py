@@ -93,6 +93,15 @@ class Output:
                 r.code, ", failed")
         if r.deleted:
             text += ", %d deleted" % r.deleted
+            if r.unfetched:
+                text += " (%d unfetched)" % r.unfetched
+        if r.left:
+            text += ", %d not fetched (%s)" % (
+                sum(r.left.values()), ", ".join(
+                    "%d %s" % (count, why) for why, count in r.left.items()))
+        if r.deferred:
+            text += ", %d left for the next run (%s)" % (r.deferred,
+                                                        r.deferred_by)
         if r.skipped:
             text += ", %d skipped (left on the server)" % len(r.skipped)
         if r.dry_run:

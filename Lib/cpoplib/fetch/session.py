@@ -32,6 +32,13 @@ class Result:
         self.skipped = []           # (number, uidl or None, why)
         self.dry_run = False
         self.listed = None          # (messages, bytes) on the server
+        # the user's selection (selection.py): not failures
+        self.left = {}              # why -> new messages not fetched
+        self.deferred = 0           # new messages left for the next run
+        self.deferred_by = None     # by the limit named here
+        self.chosen = 0             # messages chosen to fetch, this run
+        self.chosen_bytes = 0       # their LIST sizes
+        self.unfetched = 0          # of those deleted: never fetched
 
 
 class Interrupted(Exception):
@@ -308,8 +315,9 @@ def _uidl_reset(acct, state, s):
 
 
 def _fetch(pop, acct, out, result, started, stop):
+    from .selection import choose, to_delete
     from .transfer import Transfer
-    dest = acct.destination()
+    dest = acct.destination(stop)
     lock = None
     state = None
     state_path = acct.state_file()
@@ -339,8 +347,10 @@ def _fetch(pop, acct, out, result, started, stop):
             # forget UIDLs no longer on the server (they never come back)
             listed = set(s.uid.values())
             state.forget([u for u in state.delivered if u not in listed])
+        chosen = choose(s, result, numbers)     # sizes, limits, --filter
+        faults.fault("chosen")
         t = Transfer(s, dest, state, result, started)
-        failure = t.run(numbers)
+        failure = t.run(chosen.fetch)
         if not acct.dry_run:
             state.set_pending([])       # the last batch's renames are done
             # a run that added many records replaces them with a snapshot
@@ -349,16 +359,9 @@ def _fetch(pop, acct, out, result, started, stop):
         if failure is not None and failure.code == EXIT_CONNECT:
             raise failure      # no DELE, no QUIT: nothing is deleted
         s.check_stop()
-        if acct.delete and s.uid is not None:
-            # what this run and earlier ones put on disk (recorded in the
-            # state) but did not delete: a run killed before QUIT, or run
-            # without --delete
-            doomed = sorted(n for n, u in s.uid.items()
-                            if u in state.delivered and n in s.sizes)
-        elif acct.delete:
-            doomed = t.committed        # this connection's, no UIDL
-        else:
-            doomed = []
+        # what is durably on disk (--keep-days: once old enough) and what
+        # the selection deletes unfetched; nothing without --delete
+        doomed, unfetched = to_delete(s, state, t.committed, chosen)
         if doomed:
             try:
                 s.conn.dele_many(doomed)       # pipelined
@@ -371,6 +374,7 @@ def _fetch(pop, acct, out, result, started, stop):
         s.check_stop()
         s.quit()
         result.deleted += len(doomed)
+        result.unfetched += unfetched
         if doomed and s.uid is not None:
             # deleted for good: a later run must not take their absence
             # for a reset of the server's UIDLs

@@ -11,7 +11,7 @@ range is checked before anything connects.
 Precedence, per setting: the command line, then the account's table,
 then ``[defaults]``, then the built-in default.  A level that gives two
 settings of one exclusive group (``ssl``/``starttls``; ``maildir``/
-``mbox``/``eml_dir``; ``password_env``/``password_command``/
+``mbox``/``eml_dir``/``mda``; ``password_env``/``password_command``/
 ``password_keyring``/``token_command``; ``cafile``/``insecure``;
 ``fingerprint``/``tofu``/``insecure``) is refused; a level that gives
 one of them overrides the whole group of the levels below (``--mbox`` on
@@ -23,6 +23,7 @@ that the file is what it writes.
 """
 import difflib
 import math
+import re
 
 from .durable import SYNC_MODES
 from .errors import EXIT_CODES, EXIT_RULE, EXIT_USAGE, FetchError
@@ -34,7 +35,31 @@ MiB = 1 << 20
 KIND_TEXT = {"bool": "boolean", "int": "integer", "number": "number",
              "text": "string", "path": "string", "choice": "string",
              "fingerprint": "string",
-             "fingerprints": "string or array of strings"}
+             "fingerprints": "string or array of strings",
+             "size": "size"}
+
+# A size: bytes, or a number with k, M or G -- powers of 1024, as
+# max_message_size's MiB and the summary's KiB/MiB are (and mpop's k/m).
+SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+SIZE_WORDS = "like 500k, 10M or 2G (k, M, G: powers of 1024)"
+MAX_SIZE = 1 << 40
+
+
+def parse_size(text):
+    """A size's text (``"10M"``, ``"512k"``, ``"300"``) as bytes, or None
+    if it is not one."""
+    m = re.fullmatch(r"\s*([0-9]+)\s*([kKmMgG]?)\s*", text)
+    if m is None:
+        return None
+    return int(m.group(1)) * SIZE_UNITS[m.group(2).lower()]
+
+
+def size_words(n):
+    """Bytes as a size's text, in the largest unit that divides them."""
+    for unit, mult in (("G", 1 << 30), ("M", 1 << 20), ("k", 1 << 10)):
+        if n and n % mult == 0:
+            return "%d%s" % (n // mult, unit)
+    return str(n)
 
 
 class Setting:
@@ -86,6 +111,8 @@ class Setting:
     def range_words(self):
         if self.choices:
             return "one of " + ", ".join(self.choices)
+        if self.kind == "size":
+            return "%s to %s" % (size_words(self.low), size_words(self.high))
         if self.low is not None and self.high is not None:
             if self.low_open:
                 return "> %s, at most %s" % (self.low, self.high)
@@ -103,7 +130,14 @@ class Setting:
         ok = {"bool": type(value) is bool,
               "int": type(value) is int,
               "number": type(value) in (int, float),
+              "size": type(value) in (int, str),
               }.get(k, type(value) is str)
+        if k == "size" and type(value) is str:
+            parsed = parse_size(value)
+            if parsed is None:
+                raise FetchError(EXIT_USAGE, "%s must be a size, %s, not "
+                                 "%s" % (where, SIZE_WORDS, describe(value)))
+            value = parsed
         if not ok:
             raise FetchError(EXIT_USAGE, "%s must be %s (%s), not %s" % (
                 where, "a " + KIND_TEXT[k] if k != "int" else "an integer",
@@ -114,6 +148,10 @@ class Setting:
         if k in ("text", "path", "choice"):
             if not value:
                 raise FetchError(EXIT_USAGE, "%s must not be empty" % where)
+            if self.metavar == "CMD" and not value.strip():
+                # sh -c " " exits 0: an MDA that "delivers" by discarding
+                raise FetchError(EXIT_USAGE, "%s must be a shell command, "
+                                 "not blank" % where)
             if "\0" in value:
                 raise FetchError(EXIT_USAGE, "%s must not contain a NUL "
                                  "character" % where)
@@ -124,13 +162,14 @@ class Setting:
                                  % (where, ", ".join(self.choices), value,
                                     did_you_mean(value, self.choices)))
             value = canon[value.lower()]
+        shown = size_words(value) if k == "size" else value
         if self.low is not None and (value < self.low or (
                 self.low_open and value == self.low)):
             raise FetchError(EXIT_USAGE, "%s must be %s, not %s" % (
-                where, self.range_words(), value))
+                where, self.range_words(), shown))
         if self.high is not None and value > self.high:
             raise FetchError(EXIT_USAGE, "%s must be %s, not %s" % (
-                where, self.range_words(), value))
+                where, self.range_words(), shown))
         return value
 
     def _check_fingerprints(self, value, where):
@@ -157,6 +196,7 @@ class Setting:
             return 'like "SHA256:3F:A1:...", 32 bytes in hex'
         return {"bool": "true or false", "int": "like 10",
                 "number": "like 30 or 2.5", "text": 'like "text"',
+                "size": 'bytes, or a string %s' % SIZE_WORDS,
                 "path": 'a file name like "~/Mail"',
                 "choice": " or ".join('"%s"' % c for c in self.choices or ()),
                 }[self.kind]
@@ -175,6 +215,12 @@ class Setting:
             except ValueError:
                 raise FetchError(EXIT_USAGE, "%s needs a number, not %r"
                                  % (flag, text))
+        if self.kind == "size":
+            size = parse_size(text)
+            if size is None:
+                raise FetchError(EXIT_USAGE, "%s needs a size, %s, not %r"
+                                 % (flag, SIZE_WORDS, text))
+            return size
         return text
 
 
@@ -292,6 +338,14 @@ SETTINGS = (
       "destination", metavar="FILE", exclusive="destination"),
     _S("eml_dir", "path", None, "one .eml file per message in DIR",
       "destination", metavar="DIR", exclusive="destination"),
+    # MDA delivery and the trace header (what they do: destinations.py,
+    # headers.py; docs/fetcher/selection.rst)
+    _S("mda", "text", None, "pipe each message to CMD (a shell command, "
+      "%F the envelope sender), recorded once CMD exits 0; a failure "
+      "stops the account (exit 5)", "destination", metavar="CMD",
+      exclusive="destination"),
+    _S("add_received", "bool", False, "prepend a Received: header naming "
+      "the server, the account and the time", "destination"),
     _S("dry_run", "bool", False, "fetch and count, write nothing (no "
       "destination needed, nothing deleted: implies --keep)",
       "destination"),
@@ -319,6 +373,28 @@ SETTINGS = (
       "state is on a non-empty server: stop (exit 6), or fetch every "
       "message as new", "what to fetch", choices=("stop", "fetch"),
       metavar="WHAT"),
+    # selection (what it does: selection.py; docs/fetcher/selection.rst)
+    _S("skip_larger", "size", None, "leave on the server, never fetched, "
+      "a message larger than SIZE by its LIST size; 0: none; at most "
+      "max_message_size", "what to fetch", low=0, high=MAX_SIZE,
+      metavar="SIZE"),
+    _S("delete_larger", "size", None, "with --delete: delete on the "
+      "server, without fetching, a message larger than SIZE by its LIST "
+      "size; 0: none",
+      "what to fetch", low=0, high=MAX_SIZE, metavar="SIZE"),
+    _S("max_messages", "int", None, "fetch at most N messages per run, "
+      "the rest the next run; 0: no limit", "what to fetch", low=0,
+      high=10 ** 9, metavar="N"),
+    _S("max_bytes", "size", None, "fetch at most SIZE per run by LIST "
+      "sizes, the first message always, the rest the next run; 0: no "
+      "limit", "what to fetch", low=0, high=MAX_SIZE, metavar="SIZE"),
+    _S("keep_days", "int", None, "with --delete: delete a fetched message "
+      "only once it was first fetched N days ago; 0: at once",
+      "what to fetch", low=0, high=36500, metavar="N"),
+    _S("filter", "text", None, "run CMD (a shell command) on each new "
+      "message's headers: exit 0 fetch, 1 leave on the server, 2 delete "
+      "unfetched (with --delete), else an error for that message",
+      "what to fetch", metavar="CMD"),
     # providers and OAuth 2.0 (what they do: oauth_setup.py)
     _S("provider", "text", None, "a provider profile (gmail, outlook, "
       "yahoo, gmx, webde, fastmail): host, port, TLS, login method and "
@@ -381,6 +457,22 @@ for _s in SETTINGS:
     for _g in _s.groups():
         EXCLUSIVE.setdefault(_g, []).append(_s.name)
 del _s, _g
+
+
+# Settings that only say what --delete deletes: each needs delete = true
+# (Account.check()), and --keep above them turns them off with it.
+WITH_DELETE = ("delete_larger", "keep_days")
+
+
+def origin(levels, name):
+    """The index in `levels` (lowest first, as merge() takes them) of the
+    last level that gives `name`; -1 if none does (the built-in
+    default)."""
+    found = -1
+    for i, level in enumerate(levels):
+        if name in level:
+            found = i
+    return found
 
 
 def is_on(name, value):
@@ -517,7 +609,10 @@ def reference_rst():
     import textwrap
     out = [REF_BEGIN, "",
            "Every setting, as an option and as a key of the config file",
-           "(``--help`` says the same):", ""]
+           "(``--help`` says the same).  A size is a number of bytes, or a",
+           "number followed by ``k``, ``M`` or ``G`` (KiB, MiB, GiB: powers",
+           "of 1024); in the file an integer or a string (``skip_larger =",
+           "\"10M\"``).", ""]
     for group in GROUPS:
         out += ["*%s*" % (group[0].upper() + group[1:]), ""]
         for s in (s for s in SETTINGS if s.group == group):
@@ -539,11 +634,12 @@ def reference_rst():
                 text = "Command line only: %s (default: %s).  %s." % (
                     allowed, _rst_help(s.default_words()), help_text)
             if s.exclusive:
-                others = [m for m in dict.fromkeys(
-                    m for g in s.groups() for m in EXCLUSIVE[g])
-                    if m != s.name]
+                others = ["``%s``" % BY_NAME[m].flags[0]
+                          for m in dict.fromkeys(
+                              m for g in s.groups() for m in EXCLUSIVE[g])
+                          if m != s.name]
                 text += "  Excludes %s on the same level." % " and ".join(
-                    "``%s``" % BY_NAME[m].flags[0] for m in others)
+                    filter(None, [", ".join(others[:-1]), others[-1]]))
             out.append(flags)
             out += textwrap.wrap(text, 72, initial_indent="    ",
                                  subsequent_indent="    ",

@@ -28,10 +28,9 @@ for writing.
 import fcntl
 import json
 import os
-import time
 import zlib
 
-from . import durable
+from . import durable, faults
 from .errors import EXIT_BUSY, EXIT_DELIVERY, FetchError, delivery_error
 
 FORMAT = 2                  # "cpoplib-state" of the snapshot line
@@ -117,7 +116,7 @@ class State:
         data = json.loads(raw)
         if not isinstance(data, dict) or data.get("version") != 1:
             raise ValueError("unknown format")
-        now = int(time.time())
+        now = int(faults.now())
         self.delivered = dict.fromkeys(
             (str(u).encode("latin-1") for u in data.get("uidls", [])), now)
         self.pending = [list(p) for p in data.get("pending", [])]
@@ -228,7 +227,7 @@ class State:
         """Durably record a synced batch: its UIDLs delivered now, the
         renames still to do (they replace the previous batch's, which were
         done), and the mbox's record if any."""
-        when = int(time.time())
+        when = int(faults.now())
         added = [u.decode("latin-1") for u in uidls
                  if u not in self.delivered]
         record = {"pending": pending}

@@ -3,7 +3,8 @@ destination, committing every batch through the state.
 
 One bad message is that message's failure, not the account's:
 
-* larger than the cap by its LIST size: never asked for;
+* larger than the cap by its LIST size: never asked for (selection.py
+  leaves it out);
 * a -ERR to its RETR: fetch_many() has read every reply in flight, the
   connection is in step, the rest is fetched with a new fetch_many();
 * a line or a reply past the cap (a server whose LIST size was wrong):
@@ -15,10 +16,16 @@ Such a message is reported by number and UIDL, left on the server and
 not recorded, so that the next run tries it again; the exit status is
 EXIT_SKIPPED.  The line limit is the cap (core.py), not poplib's 2048:
 reading with it from the start is what keeps a mailbox with long-lined
-mail drainable without a reconnection per message."""
-from . import faults
+mail drainable without a reconnection per message.
+
+With --add-received each message gets its Received: field (headers.py)
+before the destination sees it.  A destination with max_batch (the MDA:
+what it delivered cannot be taken back) commits after that many
+messages, whatever --batch says."""
+from . import faults, headers
 from .accounts import BATCH_BYTES
 from .errors import EXIT_PROTOCOL, FetchError
+from .selection import label, skip
 from .session import failed, is_reply, lost, server_text
 
 RECONNECTIONS = 10      # at most this many per run
@@ -37,11 +44,7 @@ class Transfer:
         self.reconnections = 0
 
     def skip(self, n, why):
-        uidl = self.s.uid.get(n) if self.s.uid is not None else None
-        self.result.skipped.append((n, uidl, why))
-        named = " (UIDL %s)" % uidl.decode("latin-1") if uidl else ""
-        self.out.warn("%s: message %d%s skipped: %s; it stays on the "
-                      "server" % (self.acct.name, n, named, why))
+        skip(self.s, self.result, n, why)
 
     def commit(self):
         if not self.batch:
@@ -62,18 +65,12 @@ class Transfer:
         self.batch, self.batch_bytes = [], 0
 
     def run(self, numbers):
-        """Fetches `numbers`; returns the FetchError that stopped the
-        transfer early (the connection lost) or None.  A delivery error is
-        raised after committing what was fully written."""
-        cap = self.acct.max_message_bytes
+        """Fetches `numbers` (chosen by selection.choose(): none larger
+        than the cap by its LIST size); returns the FetchError that stopped
+        the transfer early (the connection lost) or None.  A delivery error
+        is raised after committing what was fully written."""
         sizes = self.s.sizes
-        wanted = []
-        for n in numbers:
-            if sizes.get(n, 0) > cap:
-                self.skip(n, "%d bytes, larger than max_message_size (%d "
-                          "MiB)" % (sizes[n], self.acct.max_message_size))
-            else:
-                wanted.append(n)
+        wanted = list(numbers)
         self.total = len(wanted)
         self.total_bytes = sum(sizes.get(n, 0) for n in wanted)
         try:
@@ -124,7 +121,9 @@ class Transfer:
         return [], None
 
     def deliver(self, n, data):
-        self.dest.deliver(data)
+        if self.acct.add_received:
+            data = self.received() + data
+        self.dest.deliver(data, label(self.s, n))
         faults.fault("delivered")
         self.batch.append(n)
         self.batch_bytes += len(data)
@@ -133,9 +132,25 @@ class Transfer:
         r.bytes += len(data)
         self.out.progress(self.acct.name, r.messages, self.total, r.bytes,
                           self.total_bytes, self.started)
-        if len(self.batch) >= self.acct.batch or \
-                self.batch_bytes >= BATCH_BYTES:
+        # a destination that cannot stage (the MDA) has a batch of one
+        if len(self.batch) >= min(self.acct.batch,
+                                  self.dest.max_batch or self.acct.batch) \
+                or self.batch_bytes >= BATCH_BYTES:
             self.commit()
+
+    def received(self):
+        """--add-received: the Received: field for a message fetched now
+        on the current connection."""
+        import cpoplib
+        acct = self.acct
+        try:
+            peer = self.s.conn.sock.getpeername()[0]
+        except (AttributeError, OSError, IndexError, TypeError):
+            peer = None
+        return headers.received(acct.host, peer, acct.user,
+                                getattr(acct, "config_name", None),
+                                acct.ssl or acct.starttls, faults.now(),
+                                cpoplib.__version__)
 
     def failed_message(self, n, rest, exc):
         s = self.s
