@@ -8,7 +8,10 @@
    runs them all at once on one event loop (the default one, and uvloop
    where installed); blocking cpoplib (fetch_many) and stdlib poplib (a
    retr() loop) run the same sessions in a 64-thread pool.  Wall time of
-   the whole batch, every session checked (count and bytes).
+   the whole batch, every session checked (count and bytes).  With
+   --rtt MS (and --rate MBIT) every session goes through an emulated link
+   (benchmarks/linkemu.py) in front of the server: where each round trip
+   costs what it costs on a real network, not the 0.1 ms of loopback.
 2. Memory per idle session: --idle (300) cpoplib.aio sessions connected
    and logged in, nothing fetched; tracemalloc's count of what they hold
    (Python heap, which includes the engines' buffers: an idle one has
@@ -111,6 +114,13 @@ def concurrent_sessions(args, log):
                          "tls": False}]}
     server = runner.ServerProcess(spec)
     port = server.ports[SESSION_MAILBOX]
+    link = None
+    if args.rtt:
+        from .linkemu import LinkEmulator
+        link = LinkEmulator(("127.0.0.1", port), rtt_ms=args.rtt,
+                            rate_mbit=args.rate)
+        link.start()
+        port = link.port
     clients = [("cpoplib.aio (%s)" % name, lambda run=run: run(_aio_batch(
                    port, args.sessions, args.session_messages)))
                for name, run in _loops()]
@@ -140,7 +150,11 @@ def concurrent_sessions(args, log):
                 run()
                 out[label]["times"].append(time.perf_counter() - t0)
         out["bytes_per_session"] = reference[1]
+        if link is not None:
+            out["link"] = str(link)
     finally:
+        if link is not None:
+            link.stop()
         server.stop()
     for label, d in out.items():
         if isinstance(d, dict):
@@ -261,8 +275,10 @@ def markdown(report):
     s = report.get("sessions")
     if s:
         lines += ["### %d concurrent sessions (in-memory server, another "
-                  "process): connect, USER/PASS, STAT, fetch_many of %d "
+                  "process%s): connect, USER/PASS, STAT, fetch_many of %d "
                   "messages, QUIT" % (report["args"]["sessions"],
+                                      ", through a link of %s" % s["link"]
+                                      if s.get("link") else "",
                                       report["args"]["session_messages"]),
                   "", "| client | wall time (median) | min-max |",
                   "|---|--:|--:|"]
@@ -316,6 +332,11 @@ def parse_args(argv):
     p.add_argument("--messages", type=int, default=2000)
     p.add_argument("--size", type=int, default=20 * 1024)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rtt", type=float, default=0, metavar="MS",
+                   help="the sessions through an emulated link of this "
+                        "round-trip time (benchmarks/linkemu.py)")
+    p.add_argument("--rate", type=float, default=None, metavar="MBIT",
+                   help="with --rtt: the link's rate each way, Mbit/s")
     p.add_argument("--only", choices=["sessions", "idle", "single"],
                    action="append")
     p.add_argument("--json", metavar="PATH")

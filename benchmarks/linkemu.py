@@ -672,7 +672,8 @@ class ThreadedServer:
         self.handler = handler
         self.errors = []
         self.threads = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        self._acceptor = threading.Thread(target=self._serve, daemon=True)
+        self._acceptor.start()
 
     def _serve(self):
         while True:
@@ -698,7 +699,15 @@ class ThreadedServer:
             raise self.errors[0]
 
     def close(self):
+        """Stops accepting and waits for the accepting thread: close()
+        alone does not wake a thread blocked in accept() on Linux, so it
+        would outlive the server (and the process's tests)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)    # wakes accept()
+        except OSError:
+            pass
         self.sock.close()
+        self._acceptor.join(10)
 
 
 def recv_exactly(sock, n):
