@@ -38,7 +38,7 @@ class Destination:
                    so that each is recorded as soon as it is delivered
     """
 
-    max_batch = None
+    max_batch: "int | None" = None
 
     def open(self, state):
         raise NotImplementedError
