@@ -115,12 +115,16 @@ def concurrent_sessions(args, log):
     server = runner.ServerProcess(spec)
     port = server.ports[SESSION_MAILBOX]
     link = None
-    if args.rtt:
-        from .linkemu import LinkEmulator
-        link = LinkEmulator(("127.0.0.1", port), rtt_ms=args.rtt,
-                            rate_mbit=args.rate)
-        link.start()
-        port = link.port
+    try:
+        if args.rtt:
+            from .linkemu import LinkEmulator
+            link = LinkEmulator(("127.0.0.1", port), rtt_ms=args.rtt,
+                                rate_mbit=args.rate)
+            link.start()
+            port = link.port
+    except BaseException:
+        server.stop()
+        raise
     clients = [("cpoplib.aio (%s)" % name, lambda run=run: run(_aio_batch(
                    port, args.sessions, args.session_messages)))
                for name, run in _loops()]
@@ -341,7 +345,10 @@ def parse_args(argv):
                    action="append")
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--markdown", metavar="PATH")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.rate and not args.rtt:
+        p.error("--rate is the rate of the --rtt link: give --rtt too")
+    return args
 
 
 def main(argv=None):

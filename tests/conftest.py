@@ -46,6 +46,7 @@ def pytest_runtest_makereport(item, call):
                            "but %s was skipped: %s" % (item.nodeid, reason))
 
 
+@pytest.hookimpl(trylast=True)         # after the session fixtures' teardown
 def pytest_sessionfinish(session, exitstatus):
     """The threads the tests started (their servers' accept and handler
     threads) end before the interpreter does: a daemon thread still
@@ -166,7 +167,7 @@ def carol(server):
     def add(prefix, count, size=0):
         msgs = dovecot_server.small_corpus(prefix, count)
         if size:
-            msgs = [(k, m + b"x" * 70 + b"\n" * (size // 71))
+            msgs = [(k, m + (b"x" * 70 + b"\n") * (size // 71))
                     for k, m in msgs]
         return server.add_messages("carol", msgs)
     yield add

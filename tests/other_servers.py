@@ -190,7 +190,7 @@ class Server:
                 if self.openssl is None:
                     raise Unavailable("the openssl CLI is not installed")
                 # the throw-away CA and localhost certificate of the
-                # Dovecot tests (it only needs path() and openssl)
+                # Dovecot tests (it needs only path(), openssl and tls_names)
                 dovecot_server.DovecotServer._make_tls(self)
             self._make_mailboxes()
             self._configure()

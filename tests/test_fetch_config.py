@@ -359,7 +359,7 @@ def test_two_password_sources_in_one_table(tmp_path, capsys):
      "on the command line"),
     ('[accounts.x]\nhost = "h"\npassword = "secret"\n',
      "[accounts.x]: no plain passwords in a file; use password_env, "
-     "password_command or ~/.netrc"),
+     "password_command, password_keyring or ~/.netrc"),
 ])
 def test_unknown_names(tmp_path, capsys, text, words):
     config = write_config(tmp_path, text)

@@ -115,8 +115,8 @@ def parse_args(argv):
     if args.refused_password is not None:
         raise FetchError(EXIT_USAGE, "a password is never taken on the "
                          "command line (other users can see it): use "
-                         "--password-env, --password-command, ~/.netrc or "
-                         "the prompt")
+                         "--password-env, --password-command, "
+                         "--password-keyring, ~/.netrc or the prompt")
     values = {}
     for name, uses in args.given.items():
         if settings.BY_NAME[name].kind == "fingerprints":

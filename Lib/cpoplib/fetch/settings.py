@@ -519,8 +519,8 @@ def config_table(table, path, where, run_scope):
     for key, value in table.items():
         if key == "password":
             raise FetchError(EXIT_USAGE, "%s no plain passwords in a file; "
-                             "use password_env, password_command or "
-                             "~/.netrc" % prefix)
+                             "use password_env, password_command, "
+                             "password_keyring or ~/.netrc" % prefix)
         setting = BY_NAME.get(key) or negatives.get(key)
         if setting is None:
             raise FetchError(EXIT_USAGE, "%s unknown setting %s%s" % (
