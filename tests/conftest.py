@@ -24,7 +24,6 @@ import sys
 
 import pytest
 
-import cpoplib
 import dovecot_clients
 import dovecot_server
 from side_by_side import MODULES
@@ -171,12 +170,7 @@ def carol(server):
                     for k, m in msgs]
         return server.add_messages("carol", msgs)
     yield add
-    conn = dovecot_clients.login(cpoplib, server, "carol")
-    try:
-        for n in range(1, conn.stat()[0] + 1):
-            conn.dele(n)
-    finally:
-        conn.quit()
+    dovecot_clients.empty_mailbox(server, "carol")
 
 
 @pytest.fixture

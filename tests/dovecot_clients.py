@@ -11,6 +11,8 @@ import poplib as std_poplib
 
 import dovecot_server
 
+import cpoplib
+
 USER = "alice"
 
 
@@ -77,6 +79,16 @@ def login(mod, server, user=USER, port=None):
     conn.user(user)
     conn.pass_(server.users[user])
     return conn
+
+
+def empty_mailbox(server, user):
+    """Deletes every message of user's mailbox (a test's tear-down)."""
+    conn = login(cpoplib, server, user)
+    try:
+        for n in range(1, conn.stat()[0] + 1):
+            conn.dele(n)
+    finally:
+        conn.quit()
 
 
 def close(conn):

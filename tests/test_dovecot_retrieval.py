@@ -26,7 +26,7 @@ import pytest
 
 import dovecot_server
 
-from dovecot_clients import USER, close, login
+from dovecot_clients import USER, close, empty_mailbox, login
 
 import poplib as std_poplib
 
@@ -88,12 +88,7 @@ def carol_messages(server, prefix, count):
     try:
         yield [key for key, _ in messages]
     finally:
-        conn = login(cpoplib, server, "carol")
-        try:
-            for n in range(1, conn.stat()[0] + 1):
-                conn.dele(n)
-        finally:
-            conn.quit()
+        empty_mailbox(server, "carol")
 
 
 def numbers_by_key(conn):

@@ -25,6 +25,7 @@ import time
 import pytest
 
 import dovecot_server
+import dovecot_clients
 from dovecot_clients import login
 from test_fetch_config import (HAVE_TOML, Mailbox, Server, args,
                                one_error_line, pw, run,  # noqa: F401
@@ -114,12 +115,7 @@ def test_sizes_skip_and_delete_without_fetching(server, carol_pw, tmp_path,
 
 
 def carol_cleanup(server):
-    conn = login(cpoplib, server, "carol")
-    try:
-        for n in range(1, conn.stat()[0] + 1):
-            conn.dele(n)
-    finally:
-        conn.quit()
+    dovecot_clients.empty_mailbox(server, "carol")
 
 
 def test_sizes_are_powers_of_1024_and_never_retrieved(tmp_path, capsys, pw):
