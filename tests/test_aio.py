@@ -38,6 +38,7 @@ LOOPS = ["asyncio", "uvloop"]
 def run(coro, loop="asyncio"):
     if loop == "uvloop":
         if uvloop is None:
+            coro.close()            # never to run: no "never awaited"
             if os.environ.get("CPOPLIB_REQUIRE_UVLOOP", "") == "1":
                 pytest.fail("uvloop is not installed "
                             "(CPOPLIB_REQUIRE_UVLOOP=1)")

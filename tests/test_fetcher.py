@@ -163,6 +163,73 @@ def test_scripted_maildir_then_nothing_new(tmp_path, capsys, pw):
                                               for n in range(1, 8))
 
 
+def test_same_count_with_one_uidl_replaced_is_not_nothing_new(
+        tmp_path, capsys, pw):
+    """A rerun whose listing has as many messages as the state has, but
+    one of them new (one delivered UIDL gone, another listed): the quick
+    "nothing changed" check must not take it for a rerun with nothing
+    new; the new message is fetched and the gone UIDL forgotten."""
+    msgs = [message(i) for i in range(1, 6)]
+    md = tmp_path / "Mail"
+    state = tmp_path / "state.json"
+    with ScriptedServer(pop3_handler(msgs)) as srv:
+        code, err = run(scripted_args(srv, "--maildir", md, "--state",
+                                      state), capsys)
+    assert code == 0, err
+    # the server loses uid-2 and gains a message, uid-6 (RFC 1939 numbers
+    # them 1-5 again)
+    later = [msgs[0]] + msgs[2:] + [message(6)]
+    handler = pop3_handler(later)
+    uidls = [1, 3, 4, 5, 6]
+
+    def renumbered(conn):
+        return handler(_RenumberedUidl(conn, uidls))
+    with ScriptedServer(renumbered) as srv:
+        code, err = run(scripted_args(srv, "--maildir", md, "--state",
+                                      state), capsys)
+    assert code == 0, err
+    assert ": 1 messages," in err, err
+    assert sorted(maildir_files(md)) == sorted(lf(m) for m in msgs + [message(6)])
+    assert sorted(delivered(state)) == sorted(b"uid-%d" % n for n in uidls)
+
+
+class _RenumberedUidl:
+    """A connection whose server's UIDL listing says uid-<uidls[n-1]> for
+    message n (pop3_handler lists uid-<n>)."""
+
+    def __init__(self, conn, uidls):
+        self._conn, self._uidls = conn, uidls
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def send(self, data):
+        if data.startswith(b"+OK\r\n1 uid-"):
+            data = b"+OK\r\n" + b"".join(
+                b"%d uid-%d\r\n" % (n, u)
+                for n, u in enumerate(self._uidls, 1)) + b".\r\n"
+        return self._conn.send(data)
+
+
+def test_a_damaged_state_is_refused_even_when_the_server_is_down(
+        tmp_path, capsys, pw):
+    """The state is read while the connection is made; the errors still
+    come as when it was read first: a damaged state (exit 5, "damaged")
+    wins over a refused connection."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()                       # nobody listens there now
+    state = tmp_path / "state.json"
+    state.write_bytes(b"not a state\tdeadbeef\n{}\t00000000\n")
+    code, err = run(["--host", "127.0.0.1", "--port", port, "--user", "u",
+                     "--password-env", "CPOPLIB_TEST_PW", "--allow-plaintext",
+                     "--state", state, "--maildir", tmp_path / "M"], capsys)
+    assert code == errors.EXIT_DELIVERY, err
+    assert "damaged" in err and "Connection refused" not in err, err
+
+
 def test_scripted_no_uidl_fetches_all_with_warning(tmp_path, capsys, pw):
     msgs = [message(i) for i in range(1, 4)]
     for _ in range(2):

@@ -11,6 +11,7 @@ failure (transfer.py): it is reported, left on the server and not
 recorded, and the account carries on."""
 import socket
 import ssl
+import threading
 import time
 
 from . import core, faults, oauth_setup, tls
@@ -224,6 +225,10 @@ class Session:
         _close_quietly(conn)
 
     def open(self):
+        self.login()
+        self.list()
+
+    def login(self):
         acct = self.acct
         # connect and log in; with built-in OAuth 2.0 a refused token is
         # refreshed and the login repeated on a new connection
@@ -231,6 +236,8 @@ class Session:
             acct, self.out, self._connect,
             lambda conn: authenticate(self.pop, conn, acct, self.out),
             self._drop)
+
+    def list(self):
         try:
             # LIST and UIDL in one round trip when the server pipelines
             self.sizes, uidls = self.conn.listing_maps()
@@ -315,38 +322,59 @@ def _uidl_reset(acct, state, s):
 
 
 def _fetch(pop, acct, out, result, started, stop):
-    from .selection import choose, to_delete
-    from .transfer import Transfer
     dest = acct.destination(stop)
     lock = None
     state = None
     state_path = acct.state_file()
     s = Session(pop, acct, out, stop)
     try:
-        if acct.dry_run:
-            state = State.load(state_path, acct.name)
-        else:
+        if not acct.dry_run:
             lock = StateLock(state_path)
             lock.acquire()
-            state = State.load(state_path, acct.name)
-            state.open()
-            dest.open(state)
-        s.checker = tls.Checker.for_account(acct, state,
-                                            record=not acct.dry_run)
-        s.open()
+
+        def prepare(loaded):
+            # a killed run's leftovers (pending renames, an mbox's
+            # uncommitted tail and dot lock) are dealt with here, even if
+            # the server turns out to be down
+            nonlocal state
+            state = loaded
+            if not acct.dry_run:
+                state.open()
+                dest.open(state)
+
+        def local():
+            # what this run needs of its own, whatever the server says:
+            # the state, and the code that decides and transfers
+            from . import selection, transfer   # noqa: F401
+            return State.load(state_path, acct.name)
+
+        if acct.tofu:
+            # the certificate check of the TLS handshake reads the state
+            prepare(local())
+            s.checker = tls.Checker.for_account(acct, state,
+                                                record=not acct.dry_run)
+            s.open()
+        else:
+            s.checker = tls.Checker.for_account(acct)
+            _open_while_loading(s, local, prepare)
         result.listed = (len(s.sizes), sum(s.sizes.values()))
         _uidl_reset(acct, state, s)
         if s.uid is None:
             out.warn("%s: the server has no UIDL: fetching every message"
                      % acct.name)
-        numbers = _new_messages(s.sizes, s.uid or {}, state.delivered,
-                                s.uid is None or acct.all)
+        if _nothing_changed(s, state.delivered) and not acct.all:
+            numbers = []        # a rerun with nothing new, nothing gone
+        else:
+            numbers = _new_messages(s.sizes, s.uid or {}, state.delivered,
+                                    s.uid is None or acct.all)
+            if s.uid is not None and not acct.dry_run:
+                # forget UIDLs no longer on the server (never reused)
+                state.forget(sorted(state.delivered.keys()
+                                    - set(s.uid.values())))
         out.verbose("%s: %d messages on the server, %d to fetch"
                     % (acct.name, len(s.sizes), len(numbers)))
-        if s.uid is not None and not acct.dry_run:
-            # forget UIDLs no longer on the server (they never come back)
-            listed = set(s.uid.values())
-            state.forget([u for u in state.delivered if u not in listed])
+        from .selection import choose, to_delete
+        from .transfer import Transfer
         chosen = choose(s, result, numbers)     # sizes, limits, --filter
         faults.fault("chosen")
         t = Transfer(s, dest, state, result, started)
@@ -390,9 +418,69 @@ def _fetch(pop, acct, out, result, started, stop):
             lock.release()
 
 
+def _open_while_loading(s, load, prepare):
+    """s.open() while another thread runs load() (reading the state);
+    then prepare(state) in this thread.
+
+    The two need nothing of each other, and at 100,000 messages each is a
+    good part of a rerun with nothing new.  load() starts once s.login()
+    is done (the connection is not kept waiting for the GIL) and runs
+    while s.list() waits for the server's LIST and UIDL -- mostly the
+    server's time, spent in recv() with the GIL released.  The errors come
+    in the order they did when the state was read and prepared before
+    connecting: a state that cannot be read wins (the session is closed
+    without QUIT), then prepare()'s, then the session's -- prepare() runs
+    even when the server is down.  An interrupt (KeyboardInterrupt, a
+    signal's Interrupted) wins over all."""
+    box = []
+
+    def run():
+        try:
+            box.append((True, load()))
+        except BaseException as exc:        # re-raised in this thread
+            box.append((False, exc))
+
+    loader = threading.Thread(target=run, name="cpoplib-state-load",
+                              daemon=True)
+    opened = None
+    try:
+        s.login()
+    except BaseException as exc:
+        opened = exc
+    loader.start()
+    if opened is None:
+        try:
+            s.list()
+        except BaseException as exc:
+            opened = exc
+    loader.join()
+    if opened is not None and (isinstance(opened, Interrupted)
+                               or not isinstance(opened, Exception)):
+        raise opened
+    ok, state = box[0]
+    if not ok:
+        raise state
+    prepare(state)
+    if opened is not None:
+        raise opened
+
+
+def _nothing_changed(s, delivered):
+    """Whether the server lists exactly the messages the state has
+    delivered, each with a UIDL: the usual rerun, decided in one pass of
+    lookups (in C) instead of the three that finding what is new and
+    what is gone take -- at 100,000 messages each costs tens of
+    milliseconds.  Equal counts and every listed UIDL delivered mean
+    nothing is new; and nothing is gone unless the server lists a UIDL
+    twice (which RFC 1939 rules out) -- then at worst a UIDL is forgotten
+    a run later."""
+    uid = s.uid
+    return (uid is not None and len(uid) == len(s.sizes) == len(delivered)
+            and all(map(delivered.__contains__, uid.values())))
+
+
 def _new_messages(sizes, uid, delivered, everything):
-    """The numbers to fetch, in order: one pass over the listing (at
-    100,000 messages every pass costs)."""
+    """The numbers to fetch, in order: one pass over the listing."""
     if everything:
         return sorted(sizes)
     numbers = [n for n, u in uid.items() if u not in delivered and n in sizes]
