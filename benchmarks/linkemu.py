@@ -42,8 +42,11 @@ microseconds and Nagle's algorithm never holds a small write for a
 round trip as it would on a real path.
 
 It runs in a process of its own (LinkEmulator starts one): a single
-thread around select(2) (microsecond timeouts; epoll's are in whole
-milliseconds), reading up to 256 KiB at a time, keeping each
+thread around epoll(7), whose descriptor it waits for with select(2)
+(microsecond timeouts; epoll's are in whole milliseconds); what each
+connection waits for is registered when it changes, so a round of the
+loop costs its events and due timers, not the number of connections
+(a thousand at once are served), reading up to 256 KiB at a time, keeping each
 direction's segments in a FIFO of (arrival time, connection, bytes) --
 arrival times only grow, so the FIFO's head is always the next timer
 -- and writing released segments with sendmsg() (scatter-gather, no
@@ -146,6 +149,7 @@ class Direction:
         self.held = 0                     # bytes in the line
         self.bytes = 0
         self.max_backlog = 0
+        self.blocked = set()              # pipes waiting for queue room
 
     def backlog(self, now):
         """Bytes waiting for the bottleneck (not yet serialised)."""
@@ -232,8 +236,12 @@ class Emulator:
         self.down = Direction(delay, rate_mbit, queue_bytes)
         self.sockbuf = sockbuf
         self.control = control
-        self.conns = []
-        self.by_sock = {}                 # socket -> [pipes reading it]
+        self.conns = set()
+        self.connect_queue = collections.deque()  # by connect_at (grows)
+        self.dirty = set()                # interest to recompute
+        self.ep = None                    # the epoll object, in run()
+        self.masks = {}                   # fd -> registered event mask
+        self.by_fd = {}                   # fd -> (connection, is client)
         self.stopping = False
         self.stats = {"connections": 0, "late_sum": 0.0, "late_max": 0.0,
                       "releases": 0, "connect_failures": 0}
@@ -248,10 +256,14 @@ class Emulator:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sockbuf)
 
     def _accept(self, now):
-        try:
-            client, _ = self.listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return
+        for _ in range(64):             # a burst of connects, a few rounds
+            try:
+                client, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            self._accepted(client, now)
+
+    def _accepted(self, client, now):
         self._tune(client)
         conn = Connection(client, now + self.handshake)
         server = conn.server = socket.socket(socket.AF_INET,
@@ -262,17 +274,23 @@ class Emulator:
         conn.down = Pipe(conn, server, client, self.down)
         if self.nagle:
             conn.up.nagle = bytearray()
-        self.conns.append(conn)
+        self.conns.add(conn)
+        self.connect_queue.append(conn)
+        self.by_fd[client.fileno()] = (conn, True)
+        self.by_fd[server.fileno()] = (conn, False)
+        self.dirty.add(conn)
         self.stats["connections"] += 1
 
     def _open_server(self, conn):
         conn.connect_at = None
+        self.dirty.add(conn)
         err = conn.server.connect_ex(self.target)
         if err not in (0, errno.EINPROGRESS):
             self.stats["connect_failures"] += 1
             self._abort(conn)
 
     def _connect_done(self, conn):
+        self.dirty.add(conn)
         err = conn.server.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             self.stats["connect_failures"] += 1
@@ -295,6 +313,7 @@ class Emulator:
         if conn.closed:
             return
         conn.closed = True
+        self._forget(conn)
         for sock in (conn.client, conn.server):
             self._hard_close(sock)
         for pipe in (conn.up, conn.down):
@@ -304,12 +323,81 @@ class Emulator:
 
     def _close(self, conn):
         conn.closed = True
+        self._forget(conn)
         conn.client.close()
         conn.server.close()
+
+    # -- which sockets are waited for -----------------------------------
+
+    def _forget(self, conn):
+        """conn is closing: its sockets leave the epoll set."""
+        self.conns.discard(conn)
+        self.dirty.discard(conn)
+        for pipe in (conn.up, conn.down):
+            pipe.direction.blocked.discard(pipe)
+        for sock in (conn.client, conn.server):
+            fd = sock.fileno()
+            if fd < 0:
+                continue
+            self.by_fd.pop(fd, None)
+            if self.masks.pop(fd, 0):
+                self.ep.unregister(fd)
+
+    def _wants_read(self, pipe, now):
+        """Whether pipe.src is to be read now; a pipe held back only
+        because its direction's queue is full waits in direction.blocked
+        (taken up again once the queue has room)."""
+        conn = pipe.conn
+        if (not pipe.reading or pipe.pending_bytes >= OUT_LIMIT
+                or (pipe is conn.down and not conn.connected)):
+            return False
+        if pipe.direction.accepting(now):
+            return True
+        pipe.direction.blocked.add(pipe)
+        return False
+
+    def _set_mask(self, sock, mask):
+        fd = sock.fileno()
+        old = self.masks.get(fd, 0)
+        if mask == old:
+            return
+        # a socket with nothing to wait for leaves the set: epoll would
+        # still report its errors and hang-ups, over and over
+        if not old:
+            self.ep.register(fd, mask)
+        elif not mask:
+            self.ep.unregister(fd)
+        else:
+            self.ep.modify(fd, mask)
+        if mask:
+            self.masks[fd] = mask
+        else:
+            self.masks.pop(fd, None)
+
+    def _update(self, conn, now):
+        """Register what conn's two sockets are to be waited for: the
+        conditions the old select() loop tested on every round."""
+        if conn.closed:
+            return
+        up, down = conn.up, conn.down
+        client = server = 0
+        if self._wants_read(up, now):
+            client |= select.EPOLLIN
+        if down.pending and conn.connected:
+            client |= select.EPOLLOUT
+        if self._wants_read(down, now):
+            server |= select.EPOLLIN
+        if conn.connect_at is None and not conn.connected:
+            server |= select.EPOLLOUT           # connect() completing
+        elif up.pending and conn.connected:
+            server |= select.EPOLLOUT
+        self._set_mask(conn.client, client)
+        self._set_mask(conn.server, server)
 
     # -- moving bytes ---------------------------------------------------
 
     def _read(self, pipe, now):
+        self.dirty.add(pipe.conn)
         try:
             data = pipe.src.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -374,6 +462,7 @@ class Emulator:
                 direction.held -= len(data)
                 if pipe.conn.closed:
                     continue
+                self.dirty.add(pipe.conn)
                 pipe.pending.append(data)
                 pipe.pending_bytes += len(data)
             if not touched or touched[-1] is not pipe:
@@ -383,6 +472,7 @@ class Emulator:
                 self._write(pipe, now)
 
     def _write(self, pipe, now):
+        self.dirty.add(pipe.conn)
         pending = pipe.pending
         while pending:
             bufs = list(pending) if len(pending) <= IOV_MAX else \
@@ -436,54 +526,68 @@ class Emulator:
     # -- the loop -------------------------------------------------------
 
     def run(self):
+        """The event loop: epoll for readiness, its own descriptor waited
+        for by select() for the timeout (epoll's are whole milliseconds,
+        select()'s microseconds; the epoll descriptor is made first, so
+        it is below select()'s FD_SETSIZE whatever the connections'
+        are).  Per round it costs the events and the timers that are due,
+        not the connections: what a connection waits for is registered
+        when it changes."""
         listener = self.listener
         listener.setblocking(False)
+        ep = self.ep = select.epoll()
+        try:
+            self._loop(ep, listener)
+        finally:
+            for conn in list(self.conns):
+                if not conn.closed:
+                    self._abort(conn)
+            ep.close()
+
+    def _loop(self, ep, listener):
         up, down = self.up, self.down
         mono = time.monotonic
+        lfd = listener.fileno()
+        ep.register(lfd, select.EPOLLIN)
+        cfd = None
+        if self.control is not None:
+            cfd = self.control.fileno()
+            ep.register(cfd, select.EPOLLIN)
+        epfd = [ep.fileno()]
+        queue = self.connect_queue
+        dirty = self.dirty
         while not self.stopping:
             now = mono()
             if up.line and up.line[0][0] <= now:
                 self._release(up, now)
             if down.line and down.line[0][0] <= now:
                 self._release(down, now)
-            readers = [listener]
-            writers = []
-            deadline = None
-            if self.control is not None:
-                readers.append(self.control)
-            read_pipes = {}
-            if self.conns and any(c.closed for c in self.conns):
-                self.conns = [c for c in self.conns if not c.closed]
-            for conn in self.conns:
-                if conn.connect_at is not None and conn.connect_at <= now:
+            while queue and (queue[0].closed or queue[0].connect_at is None
+                             or queue[0].connect_at <= now):
+                conn = queue.popleft()
+                if not conn.closed and conn.connect_at is not None:
                     self._open_server(conn)
-                    if conn.closed:
+            deadline = queue[0].connect_at if queue else None
+            if self.nagle:
+                for conn in list(self.conns):
+                    pipe = conn.up
+                    if not pipe.nagle:
                         continue
-                if conn.connect_at is not None:
-                    if deadline is None or conn.connect_at < deadline:
-                        deadline = conn.connect_at
-                elif not conn.connected:
-                    writers.append(conn.server)
-                up_pipe = conn.up
-                if up_pipe.nagle:
-                    if up_pipe.small_acked_at <= now:
-                        self._nagle(up_pipe, now)
-                    elif deadline is None or up_pipe.small_acked_at < deadline:
-                        deadline = up_pipe.small_acked_at
-                for pipe in (conn.up, conn.down):
-                    if pipe.pending and conn.connected:
-                        writers.append(pipe.dst)
-                    if (not pipe.reading or pipe.pending_bytes >= OUT_LIMIT
-                            or (pipe is conn.down and not conn.connected)):
-                        continue
-                    d = pipe.direction
+                    if pipe.small_acked_at <= now:
+                        self._nagle(pipe, now)
+                    elif deadline is None or pipe.small_acked_at < deadline:
+                        deadline = pipe.small_acked_at
+            for d in (up, down):
+                if d.blocked:
                     if d.accepting(now):
-                        readers.append(pipe.src)
-                        read_pipes[pipe.src] = pipe
+                        dirty.update(p.conn for p in d.blocked)
+                        d.blocked.clear()
                     elif d.rate is not None:
                         t = d.unblocks_at()
                         if deadline is None or t < deadline:
                             deadline = t
+            while dirty:
+                self._update(dirty.pop(), now)
             for d in (up, down):
                 if d.line and (deadline is None or d.line[0][0] < deadline):
                     deadline = d.line[0][0]
@@ -496,40 +600,54 @@ class Emulator:
                     # and take the rest as a short one
                     timeout -= EARLY_BY
             try:
-                r, w, _ = select.select(readers, writers, [], timeout)
+                ready, _, _ = select.select(epfd, [], [], timeout)
             except InterruptedError:
                 continue
+            if not ready:
+                continue
+            events = ep.poll(0)
             now = mono()
-            if w:
-                ws = set(w)
-                for conn in self.conns:
-                    if conn.closed:
-                        continue
-                    if not conn.connected and conn.server in ws:
-                        self._connect_done(conn)
-                        if conn.closed or not conn.connected:
-                            continue
-                        # what arrived while connecting goes now
-                        if conn.up.pending or conn.up.fin:
-                            self._write(conn.up, now)
-                        continue
-                    for pipe in (conn.up, conn.down):
-                        if pipe.pending and pipe.dst in ws \
-                                and not conn.closed:
-                            self._write(pipe, now)
-            for sock in r:
-                if sock is listener:
+            for fd, ev in events:
+                if fd == lfd:
                     self._accept(now)
-                elif sock is self.control:
-                    if not os.read(self.control.fileno(), 4096):
+                    continue
+                if fd == cfd:
+                    if not os.read(cfd, 4096):
                         self.stopping = True
-                else:
-                    pipe = read_pipes.get(sock)
-                    if pipe is not None and not pipe.conn.closed:
-                        self._read(pipe, now)
-        for conn in self.conns:
-            if not conn.closed:
-                self._abort(conn)
+                    continue
+                entry = self.by_fd.get(fd)
+                if entry is None:
+                    continue
+                conn, is_client = entry
+                if conn.closed:
+                    continue
+                self._dispatch(conn, is_client, ev, now)
+
+    def _dispatch(self, conn, is_client, ev, now):
+        trouble = ev & (select.EPOLLERR | select.EPOLLHUP)
+        if is_client:
+            reading, writing = conn.up, conn.down
+        else:
+            reading, writing = conn.down, conn.up
+            if (ev & select.EPOLLOUT or trouble) and not conn.connected \
+                    and conn.connect_at is None:
+                self._connect_done(conn)
+                if conn.closed or not conn.connected:
+                    return
+                # what arrived while connecting goes now
+                if conn.up.pending or conn.up.fin:
+                    self._write(conn.up, now)
+                return
+        if (ev & select.EPOLLOUT or trouble) and writing.pending \
+                and conn.connected and not conn.closed:
+            self._write(writing, now)
+        if (ev & select.EPOLLIN or trouble) and not conn.closed \
+                and reading.reading:
+            if reading.direction.accepting(now):
+                self._read(reading, now)
+            else:
+                self.dirty.add(conn)    # held back until the queue has room
+        self.dirty.add(conn)
 
     def report(self):
         s = dict(self.stats)
@@ -667,7 +785,7 @@ class ThreadedServer:
     def __init__(self, handler):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
+        self.sock.listen(1024)
         self.port = self.sock.getsockname()[1]
         self.handler = handler
         self.errors = []
@@ -972,7 +1090,7 @@ def main(argv=None):
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
                             args.sockbuf * 1024)
     listener.bind(("127.0.0.1", args.listen_port))
-    listener.listen(128)
+    listener.listen(4096)         # a thousand clients connecting at once
     emu = Emulator(listener, target, args.rtt, args.rate,
                    args.queue * 1024 if args.queue else None,
                    handshake=not args.no_handshake,

@@ -207,6 +207,36 @@ def test_a_sender_nobody_reads_from_is_blocked():
     assert 0 < sent < limit
 
 
+def test_more_connections_than_select_can_wait_for(echo_server):
+    """600 connections at once: the emulator holds 1,200 sockets, more
+    than select()'s FD_SETSIZE (1,024) allows (it was a select() loop,
+    and at 1,000 concurrent sessions it stopped).  Every one gets its
+    own bytes back, and no sooner than the RTT."""
+    import resource
+    n = 600
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 4 * n + 256      # this process: clients and the echo server's
+    if hard != resource.RLIM_INFINITY and hard < want:
+        pytest.skip("RLIMIT_NOFILE's hard limit %d is below %d" % (hard, want))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
+    try:
+        with LinkEmulator(("127.0.0.1", echo_server.port), rtt_ms=20) as link:
+            socks = [connect(link) for _ in range(n)]
+            try:
+                t0 = time.monotonic()
+                for i, s in enumerate(socks):
+                    s.sendall(b"%05d" % i)
+                got = [recv_exactly(s, 5) for s in socks]
+                elapsed = time.monotonic() - t0
+            finally:
+                for s in socks:
+                    s.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert got == [b"%05d" % i for i in range(n)]
+    assert elapsed >= 0.020
+
+
 def test_nagle_holds_a_small_write_until_the_last_one_is_acked(echo_server):
     """--nagle: the second of two small writes waits for the first one's
     ACK (one RTT) before it crosses, as a client's Nagle algorithm makes
