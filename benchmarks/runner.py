@@ -414,6 +414,10 @@ def parse_args(argv):
                    help="instead: cpoplib.aio's concurrent sessions, idle "
                         "memory and one-connection fetch_many (see "
                         "python -m benchmarks --aio --help)")
+    p.add_argument("--scale-memory", action="store_true",
+                   help="instead: cpoplib fetch's peak RSS with 500,000 "
+                        "UIDLs listed and known (see python -m benchmarks "
+                        "--scale-memory --help)")
     p.add_argument("--tools", action="store_true",
                    help="instead: cpoplib fetch against mpop and getmail6 "
                         "on Dovecot (see python -m benchmarks --tools "
@@ -485,6 +489,9 @@ def main(argv=None):
     if "--aio" in argv:
         from . import aio
         return aio.main([a for a in argv if a != "--aio"])
+    if "--scale-memory" in argv:
+        from . import scale_memory
+        return scale_memory.main([a for a in argv if a != "--scale-memory"])
     args = parse_args(argv)
     log = sys.stderr
     t_start = time.perf_counter()
