@@ -472,8 +472,8 @@ def _nothing_changed(s, delivered):
     what is gone take -- at 100,000 messages each costs tens of
     milliseconds.  Equal counts and every listed UIDL delivered mean
     nothing is new; and nothing is gone unless the server lists a UIDL
-    twice (which RFC 1939 rules out) -- then at worst a UIDL is forgotten
-    a run later."""
+    twice (which RFC 1939 rules out) -- then a UIDL it no longer lists may
+    stay in the state, which is harmless: UIDLs are never reused."""
     uid = s.uid
     return (uid is not None and len(uid) == len(s.sizes) == len(delivered)
             and all(map(delivered.__contains__, uid.values())))
