@@ -12,7 +12,8 @@ import cpoplib
 
 from . import durable
 from .errors import EXIT_USAGE, FetchError
-from .settings import MiB, SETTINGS, WITH_DELETE, origin, size_words
+from .config import origin
+from .settings import MiB, SETTINGS, WITH_DELETE, size_words
 
 BATCH_BYTES = 32 << 20
 
@@ -25,6 +26,9 @@ class Account:
         for s in SETTINGS:
             setattr(self, s.name, values.get(s.name, s.default))
         self.name = name
+        # no name given: "user@host", made again once the credentials are
+        # resolved (the user may come from ~/.netrc)
+        self.default_name = not name
         self.source = source        # "the command line" or "[accounts.x]"
         # what merge() made `values` of, lowest first (who said what)
         self.levels = levels if levels is not None else [values]
@@ -82,7 +86,7 @@ class Account:
             # the files load, before anything connects
             from .tls import check_client_certificate
             check_client_certificate(self.cert, self.key)
-        if not self.name:
+        if self.default_name:
             self.name = "%s@%s" % (self.user or "?", self.host)
 
     def _check_tls(self, tls):

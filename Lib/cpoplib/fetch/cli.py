@@ -7,7 +7,7 @@ import os
 import sys
 import threading
 
-from . import faults, settings
+from . import config, faults, reference, settings
 from .errors import (EXIT_INTERRUPTED, EXIT_TERMINATED,
                      EXIT_USAGE, FetchError, combined, oserror_text)
 from .output import PROG, Output
@@ -80,7 +80,7 @@ def build_parser():
     import cpoplib
     p = _Parser(prog=PROG, allow_abbrev=False, add_help=False,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                epilog=EXAMPLES + "\n" + settings.exit_code_lines(),
+                epilog=EXAMPLES + "\n" + reference.exit_code_lines(),
                 usage="%(prog)s [OPTIONS] [ACCOUNT ...]",
                 description="Download the new messages of POP3 mailboxes "
                             "to a Maildir, an mbox or .eml files.")
@@ -133,7 +133,7 @@ def parse_args(argv):
         values[name] = uses[0][1]
     flag = {s.name: s.flags[0] if values.get(s.name) is not False
             else s.flags[-1] for s in settings.SETTINGS}
-    settings.check_exclusive(values, "", lambda m: flag[m])
+    config.check_exclusive(values, "", lambda m: flag[m])
     return args, values
 
 
@@ -186,9 +186,9 @@ def plan(argv):
             raise FetchError(EXIT_USAGE, "ACCOUNT names are for a config "
                              "file (--config FILE), not with --host, "
                              "--email or --provider")
-        run = settings.merge([cli_values])
+        run = config.merge([cli_values])
         return [Account(None, run, "the command line", [cli_values])], run
-    defaults, tables = settings.config_accounts(_load_toml(path), path)
+    defaults, tables = config.config_accounts(_load_toml(path), path)
     for name in args.accounts:
         if name not in tables:
             raise FetchError(EXIT_USAGE, "%s has no account %r%s" % (
@@ -198,10 +198,10 @@ def plan(argv):
                         if settings.BY_NAME[k].scope == "account"}
     levels = {name: [account_defaults, tables[name], cli_values]
               for name in names}
-    accounts = [Account(name, settings.merge(levels[name]),
+    accounts = [Account(name, config.merge(levels[name]),
                         "[accounts.%s]" % name, levels[name])
                 for name in names]
-    return accounts, settings.merge([defaults, cli_values])
+    return accounts, config.merge([defaults, cli_values])
 
 
 class Stop:
@@ -317,7 +317,7 @@ def _main(argv):
                           else exc.message)
                 codes.append(exc.code)
                 continue
-            if acct.name.startswith("?@"):
+            if acct.default_name:     # the user is known now
                 acct.name = "%s@%s" % (acct.user, acct.host)
             ready.append(acct)
         paths = [a.state_file() for a in ready]

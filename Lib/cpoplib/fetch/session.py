@@ -332,16 +332,6 @@ def _fetch(pop, acct, out, result, started, stop):
             lock = StateLock(state_path)
             lock.acquire()
 
-        def prepare(loaded):
-            # a killed run's leftovers (pending renames, an mbox's
-            # uncommitted tail and dot lock) are dealt with here, even if
-            # the server turns out to be down
-            nonlocal state
-            state = loaded
-            if not acct.dry_run:
-                state.open()
-                dest.open(state)
-
         def local():
             # what this run needs of its own, whatever the server says:
             # the state, and the code that decides and transfers
@@ -350,13 +340,22 @@ def _fetch(pop, acct, out, result, started, stop):
 
         if acct.tofu:
             # the certificate check of the TLS handshake reads the state
-            prepare(local())
+            state, session_error = local(), None
+        else:
+            s.checker = tls.Checker.for_account(acct)
+            state, session_error = _open_while_loading(s, local)
+        if not acct.dry_run:
+            # a killed run's leftovers (pending renames, an mbox's
+            # uncommitted tail and dot lock) are dealt with here, even if
+            # the server turns out to be down
+            state.open()
+            dest.open(state)
+        if session_error is not None:
+            raise session_error
+        if acct.tofu:
             s.checker = tls.Checker.for_account(acct, state,
                                                 record=not acct.dry_run)
             s.open()
-        else:
-            s.checker = tls.Checker.for_account(acct)
-            _open_while_loading(s, local, prepare)
         result.listed = (len(s.sizes), sum(s.sizes.values()))
         _uidl_reset(acct, state, s)
         if s.uid is None:
@@ -418,20 +417,20 @@ def _fetch(pop, acct, out, result, started, stop):
             lock.release()
 
 
-def _open_while_loading(s, load, prepare):
+def _open_while_loading(s, load):
     """s.open() while another thread runs load() (reading the state);
-    then prepare(state) in this thread.
+    returns (what load() returned, the exception s.open() raised or
+    None).
 
     The two need nothing of each other, and at 100,000 messages each is a
     good part of a rerun with nothing new.  load() starts once s.login()
     is done (the connection is not kept waiting for the GIL) and runs
     while s.list() waits for the server's LIST and UIDL -- mostly the
-    server's time, spent in recv() with the GIL released.  The errors come
-    in the order they did when the state was read and prepared before
-    connecting: a state that cannot be read wins (the session is closed
-    without QUIT), then prepare()'s, then the session's -- prepare() runs
-    even when the server is down.  An interrupt (KeyboardInterrupt, a
-    signal's Interrupted) wins over all."""
+    server's time, spent in recv() with the GIL released.  The session's
+    error is returned, not raised, so that the caller deals with the
+    state first, as when it was read before connecting: a state that
+    cannot be read is raised here, over the session's error; an
+    interrupt (KeyboardInterrupt, a signal's Interrupted) over both."""
     box = []
 
     def run():
@@ -460,9 +459,7 @@ def _open_while_loading(s, load, prepare):
     ok, state = box[0]
     if not ok:
         raise state
-    prepare(state)
-    if opened is not None:
-        raise opened
+    return state, opened
 
 
 def _nothing_changed(s, delivered):
