@@ -21,7 +21,7 @@ import pytest
 import dovecot_server
 import doc_examples
 
-from cpoplib.fetch import cli, oauth_command, settings
+from cpoplib.fetch import cli, config, oauth_command
 from cpoplib.fetch.errors import FetchError
 
 EXAMPLES = doc_examples.examples()
@@ -126,6 +126,6 @@ def test_fetcher_config_is_valid(example):
         tomllib = pytest.importorskip("tomli")
     data = tomllib.loads(example.code)
     try:
-        settings.config_accounts(data, example.name)
+        config.config_accounts(data, example.name)
     except FetchError as exc:
         pytest.fail(exc.message)

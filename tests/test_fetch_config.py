@@ -22,10 +22,9 @@ import time
 import pytest
 
 import dovecot_server
-from scripted_server import Connection, ScriptedServer, _Gone
-from test_fetcher import (
-    dovecot_args, keyed, lf, maildir_files,
-    message)
+from fetch_helpers import (  # noqa: F401  (pw: a fixture)
+    Mailbox, Server, args, dovecot_args, keyed, lf, maildir_files,
+    message, needs_toml, one_error_line, pw, run, toml_account, write_config)
 
 import cpoplib
 from cpoplib.fetch import cli, errors
@@ -33,203 +32,10 @@ from cpoplib.fetch import cli, errors
 pytestmark = pytest.mark.usefixtures("isolated_home")
 
 DOCUMENTED = {0, 1, 2, 3, 4, 5, 6, 7, 130, 143}
-HAVE_TOML = sys.version_info >= (3, 11)
-if not HAVE_TOML:
-    try:
-        import tomli  # noqa: F401
-        HAVE_TOML = True
-    except ImportError:
-        pass
-needs_toml = pytest.mark.skipif(not HAVE_TOML, reason="needs tomllib or "
-                                "tomli (pip install tomli)")
 DOCS = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "docs", "fetcher")
 REFERENCE = os.path.join(DOCS, "reference.rst")
 DURABILITY = os.path.join(DOCS, "durability.rst")
-
-
-class Mailbox:
-    """handler(conn) serving `messages` (CRLF bytes) over POP3: UIDL as
-    uid-N (or `uidls`; None: no UIDL), LIST sizes (or `sizes`), a -ERR to
-    RETR `retr_error` (to TOP `top_error`), the connection dropped in the
-    middle of RETR `drop_at` (of TOP `top_drop_at`), `before_retr(n)`
-    called first.  Counts what it was sent: dele (numbers, of sessions
-    that reached QUIT), passwords, retrs and tops (by original number)."""
-
-    def __init__(self, messages, uidls="default", sizes=None,
-                 retr_error=None, drop_at=None, before_retr=None,
-                 top_error=None, top_drop_at=None):
-        self.messages = list(messages)
-        self.uidls = (["uid-%d" % n for n in range(1, len(messages) + 1)]
-                      if uidls == "default" else uidls)
-        self.sizes = sizes
-        self.retr_error = retr_error
-        self.drop_at = drop_at
-        self.before_retr = before_retr
-        self.original = list(range(1, len(messages) + 1))
-        self.deleted = []
-        self.dele_sent = []
-        self.passwords = []
-        self.retrs = []
-        self.tops = []
-        self.top_error = top_error
-        self.top_drop_at = top_drop_at
-
-    def expunge(self, numbers):
-        """QUIT: the marked messages are gone; the others renumbered.
-        `deleted` records them by their first session's numbers (the
-        original positions)."""
-        gone = set(numbers)
-        self.deleted += [self.original[n - 1] for n in numbers]
-        keep = [i for i in range(len(self.messages)) if i + 1 not in gone]
-        self.original = [self.original[i] for i in keep]
-        self.messages = [self.messages[i] for i in keep]
-        if self.uidls is not None:
-            self.uidls = [self.uidls[i] for i in keep]
-        if self.sizes is not None:
-            self.sizes = [self.sizes[i] for i in keep]
-
-    def __call__(self, conn):
-        conn.send(b"+OK ready\r\n")
-        marked = []
-        while True:
-            line = conn.recv_line().rstrip(b"\r\n")
-            cmd, _, arg = line.partition(b" ")
-            cmd = cmd.upper()
-            if cmd == b"CAPA":
-                conn.send(b"+OK\r\nUSER\r\nTOP\r\nPIPELINING\r\n" + (
-                    b"UIDL\r\n" if self.uidls is not None else b"")
-                    + b".\r\n")
-            elif cmd in (b"USER", b"NOOP"):
-                conn.send(b"+OK\r\n")
-            elif cmd == b"PASS":
-                self.passwords.append(arg.decode())
-                conn.send(b"+OK logged in\r\n")
-            elif cmd == b"LIST":
-                sizes = self.sizes if self.sizes is not None else [
-                    len(m) for m in self.messages]
-                conn.send(b"+OK\r\n" + b"".join(
-                    b"%d %d\r\n" % (n, s) for n, s in enumerate(sizes, 1))
-                    + b".\r\n")
-            elif cmd == b"UIDL" and self.uidls is not None:
-                conn.send(b"+OK\r\n" + b"".join(
-                    b"%d %s\r\n" % (n, u.encode())
-                    for n, u in enumerate(self.uidls, 1)) + b".\r\n")
-            elif cmd == b"RETR":
-                n = int(arg)
-                self.retrs.append(self.original[n - 1])
-                if self.before_retr:
-                    self.before_retr(n)
-                if n == self.retr_error:
-                    conn.send(b"-ERR cannot read that one\r\n")
-                    continue
-                m = self.messages[n - 1]
-                stuffed = b"\r\n".join(
-                    b"." + x if x.startswith(b".") else x
-                    for x in m[:-2].split(b"\r\n"))
-                if n == self.drop_at:
-                    conn.send(b"+OK\r\n" + stuffed[:len(stuffed) // 2])
-                    conn.eof()
-                    return
-                conn.send(b"+OK\r\n" + stuffed + b"\r\n.\r\n")
-            elif cmd == b"TOP":
-                n, _, lines = arg.partition(b" ")
-                n = int(n)
-                self.tops.append(self.original[n - 1])
-                if n == self.top_error:
-                    conn.send(b"-ERR cannot read that one\r\n")
-                    continue
-                head, _, body = self.messages[n - 1].partition(b"\r\n\r\n")
-                text = head + b"\r\n\r\n" + b"".join(
-                    x + b"\r\n" for x in body.split(b"\r\n")[:-1][
-                        :int(lines)])
-                stuffed = b"".join(
-                    (b"." + x if x.startswith(b".") else x) + b"\r\n"
-                    for x in text.split(b"\r\n")[:-1])
-                if n == self.top_drop_at:
-                    conn.send(b"+OK\r\n" + stuffed[:len(stuffed) // 2])
-                    conn.eof()
-                    return
-                conn.send(b"+OK\r\n" + stuffed + b".\r\n")
-            elif cmd == b"DELE":
-                marked.append(int(arg))
-                self.dele_sent.append(int(arg))
-                conn.send(b"+OK\r\n")
-            elif cmd == b"QUIT":
-                self.expunge(marked)
-                conn.send(b"+OK bye\r\n")
-                return
-            else:
-                conn.send(b"-ERR unknown command\r\n")
-
-
-class Server(ScriptedServer):
-    """ScriptedServer taking one connection after another (a fetcher that
-    reconnects, several runs, several accounts) until closed; `accepted`
-    counts them."""
-
-    def _run(self):
-        try:
-            while not self._stopping.is_set():
-                sock = self._accept()
-                if sock is None:
-                    return
-                self.accepted += 1
-                self.conn = conn = Connection(self, sock)
-                try:
-                    self.script(conn)
-                    if not conn.write_closed:
-                        conn.eof()
-                    conn.drain(self.timeout)
-                except (_Gone, OSError):
-                    pass
-                finally:
-                    conn.close()
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            self._finished.set()
-
-
-@pytest.fixture
-def pw(monkeypatch):
-    monkeypatch.setenv("CPOPLIB_TEST_PW", "pw")
-
-
-def run(argv, capsys):
-    code = cli.main([str(a) for a in argv])
-    return code, capsys.readouterr().err
-
-
-def args(srv, *more):
-    return ["--host", srv.host, "--port", srv.port, "--user", "u",
-            "--password-env", "CPOPLIB_TEST_PW", "--allow-plaintext",
-            "--timeout", 10, *more]
-
-
-def toml_account(srv, name="a", **extra):
-    """An [accounts.NAME] table for `srv`; `extra` keys (TOML values as
-    text) added or replacing the usual ones."""
-    keys = {"host": '"%s"' % srv.host, "port": str(srv.port),
-            "user": '"u"', "allow_plaintext": "true", "timeout": "10"}
-    if "password_env" not in extra and "password_command" not in extra:
-        keys["password_env"] = '"CPOPLIB_TEST_PW"'
-    keys.update(extra)
-    return "[accounts.%s]\n" % name + "".join(
-        "%s = %s\n" % kv for kv in keys.items())
-
-
-def write_config(tmp_path, text, name="fetch.toml"):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def one_error_line(err):
-    assert "Traceback" not in err
-    assert err.count("\n") == 1 and err.startswith("cpoplib fetch: error: "), \
-        err
-    return err
 
 
 MSGS = [message(i) for i in range(1, 6)]
@@ -291,7 +97,7 @@ def test_keep_on_the_command_line_beats_delete_in_the_file(tmp_path, capsys,
 
 
 def test_merge_precedence_and_groups():
-    from cpoplib.fetch.settings import merge
+    from cpoplib.fetch.config import merge
     defaults = {"timeout": 5.0, "ssl": True, "password_env": "D",
                 "maildir": "/d"}
     account = {"timeout": 7.0, "starttls": True, "password_command": "c"}
@@ -931,12 +737,12 @@ def test_summary_as_each_account_ends(tmp_path, monkeypatch):
 # the manual's reference is the schema's
 
 def test_reference_is_the_schemas():
-    from cpoplib.fetch import settings
+    from cpoplib.fetch import reference, settings
     with open(REFERENCE, encoding="utf-8") as f:
         text = f.read()
-    assert settings.with_reference(text) == text, (
+    assert reference.with_reference(text) == text, (
         "docs/fetcher/reference.rst is out of date: run python -m "
-        "cpoplib.fetch.settings --write docs/fetcher/reference.rst")
+        "cpoplib.fetch.reference --write docs/fetcher/reference.rst")
     for s in settings.SETTINGS:
         assert "``%s" % s.flags[0] in text
     for code, _ in errors.EXIT_CODES:

@@ -36,7 +36,7 @@ import pytest
 
 from scripted_server import CAFILE, CERTFILE, ScriptedServer, \
     server_tls_context
-from test_fetcher import keyed, maildir_files, message, pop3_handler
+from fetch_helpers import keyed, maildir_files, message, pop3_handler
 
 from cpoplib.fetch import cli, errors, state as fetch_state, tls
 from cpoplib.fetch.serverinfo import certificate_fields
@@ -869,11 +869,11 @@ def test_tls_settings_in_the_config(tmp_path, capsys, line, words):
 
 
 def test_a_pin_on_the_command_line_overrides_insecure_in_the_file():
-    from cpoplib.fetch import settings
-    merged = settings.merge([{"insecure": True, "cafile": "x"},
-                             {"fingerprint": (PIN,)}])
+    from cpoplib.fetch import config
+    merged = config.merge([{"insecure": True, "cafile": "x"},
+                           {"fingerprint": (PIN,)}])
     assert merged["insecure"] is False and merged["fingerprint"] == (PIN,)
     assert merged["cafile"] == "x"              # not in the pin's group
-    merged = settings.merge([{"fingerprint": (PIN,)}, {"insecure": True}])
+    merged = config.merge([{"fingerprint": (PIN,)}, {"insecure": True}])
     assert merged["fingerprint"] is None and merged["cafile"] is None
 

@@ -11,8 +11,11 @@ One module per part, each importing only what it needs, so that
 ``errors``        exit codes (the one table of them) and FetchError, the
                   one-line failure
 ``settings``      the settings schema: every setting's kind, default,
-                  allowed values and help; config checks, precedence,
-                  the manual's reference
+                  allowed values and help, each value's check
+``config``        the config file's tables checked, and the levels
+                  (defaults, account, command line) merged
+``reference``     --help's exit codes and the manual's reference, made
+                  from the schema
 ``faults``        test-only: crash points and sync sites turned off
 ``durable``       fsync/syncfs of files and directories, atomic replace,
                   the sync sites
@@ -26,6 +29,12 @@ One module per part, each importing only what it needs, so that
                   the TLS handshake, before anything is sent
 ``session``       one account's run: connect, log in, list, delete, quit
 ``serverinfo``    --serverinfo: what a server offers, nothing written
+``selection``     which new messages a run fetches, leaves or deletes
+                  unfetched (size limits, per-run limits, --keep-days,
+                  --filter), and what --delete deletes
+``external``      the user's commands that see mail: --filter and --mda
+``headers``       the envelope sender, and the Received: field of
+                  --add-received
 ``transfer``      fetch_many() into the destination, a batch committed at
                   a time; a bad message skipped, not the account
 ``cli``           the command line, the config file, several accounts,

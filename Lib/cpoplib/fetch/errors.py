@@ -1,8 +1,8 @@
 """Exit codes of ``cpoplib fetch`` and FetchError, the failure that carries
 one: every error ends as one line on stderr and one of these codes.
 EXIT_CODES is the one table of them: ``--help``'s epilog and the manual's
-table are made from it (settings.exit_code_lines(),
-settings.reference_rst())."""
+table are made from it (reference.exit_code_lines(),
+reference.reference_rst())."""
 
 EXIT_OK = 0
 EXIT_USAGE = 1          # bad options or config, no password available

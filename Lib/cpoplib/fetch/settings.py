@@ -1,15 +1,15 @@
 """The settings of ``cpoplib fetch``: one table (SETTINGS) with each
 setting's kind, default, allowed values and help text.  The command line
 (cli.build_parser), the checks of the TOML config, ``--help`` and the
-manual's reference (reference_rst(), docs/fetcher/reference.rst) are all
+manual's reference (reference.py, docs/fetcher/reference.rst) are all
 made from it.
 
 Values are checked exactly: a boolean is ``true``/``false`` and nothing
 else (never the string ``"false"``), an integer is never a boolean, every
 range is checked before anything connects.
 
-Precedence, per setting: the command line, then the account's table,
-then ``[defaults]``, then the built-in default.  A level that gives two
+Precedence, per setting (config.py applies it): the command line, then
+the account's table, then ``[defaults]``, then the built-in default.  A level that gives two
 settings of one exclusive group (``ssl``/``starttls``; ``maildir``/
 ``mbox``/``eml_dir``/``mda``; ``password_env``/``password_command``/
 ``password_keyring``/``token_command``; ``cafile``/``insecure``;
@@ -17,7 +17,7 @@ settings of one exclusive group (``ssl``/``starttls``; ``maildir``/
 one of them overrides the whole group of the levels below (``--mbox`` on
 the command line replaces ``maildir`` from the file).
 
-``python -m cpoplib.fetch.settings --write docs/fetcher/reference.rst``
+``python -m cpoplib.fetch.reference --write docs/fetcher/reference.rst``
 rewrites the reference from this table; tests/test_fetch_config.py checks
 that the file is what it writes.
 """
@@ -26,7 +26,7 @@ import math
 import re
 
 from .durable import SYNC_MODES
-from .errors import EXIT_CODES, EXIT_RULE, EXIT_USAGE, FetchError
+from .errors import EXIT_USAGE, FetchError
 
 MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "APOP", "PLAIN",
               "LOGIN", "USER", "OAUTHBEARER", "XOAUTH2", "EXTERNAL")
@@ -462,223 +462,3 @@ del _s, _g
 # Settings that only say what --delete deletes: each needs delete = true
 # (Account.check()), and --keep above them turns them off with it.
 WITH_DELETE = ("delete_larger", "keep_days")
-
-
-def origin(levels, name):
-    """The index in `levels` (lowest first, as merge() takes them) of the
-    last level that gives `name`; -1 if none does (the built-in
-    default)."""
-    found = -1
-    for i, level in enumerate(levels):
-        if name in level:
-            found = i
-    return found
-
-
-def is_on(name, value):
-    """Whether a value given for a member of an exclusive group takes
-    the group: true, or a value other than none."""
-    return value is True if BY_NAME[name].kind == "bool" \
-        else value is not None
-
-
-def check_exclusive(values, prefix, label=str):
-    """Two members of a group given on one level: a usage error."""
-    for members in EXCLUSIVE.values():
-        on = [label(m) for m in members if is_on(m, values.get(m))]
-        if len(on) > 1:
-            raise FetchError(EXIT_USAGE, "%s%s and %s exclude each other"
-                             % (prefix, ", ".join(on[:-1]), on[-1]))
-
-
-def merge(levels):
-    """The effective settings: `levels` lowest first ([defaults], the
-    account's table, the command line), each {name: value}, on top of the
-    built-in defaults.  A level that takes an exclusive group clears the
-    group's members of the levels below."""
-    result = {s.name: s.default for s in SETTINGS}
-    for level in levels:
-        for members in EXCLUSIVE.values():
-            if any(is_on(m, level.get(m)) for m in members):
-                for m in members:
-                    result[m] = BY_NAME[m].default
-        result.update(level)
-    return result
-
-
-def config_table(table, path, where, run_scope):
-    """An account's or the [defaults] table of a config file, checked:
-    {name: value}.  `where` names it ("[defaults]", "[accounts.x]")."""
-    prefix = "%s: %s:" % (path, where)
-    if not isinstance(table, dict):
-        raise FetchError(EXIT_USAGE, "%s must be a table, not %s" % (
-            prefix, describe(table)))
-    values = {}
-    negatives = {s.toml_negative: s for s in SETTINGS if s.toml_negative}
-    known = sorted(set(BY_NAME) | set(negatives))
-    for key, value in table.items():
-        if key == "password":
-            raise FetchError(EXIT_USAGE, "%s no plain passwords in a file; "
-                             "use password_env, password_command, "
-                             "password_keyring or ~/.netrc" % prefix)
-        setting = BY_NAME.get(key) or negatives.get(key)
-        if setting is None:
-            raise FetchError(EXIT_USAGE, "%s unknown setting %s%s" % (
-                prefix, key, did_you_mean(key, known)))
-        if setting.scope == "cli":
-            raise FetchError(EXIT_USAGE, "%s %s is for the command line "
-                             "only (%s)" % (prefix, key, setting.flags[0]))
-        if setting.scope == "run" and not run_scope:
-            raise FetchError(EXIT_USAGE, "%s %s applies to the whole run: "
-                             "set it in [defaults] or on the command line"
-                             % (prefix, key))
-        value = setting.check(value, "%s %s" % (prefix, key))
-        if key == setting.toml_negative:
-            value = not value
-        if setting.name in values and values[setting.name] != value:
-            raise FetchError(EXIT_USAGE, "%s %s and %s contradict each "
-                             "other" % (prefix, setting.name,
-                                        setting.toml_negative))
-        values[setting.name] = value
-    check_exclusive(values, prefix + " ")
-    return values
-
-
-def config_accounts(data, path):
-    """([defaults] values, {account name: values}) of a parsed config."""
-    for key, value in data.items():
-        if key not in ("defaults", "accounts"):
-            hint = did_you_mean(key, ("defaults", "accounts"))
-            if not isinstance(value, dict):
-                raise FetchError(EXIT_USAGE, "%s: unknown key %s outside "
-                                 "the tables (settings go in [defaults] or "
-                                 "[accounts.NAME])" % (path, key))
-            raise FetchError(EXIT_USAGE, "%s: unknown table [%s]%s" % (
-                path, key, hint.replace("mean ", "mean [").replace(
-                    "?", "]?")))
-    defaults = config_table(data.get("defaults", {}), path, "[defaults]",
-                            run_scope=True)
-    tables = data.get("accounts")
-    if tables is None:
-        raise FetchError(EXIT_USAGE, "%s: no [accounts.NAME] table" % path)
-    if not isinstance(tables, dict) or not tables:
-        raise FetchError(EXIT_USAGE, "%s: [accounts] must hold tables "
-                         "[accounts.NAME], one per account" % path)
-    accounts = {}
-    for name, table in tables.items():
-        accounts[name] = config_table(table, path, "[accounts.%s]" % name,
-                                      run_scope=False)
-    return defaults, accounts
-
-
-# ---- the reference (the manual and --help) ----
-
-def exit_code_lines():
-    """--help's epilog: the exit codes."""
-    import textwrap
-    lines = ["exit codes:"]
-    for code, text in EXIT_CODES:
-        lines += textwrap.wrap(text, 76, initial_indent="  %-4d " % code,
-                               subsequent_indent=" " * 7)
-    lines += textwrap.wrap(EXIT_RULE, 76)
-    return "\n".join(lines)
-
-
-def _rst_table(header, rows):
-    widths = [max(len(r[i]) for r in [header] + rows)
-              for i in range(len(header))]
-    rule = "  ".join("=" * w for w in widths)
-    head = "  ".join(h.ljust(w) for h, w in zip(header, widths))
-    out = [rule, head.rstrip(), rule]
-    for row in rows:
-        out.append("  ".join(c.ljust(w) for c, w in zip(row, widths))
-                   .rstrip())
-    out.append(rule)
-    return out
-
-
-def _rst_help(text):
-    """A help text as reStructuredText: `cmd` and --option as literals."""
-    import re
-    text = re.sub(r"`([^`]+)`", r"``\1``", text)
-    return re.sub(r"(?<![\w`-])(--[a-z][a-z0-9-]*)", r"``\1``", text)
-
-
-def reference_rst():
-    """The manual's reference of the settings and the exit codes."""
-    import textwrap
-    out = [REF_BEGIN, "",
-           "Every setting, as an option and as a key of the config file",
-           "(``--help`` says the same).  A size is a number of bytes, or a",
-           "number followed by ``k``, ``M`` or ``G`` (KiB, MiB, GiB: powers",
-           "of 1024); in the file an integer or a string (``skip_larger =",
-           "\"10M\"``).", ""]
-    for group in GROUPS:
-        out += ["*%s*" % (group[0].upper() + group[1:]), ""]
-        for s in (s for s in SETTINGS if s.group == group):
-            flags = ", ".join("``%s%s``" % (f, "" if s.kind == "bool" or
-                                            i else " " + s.metavar)
-                              for i, f in enumerate(s.flags))
-            key = "``%s``" % s.name
-            if s.toml_negative:
-                key += " (or ``%s``, its negation)" % s.toml_negative
-            if s.scope == "run":
-                key += " (in ``[defaults]`` only)"
-            allowed = KIND_TEXT[s.kind]
-            if s.range_words():
-                allowed += ", " + s.range_words()
-            help_text = _rst_help(s.help[0].upper() + s.help[1:])
-            text = "%s = %s (default: %s).  %s." % (
-                key, allowed, _rst_help(s.default_words()), help_text)
-            if s.scope == "cli":
-                text = "Command line only: %s (default: %s).  %s." % (
-                    allowed, _rst_help(s.default_words()), help_text)
-            if s.exclusive:
-                others = ["``%s``" % BY_NAME[m].flags[0]
-                          for m in dict.fromkeys(
-                              m for g in s.groups() for m in EXCLUSIVE[g])
-                          if m != s.name]
-                text += "  Excludes %s on the same level." % " and ".join(
-                    filter(None, [", ".join(others[:-1]), others[-1]]))
-            out.append(flags)
-            out += textwrap.wrap(text, 72, initial_indent="    ",
-                                 subsequent_indent="    ",
-                                 break_on_hyphens=False)
-        out.append("")
-    out += textwrap.wrap("Exit codes.  %s" % EXIT_RULE, 76) + [""]
-    rows = []
-    for code, text in EXIT_CODES:
-        for i, line in enumerate(textwrap.wrap(text, 64)):
-            rows.append([str(code) if i == 0 else "", line])
-    out += _rst_table(["code", "meaning"], rows)
-    out += ["", REF_END]
-    return "\n".join(out) + "\n"
-
-
-REF_BEGIN = ".. fetch-reference: made by python -m cpoplib.fetch.settings"
-REF_END = ".. end of the fetch reference"
-
-
-def with_reference(text):
-    start = text.index(REF_BEGIN)
-    end = text.index(REF_END, start) + len(REF_END) + 1
-    return text[:start] + reference_rst() + text[end:]
-
-
-def _main(argv):
-    import sys
-    if argv[:1] == ["--write"] and len(argv) == 2:
-        with open(argv[1], encoding="utf-8") as f:
-            text = f.read()
-        new = with_reference(text)
-        if new != text:
-            with open(argv[1], "w", encoding="utf-8") as f:
-                f.write(new)
-        return 0
-    sys.stdout.write(reference_rst())
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-    sys.exit(_main(sys.argv[1:]))
