@@ -24,8 +24,8 @@ from cpoplib._server import Server, make_mailbox
 
 from scripted_server import ScriptedServer, Step, canon, exc_signature
 from scram_server import scram_server
-import test_differential as diff
-from test_pipelining import PipelineServer, mailbox
+import differential as diff
+from pipeline_server import PipelineServer, mailbox
 
 try:
     import uvloop

@@ -12,9 +12,9 @@
   turned off (CPOPLIB_FETCH_SKIP_SYNC), the exploration finds a crash
   state that loses, duplicates or damages mail.
 
-CPOPLIB_CRASH_FULL=1 (CI sets it for the 3.11 job) runs the mutation
+CPOPLIB_CRASH_FULL=1 (CI sets it for the system interpreter's job) runs the mutation
 check of each site in every configuration where the site is necessary
-(29 recorded workloads); without it each site is checked in one (12),
+(30 recorded workloads); without it each site is checked in one (13),
 and not at all in the sanitizer job (CPOPLIB_SANITIZED=1), which
 explores the unchanged fetcher only.  Without a working strace the tests
 are skipped, saying why, unless CPOPLIB_CRASH_FULL=1, where they fail.

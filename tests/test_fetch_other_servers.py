@@ -5,8 +5,8 @@ fetched and, with --delete, the mailbox is drained (issue 20, item 15:
 these servers made the fetcher stop at such a message on every run)."""
 import other_servers
 
-from test_other_servers import (carol_messages, joined, login,  # noqa: F401
-                                maildir_messages, run_fetcher, server)
+from other_servers_clients import (  # noqa: F401  (server: a fixture)
+    carol_messages, joined, login, maildir_messages, run_fetcher, server)
 from dovecot_clients import close
 
 import poplib as std_poplib

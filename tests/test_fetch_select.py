@@ -27,39 +27,21 @@ import pytest
 import dovecot_server
 import dovecot_clients
 from dovecot_clients import login
-from test_fetch_config import (HAVE_TOML, Mailbox, Server, args,
-                               one_error_line, pw, run,  # noqa: F401
-                               toml_account, write_config)
-from test_fetcher import (carol_numbers, delivered, dovecot_args, keyed, lf,
-                          maildir_files, message)
+from fetch_helpers import (  # noqa: F401  (pw: a fixture)
+    DAY, HAVE_TOML, MDA, PROCMAILRC, T0, Mailbox, Server, args, carol_numbers,
+    delivered, dovecot_args, keyed, lf, mail, maildir_files, message,
+    needs_toml, one_error_line, pw, run, toml_account, write_config)
 
 import cpoplib
 from cpoplib.fetch import cli, errors
 
 pytestmark = pytest.mark.usefixtures("isolated_home")
-
-needs_toml = pytest.mark.skipif(not HAVE_TOML, reason="needs tomllib or "
-                                "tomli (pip install tomli)")
 PROCMAIL = shutil.which("procmail")
 needs_procmail = pytest.mark.skipif(
     PROCMAIL is None and os.environ.get("CPOPLIB_REQUIRE_DOVECOT") != "1",
     reason="procmail is not installed (apt-get install procmail)")
-DAY = 86400
-T0 = 1_700_000_000          # the faked clock's first run
 
 
-def mail(key, subject, size=0, sender="sender@example.org"):
-    """(key, bytes) for Dovecot: a message with Return-Path `sender` (None:
-    no Return-Path), `subject`, padded to about `size` bytes."""
-    head = b"Return-Path: <%s>\n" % sender.encode() if sender is not None \
-        else b""
-    head += (b"From: Sender <sender@example.org>\nTo: carol@example.org\n"
-             b"Subject: " + subject.encode() + b"\nMessage-ID: <"
-             + key.encode() + b"@cpoplib.test>\n" + dovecot_server.KEY_HEADER
-             + b": " + key.encode() + b"\n\nbody of " + key.encode() + b"\n")
-    while len(head) < size:
-        head += b"padding line " + b"p" * 57 + b"\n"
-    return key, head
 
 
 def scripted_mail(i, subject, size=0, sender="s%d@example.org"):
@@ -584,13 +566,6 @@ def test_filter_and_limits(tmp_path, capsys, pw, filter_script):
 # --------------------------------------------------------------------------
 # the MDA
 
-PROCMAILRC = """\
-MAILDIR={dir}
-DEFAULT={dir}/Maildir/
-LOGFILE={dir}/procmail.log
-"""
-
-
 @needs_procmail
 def test_mda_procmail_into_a_maildir(server, carol_pw, tmp_path, capsys):
     """--mda "procmail -f %F RCFILE": every message delivered by procmail
@@ -620,24 +595,7 @@ def test_mda_procmail_into_a_maildir(server, carol_pw, tmp_path, capsys):
         carol_cleanup(server)
 
 
-MDA = r"""#!/bin/sh
-# an MDA: the message on stdin into $MDA_DIR/N.eml; fails (75) on a
-# message whose subject is "fail" unless $MDA_FIXED is set
-msg=$(cat; echo x)
-msg=${msg%x}
-n=$(ls "$MDA_DIR" | wc -l)
-printf '%s' "$msg" > "$MDA_DIR/$n.eml"
-printf '%s\n' "$1" >> "$MDA_DIR.args"
-case "$msg" in
-  *"Subject: fail"*)
-    if [ -z "$MDA_FIXED" ]; then
-      rm "$MDA_DIR/$n.eml"
-      echo "mda: disk full" >&2
-      exit 75
-    fi ;;
-esac
-exit 0
-"""
+
 
 
 @pytest.fixture

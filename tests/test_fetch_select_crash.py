@@ -27,9 +27,9 @@ import sys
 
 import pytest
 
-from test_fetch_select import DAY, MDA, PROCMAILRC, T0, mail
-from test_fetcher import (carol_numbers, delivered, dovecot_args, keyed,
-                          maildir_files)
+from fetch_helpers import (DAY, MDA, PROCMAILRC, T0, carol_numbers,
+                           delivered, dovecot_args, keyed, mail,
+                           maildir_files)
 
 pytestmark = pytest.mark.usefixtures("isolated_home")
 

@@ -36,6 +36,9 @@ import dovecot_server
 
 from scripted_server import ScriptedServer
 from dovecot_clients import login
+from fetch_helpers import (  # noqa: F401  (pw: a fixture)
+    carol_numbers, delivered, dovecot_args, keyed, lf, maildir_files,
+    message, pop3_handler, pw, run)
 
 import cpoplib
 from cpoplib.fetch import cli, durable, errors, state as fetch_state
@@ -43,104 +46,13 @@ from cpoplib.fetch import cli, durable, errors, state as fetch_state
 pytestmark = pytest.mark.usefixtures("isolated_home")
 
 
-def run(argv, capsys):
-    code = cli.main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    return code, err
-
-
 # --------------------------------------------------------------------------
 # a mailbox-serving scripted POP3 server
-
-def message(i, size=300):
-    body = b"".join(b"line %d of message %d\r\n" % (j, i)
-                    for j in range(size // 24 + 1))
-    return (b"From: a@example.org\r\nSubject: m%d\r\n"
-            b"Message-ID: <m%d@test>\r\n\r\n.dot line\r\n" % (i, i) + body)
-
-
-def pop3_handler(messages, uidl=True, pass_reply=b"+OK logged in",
-                 retr_error=None, capa=(b"USER", b"UIDL", b"PIPELINING")):
-    """handler(conn) for ScriptedServer: serves `messages` (list of bytes,
-    CRLF); records DELE in the returned list `deleted`."""
-    deleted = []
-
-    def handler(conn):
-        conn.send(b"+OK scripted POP3 ready\r\n")
-        while True:
-            line = conn.recv_line().rstrip(b"\r\n")
-            cmd, _, arg = line.partition(b" ")
-            cmd = cmd.upper()
-            if cmd == b"CAPA":
-                conn.send(b"+OK\r\n" + b"".join(c + b"\r\n" for c in capa)
-                          + b".\r\n")
-            elif cmd == b"USER":
-                conn.send(b"+OK\r\n")
-            elif cmd == b"PASS":
-                conn.send(pass_reply + b"\r\n")
-                if pass_reply.startswith(b"-"):
-                    return
-            elif cmd == b"LIST":
-                conn.send(b"+OK\r\n" + b"".join(
-                    b"%d %d\r\n" % (n, len(m))
-                    for n, m in enumerate(messages, 1)) + b".\r\n")
-            elif cmd == b"UIDL" and uidl:
-                conn.send(b"+OK\r\n" + b"".join(
-                    b"%d uid-%d\r\n" % (n, n)
-                    for n in range(1, len(messages) + 1)) + b".\r\n")
-            elif cmd == b"RETR":
-                n = int(arg)
-                if n == retr_error:
-                    conn.send(b"-ERR no such message\r\n")
-                    continue
-                m = messages[n - 1]
-                stuffed = b"\r\n".join(
-                    b"." + x if x.startswith(b".") else x
-                    for x in m[:-2].split(b"\r\n"))
-                conn.send(b"+OK\r\n" + stuffed + b"\r\n.\r\n")
-            elif cmd == b"DELE":
-                deleted.append(int(arg))
-                conn.send(b"+OK\r\n")
-            elif cmd == b"QUIT":
-                conn.send(b"+OK bye\r\n")
-                return
-            else:
-                conn.send(b"-ERR unknown command\r\n")
-
-    handler.deleted = deleted
-    return handler
-
 
 def scripted_args(srv, *more):
     return ["--host", srv.host, "--port", srv.port, "--user", "u",
             "--password-env", "CPOPLIB_TEST_PW", "--allow-plaintext",
             "--timeout", 10, *more]
-
-
-@pytest.fixture
-def pw(monkeypatch):
-    monkeypatch.setenv("CPOPLIB_TEST_PW", "pw")
-
-
-def maildir_files(path):
-    """{file bytes} of new/ and cur/, as a list (duplicates visible)."""
-    out = []
-    for sub in ("new", "cur"):
-        d = os.path.join(path, sub)
-        if os.path.isdir(d):
-            for name in sorted(os.listdir(d)):
-                with open(os.path.join(d, name), "rb") as f:
-                    out.append(f.read())
-    return out
-
-
-def lf(data):
-    return data.replace(b"\r\n", b"\n")
-
-
-def delivered(path):
-    """{uidl: time} that the state file at `path` records as delivered."""
-    return fetch_state.State.load(str(path), "test").delivered
 
 
 def test_scripted_maildir_then_nothing_new(tmp_path, capsys, pw):
@@ -477,30 +389,6 @@ def test_progress_one_line_per_account(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------
 # Dovecot, user carol
-
-def carol_numbers(server):
-    conn = login(cpoplib, server, "carol")
-    try:
-        return {dovecot_server.message_key(conn.top(n, 0)[1]): n
-                for n in range(1, conn.stat()[0] + 1)}
-    finally:
-        conn.quit()
-
-
-def dovecot_args(server, *more, user="carol", ssl=False):
-    args = ["--host", dovecot_server.TLS_HOSTNAME, "--user", user,
-            "--password-env", "CPOPLIB_TEST_PW", "--timeout", 30]
-    if ssl:
-        args += ["--ssl", "--port", server.pop3s_port, "--cafile",
-                 server.ca_file]
-    else:
-        args += ["--port", server.pop3_port]
-    return args + list(more)
-
-
-def keyed(files):
-    return {dovecot_server.message_key(data): data for data in files}
-
 
 @pytest.mark.parametrize("ssl", [False, True], ids=["plain", "pop3s"])
 def test_dovecot_first_second_third(server, carol, carol_pw, tmp_path,

@@ -32,8 +32,9 @@ except ImportError as exc:
     if exc.name not in ("test", "test.test_poplib"):
         raise
     _hint = ("this interpreter has no test.test_poplib (%s); use a CPython "
-             "with its test package (pyenv builds have it; on Debian/Ubuntu "
-             "install libpython3.%d-testsuite)" % (exc, sys.version_info[1]))
+             "with its test package (pyenv builds have it; on Debian/Ubuntu: "
+             "apt-get install libpython3.%d-testsuite)"
+             % (exc, sys.version_info[1]))
     _ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false")
     if _ci or os.environ.get("CPOPLIB_REQUIRE_STDLIB_SUITE", "") == "1":
         raise ImportError(_hint + " (required: CI or "

@@ -49,7 +49,7 @@ def test_missing_suite_skips_with_the_install_hint():
     proc = run_without_suite()
     assert proc.returncode == 5, proc.stdout        # 5: no test ran
     assert "1 skipped" in proc.stdout, proc.stdout
-    assert "install libpython3.%d-testsuite" % sys.version_info[1] \
+    assert "apt-get install libpython3.%d-testsuite" % sys.version_info[1] \
         in proc.stdout, proc.stdout
 
 
@@ -60,5 +60,5 @@ def test_missing_suite_is_an_error_when_required(env):
     proc = run_without_suite(**env)
     assert proc.returncode == 2, proc.stdout        # a collection error
     assert "no test.test_poplib" in proc.stdout, proc.stdout
-    assert "install libpython3.%d-testsuite" % sys.version_info[1] \
+    assert "apt-get install libpython3.%d-testsuite" % sys.version_info[1] \
         in proc.stdout, proc.stdout
