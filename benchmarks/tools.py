@@ -147,20 +147,22 @@ class Tool:
 class Mpop(Tool):
     delivery = None
     only_new = "off"
+    auth = "user"
 
     def configure(self):
         rc = os.path.join(self.run_dir, "mpoprc")
         delivery = self.delivery or "maildir %s" % self.dest
         with open(rc, "w") as f:
             f.write("defaults\n"
-                    "host %s\nport %d\ntls off\nauth user\n"
+                    "host %s\nport %d\ntls off\nauth %s\n"
                     "user %s\npassword %s\n"
                     "keep on\nonly_new %s\npipelining on\n"
                     "uidls_file %s\n"
                     "account bench\n"
                     "delivery %s\n"
                     "account default : bench\n"
-                    % (self.server.host, self.server.pop3_port, self.user,
+                    % (self.server.host, self.server.pop3_port, self.auth,
+                       self.user,
                        self.password, self.only_new,
                        os.path.join(self.run_dir, "uidls"), delivery))
         os.chmod(rc, 0o600)
@@ -262,7 +264,8 @@ class Getmail(Tool):
                     "\n[destination]\ntype = Maildir\npath = %s/\n%s"
                     "\n[options]\nverbose = 0\nread_all = true\n"
                     "delete = false\nmessage_log_syslog = false\n"
-                    % (self.server.host, self.server.pop3_port, self.user,
+                    % (self.server.host, self.server.pop3_port, self.auth,
+                       self.user,
                        self.password, self.dest,
                        "user = nobody\n" if self.owner else ""))
         os.chmod(rc, 0o600)
