@@ -373,6 +373,21 @@ def test_client_certificate_usage_errors(cert_server, tmp_path, capsys,
     assert words in one_error_line(err)
 
 
+def test_a_named_mechanism_with_a_certificate_and_no_password(
+        cert_server, capsys, monkeypatch):
+    """--auth PLAIN with a client certificate and no password: a usage
+    error before anything connects (login() could only refuse it), not a
+    failed login."""
+    monkeypatch.delenv("CPOPLIB_TEST_PW", raising=False)
+    cert, key = cert_server.issue_client_certificate("alice")
+    code, err, _ = run(["--host", "127.0.0.1", "--port", "1", "--ssl",
+                        "--user", "alice", "--no-netrc", "--cert", cert,
+                        "--key", key, "--auth", "PLAIN", "--dry-run"],
+                       capsys)
+    assert code == errors.EXIT_USAGE
+    assert "--auth PLAIN needs a password" in one_error_line(err)
+
+
 def test_certificate_and_key_that_do_not_match(cert_server, capsys):
     cert, _ = cert_server.issue_client_certificate("alice")
     _, key = cert_server.issue_client_certificate("bob")

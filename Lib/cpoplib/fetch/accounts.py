@@ -272,6 +272,12 @@ def resolve_credentials(acct, interactive):
     if acct.password is None and acct.cert:
         # no password anywhere: login() logs in with the certificate
         # (SASL EXTERNAL), never a prompt
+        if acct.auth not in (None, "EXTERNAL"):
+            raise FetchError(EXIT_USAGE, "--auth %s needs a password "
+                             "(--password-env, --password-command, "
+                             "--password-keyring, ~/.netrc): a client "
+                             "certificate alone logs in with EXTERNAL only"
+                             % acct.auth)
         return
     if acct.password is None:
         if not interactive:

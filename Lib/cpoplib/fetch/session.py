@@ -176,16 +176,18 @@ def authenticate(pop, conn, acct, out):
         raise _busy_or(pop, exc, EXIT_AUTH, "login as %s failed"
                        % acct.user)
     except ValueError as exc:
-        if acct.password is None and acct.token is None \
-                and "EXTERNAL" in str(exc):
+        # what login() refuses before it sends anything: the mechanism and
+        # credential combinations are checked before connecting
+        # (Account.check(), resolve_credentials()), so what is left is the
+        # server's side of it
+        if acct.password is None and acct.token is None:
             # a client certificate and no password: EXTERNAL or nothing
             raise FetchError(EXIT_AUTH, "login as %s: the server does not "
                              "offer SASL EXTERNAL, so the client "
                              "certificate alone cannot log in; give a "
                              "password (--password-env, --password-command, "
                              "--password-keyring, ~/.netrc)" % acct.user)
-        raise FetchError(EXIT_USAGE if "mechanism" in str(exc)
-                         else EXIT_AUTH, "login as %s: %s" % (acct.user, exc))
+        raise FetchError(EXIT_AUTH, "login as %s: %s" % (acct.user, exc))
     except OSError as exc:
         raise lost("login", exc)
     out.verbose("%s: logged in as %s" % (acct.name, acct.user))
