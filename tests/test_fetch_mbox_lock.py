@@ -1,9 +1,9 @@
 """The mbox destination's dot lock after a crash: which locks a run takes
 for its own killed predecessor's (and removes), and which it leaves to
 whoever holds them."""
-import fcntl
-import multiprocessing
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -19,12 +19,15 @@ def open_mbox(tmp_path):
     return state, dest
 
 
-def _hold_fcntl(path, ready, release):
-    fd = os.open(path, os.O_RDWR)
-    fcntl.lockf(fd, fcntl.LOCK_EX)
-    ready.set()
-    release.wait(30)
-    os.close(fd)
+# another process holding the mbox's fcntl lock until its stdin ends (a
+# process of its own: fork() of this multi-threaded one is deprecated)
+HOLD_FCNTL = """\
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"""
 
 
 def test_a_lock_made_after_the_state_said_locking_is_the_crashed_runs(
@@ -53,13 +56,10 @@ def test_a_lock_whose_holder_holds_the_fcntl_lock_is_left(tmp_path):
                     "locking": time.time_ns()})
     state.close()
     open(dest.path + ".lock", "w").close()
-    ctx = multiprocessing.get_context("fork")
-    ready, release = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold_fcntl,
-                         args=(dest.path, ready, release))
-    holder.start()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_FCNTL, dest.path],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
-        assert ready.wait(10)
+        assert holder.stdout.readline() == b"locked\n"
         state, dest = open_mbox(tmp_path)
         with pytest.raises(errors.FetchError) as info:
             dest.open(state)
@@ -69,8 +69,9 @@ def test_a_lock_whose_holder_holds_the_fcntl_lock_is_left(tmp_path):
         assert "locking" not in state.mbox
         state.close()
     finally:
-        release.set()
-        holder.join(10)
+        holder.stdin.close()
+        holder.wait(10)
+        holder.stdout.close()
 
 
 def test_an_older_lock_is_someone_elses(tmp_path):
