@@ -16,6 +16,11 @@ import cpoplib
 USER = "alice"
 
 
+def joined(lines):
+    """retr()'s lines as the message's bytes, each line ended by CRLF."""
+    return b"".join(line + b"\r\n" for line in lines)
+
+
 def wire(data):
     """What a RETR of a file with these bytes transfers (without the '.')."""
     data = dovecot_server.to_crlf(data)

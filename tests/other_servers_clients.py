@@ -50,10 +50,6 @@ def login(module, server, user="alice"):
     return conn
 
 
-def joined(lines):
-    return b"".join(line + b"\r\n" for line in lines)
-
-
 @contextlib.contextmanager
 def carol_messages(server, prefix, count=3):
     """Adds `count` messages to carol's (empty) mailbox, yields their keys;

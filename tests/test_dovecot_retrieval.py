@@ -26,7 +26,7 @@ import pytest
 
 import dovecot_server
 
-from dovecot_clients import USER, close, empty_mailbox, login
+from dovecot_clients import USER, close, empty_mailbox, joined, login
 
 import poplib as std_poplib
 
@@ -60,10 +60,6 @@ def connect(server, tls_context, transport, module=cpoplib, user=USER):
         conn.close()
         raise
     return conn
-
-
-def joined(lines):
-    return b"".join(line + b"\r\n" for line in lines)
 
 
 @pytest.fixture(scope="module")

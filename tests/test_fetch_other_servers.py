@@ -6,8 +6,8 @@ these servers made the fetcher stop at such a message on every run)."""
 import other_servers
 
 from other_servers_clients import (  # noqa: F401  (server: a fixture)
-    carol_messages, joined, login, maildir_messages, run_fetcher, server)
-from dovecot_clients import close
+    carol_messages, login, maildir_messages, run_fetcher, server)
+from dovecot_clients import close, joined
 
 import poplib as std_poplib
 

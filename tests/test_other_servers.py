@@ -52,10 +52,9 @@ import pytest
 
 import other_servers
 
-from dovecot_clients import close, outcome
+from dovecot_clients import close, joined, outcome
 from other_servers_clients import (  # noqa: F401  (server: a fixture)
-    carol_messages, connect, joined, login, maildir_messages, run_fetcher,
-    server)
+    carol_messages, connect, login, maildir_messages, run_fetcher, server)
 
 import poplib as std_poplib
 
