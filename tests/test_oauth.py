@@ -17,6 +17,7 @@ import json
 import os
 import stat
 import threading
+import time
 import urllib.parse
 import urllib.request
 
@@ -56,12 +57,24 @@ def follow(url):
 
 
 def pop3_login(server, source, user=USER):
-    conn = cpoplib.POP3(server.host, server.pop3_port, timeout=30)
-    try:
-        conn.login(user, token=source, allow_plaintext=True)
-        return conn.stat()
-    finally:
-        conn.close()
+    """Log in with the token, STAT, close.  A [SYS/TEMP] answer (RFC 3206:
+    a temporary failure, try again later) is tried again once, a second
+    later, with Dovecot's log printed (pytest shows it with a failure):
+    Dovecot 2.4 in the sid chroot gave one, once, in a CI run, on a token
+    its introspection endpoint knew."""
+    for attempt in (1, 2):
+        conn = cpoplib.POP3(server.host, server.pop3_port, timeout=30)
+        try:
+            conn.login(user, token=source, allow_plaintext=True)
+            return conn.stat()
+        except cpoplib.SysTempError as exc:
+            print("attempt %d: %r; Dovecot's log:\n%s"
+                  % (attempt, exc, server.log()[-4000:]))
+            if attempt == 2:
+                raise
+        finally:
+            conn.close()
+        time.sleep(1)
 
 
 class Prompts(list):
@@ -97,7 +110,8 @@ def test_device_flow_then_dovecot_login(auth, dovecot_oauth):
     assert all(p[2]["client_id"] == auth.client_id for p in polls)
     asked = len(dovecot_oauth.oauth2_requests)
     assert pop3_login(dovecot_oauth, tokens.access_token) == (0, 0)
-    assert dovecot_oauth.oauth2_requests[asked:] == [tokens.access_token]
+    asked_about = dovecot_oauth.oauth2_requests[asked:]   # (a retry asks again)
+    assert asked_about and set(asked_about) == {tokens.access_token}
 
 
 def test_device_flow_slow_down_and_pending(local_auth):
@@ -278,7 +292,8 @@ def test_token_source_refreshes_within_a_minute(auth, dovecot_oauth,
     new = auth.issued[-1]
     assert new != old and source.refreshes == 1
     # Dovecot only ever saw the new token
-    assert dovecot_oauth.oauth2_requests[asked:] == [new]
+    asked_about = dovecot_oauth.oauth2_requests[asked:]   # (a retry asks again)
+    assert asked_about and set(asked_about) == {new}
     saved = store.load("k")
     assert saved["access_token"] == new
     assert saved["refresh_token"] != old_refresh        # rotated, kept
