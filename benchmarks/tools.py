@@ -264,8 +264,7 @@ class Getmail(Tool):
                     "\n[destination]\ntype = Maildir\npath = %s/\n%s"
                     "\n[options]\nverbose = 0\nread_all = true\n"
                     "delete = false\nmessage_log_syslog = false\n"
-                    % (self.server.host, self.server.pop3_port, self.auth,
-                       self.user,
+                    % (self.server.host, self.server.pop3_port, self.user,
                        self.password, self.dest,
                        "user = nobody\n" if self.owner else ""))
         os.chmod(rc, 0o600)
