@@ -51,19 +51,14 @@ cpoplib_capa_impl(POP3Object *self, cpoplib_state *st)
 }
 
 PyObject *
-cpoplib_stat_impl(POP3Object *self)
+cpoplib_stat_of_response(POP3Object *self, cpoplib_state *st, PyObject *resp)
 {
-    cpoplib_state *st = cpoplib_pop3_state(self);
-    PyObject *resp, *fields = NULL, *result = NULL;
+    PyObject *fields, *result = NULL;
     int on;
 
-    resp = cpoplib_run_command(self, st->cmd_stat, 0);
-    if (resp == NULL) {
-        return NULL;
-    }
     fields = PyObject_CallMethodNoArgs(resp, st->str_split);
     if (fields == NULL) {
-        goto done;
+        return NULL;
     }
     on = cpoplib_debugging(self, st, 0);
     if (on < 0) {
@@ -75,8 +70,22 @@ cpoplib_stat_impl(POP3Object *self)
     result = cpoplib_stat_result(st, fields);
 
 done:
+    Py_DECREF(fields);
+    return result;
+}
+
+PyObject *
+cpoplib_stat_impl(POP3Object *self)
+{
+    cpoplib_state *st = cpoplib_pop3_state(self);
+    PyObject *resp, *result;
+
+    resp = cpoplib_run_command(self, st->cmd_stat, 0);
+    if (resp == NULL) {
+        return NULL;
+    }
+    result = cpoplib_stat_of_response(self, st, resp);
     Py_DECREF(resp);
-    Py_XDECREF(fields);
     return result;
 }
 

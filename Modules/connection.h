@@ -151,6 +151,9 @@ PyObject *cpoplib_run_command(POP3Object *self, PyObject *line,
 PyObject *cpoplib_capa(POP3Object *self, cpoplib_state *st);
 PyObject *cpoplib_capa_impl(POP3Object *self, cpoplib_state *st);
 PyObject *cpoplib_stat_impl(POP3Object *self);
+/* stat()'s (count, octets) from STAT's +OK response, debug line included */
+PyObject *cpoplib_stat_of_response(POP3Object *self, cpoplib_state *st,
+                                   PyObject *resp);
 PyObject *cpoplib_apop_impl(POP3Object *self, PyObject *user,
                             PyObject *password);
 PyObject *cpoplib_top_impl(POP3Object *self, PyObject *which,
@@ -199,6 +202,8 @@ PyObject *cpoplib_listing_map(POP3Object *self, PyObject *command,
 /* listing_maps(): (list_map(), uidl_map() or None when the server has no
  * UIDL), both commands in one write when the server pipelines */
 PyObject *cpoplib_listing_maps_impl(POP3Object *self);
+/* stat_and_uidl_map(): (stat(), uidl_map() or None), the same way */
+PyObject *cpoplib_stat_and_uidl_map_impl(POP3Object *self);
 /* The response to a RETR already sent, as fetch() returns it; `cap` is
  * MAX_RESPONSE_SIZE as read (and validated) by the caller, -1 for none. */
 PyObject *cpoplib_read_message(POP3Object *self, Py_ssize_t cap);
@@ -227,6 +232,9 @@ PyObject *cpoplib_top_many_impl(POP3Object *self, PyObject *which,
  * list of responses; on -ERR what is in flight is read, nothing more is
  * sent, and error_proto is raised with the number in `which`. */
 PyObject *cpoplib_dele_many_impl(POP3Object *self, PyObject *which);
+/* LIST n for each of `which`, the same way: {n: octets}; a reply for
+ * another message than the one asked is error_proto. */
+PyObject *cpoplib_list_many_impl(POP3Object *self, PyObject *which);
 
 /* ---- methods.c ---- */
 

@@ -398,6 +398,10 @@ PyObject *cpoplib_encode_command(PyObject *line, PyObject *encoding);
 int cpoplib_listing_line(cpoplib_state *st, PyObject *map,
                          PyObject *command, const char *p, Py_ssize_t n,
                          int numeric);
+/* (n, octets) from LIST n's reply "+OK n octets", or error_proto when it
+ * is malformed or answers for another message than `number`. */
+PyObject *cpoplib_scan_listing(cpoplib_state *st, PyObject *number,
+                               PyObject *resp);
 /* (count, size) from STAT's reply split in fields, as CPython main
  * validates them. */
 PyObject *cpoplib_stat_result(cpoplib_state *st, PyObject *fields);

@@ -1109,6 +1109,21 @@ stat_result(PyObject *module, PyObject *fields)
     return cpoplib_stat_result(PyModule_GetState(module), fields);
 }
 
+PyDoc_STRVAR(scan_listing_doc,
+"_scan_listing($module, number, response, /)\n--\n\n"
+"(number, octets) from LIST number's reply, validated as list_many()\n"
+"does.");
+
+static PyObject *
+scan_listing(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_scan_listing() takes 2 arguments");
+        return NULL;
+    }
+    return cpoplib_scan_listing(PyModule_GetState(module), args[0], args[1]);
+}
+
 PyDoc_STRVAR(capa_from_lines_doc,
 "_capa_from_lines($module, lines, /)\n--\n\n"
 "capa()'s dict from the lines of CAPA's response.");
@@ -1139,6 +1154,8 @@ PyMethodDef cpoplib_engine_functions[] = {
     {"_encode_command", (PyCFunction)(void (*)(void))encode_command,
      METH_FASTCALL, encode_command_doc},
     {"_stat_result", stat_result, METH_O, stat_result_doc},
+    {"_scan_listing", (PyCFunction)(void (*)(void))scan_listing, METH_FASTCALL,
+     scan_listing_doc},
     {"_capa_from_lines", capa_from_lines, METH_O, capa_from_lines_doc},
     {"_apop_digest", (PyCFunction)(void (*)(void))apop_digest, METH_FASTCALL,
      apop_digest_doc},

@@ -754,6 +754,51 @@ pop3_dele_many(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
     return res;
 }
 
+PyDoc_STRVAR(pop3_list_many_doc,
+"list_many($self, /, which)\n--\n\n"
+"{number: size in octets} for each message number in which, from LIST\n"
+"n, pipelined as dele_many() is.  On -ERR (no such message) the\n"
+"responses in flight are read and error_proto is raised with the\n"
+"message number as its `which` attribute; a reply for another message\n"
+"than the one asked is error_proto too.");
+
+static PyObject *
+pop3_list_many(POP3Object *self, PyObject *const *args, Py_ssize_t nargs,
+               PyObject *kwnames)
+{
+    static const char *const names[] = {"which", NULL};
+    static const cpoplib_argspec spec = {"list_many", names, 0, 1, 1};
+    PyObject *which, *res;
+
+    if (cpoplib_parse_args(&spec, args, nargs, kwnames, &which) < 0
+        || cpoplib_claim(self) < 0) {
+        return NULL;
+    }
+    res = cpoplib_list_many_impl(self, which);
+    cpoplib_release(self);
+    return res;
+}
+
+PyDoc_STRVAR(pop3_stat_and_uidl_map_doc,
+"stat_and_uidl_map($self, /)\n--\n\n"
+"(stat(), uidl_map()) from one round trip: STAT and UIDL in one write\n"
+"when the server pipelines.  The second is None when the server answers\n"
+"UIDL with -ERR (it has no unique ids).  With listing_maps(), the way\n"
+"to learn what is new in a big mailbox without the sizes of all of it.");
+
+static PyObject *
+pop3_stat_and_uidl_map(POP3Object *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *res;
+
+    if (cpoplib_claim(self) < 0) {
+        return NULL;
+    }
+    res = cpoplib_stat_and_uidl_map_impl(self);
+    cpoplib_release(self);
+    return res;
+}
+
 PyDoc_STRVAR(pop3_listing_maps_doc,
 "listing_maps($self, /)\n--\n\n"
 "(list_map(), uidl_map()) from one round trip: LIST and UIDL in one\n"
@@ -957,6 +1002,9 @@ static PyMethodDef pop3_methods[] = {
     {"dele_many", FAST(pop3_dele_many), FASTKW, pop3_dele_many_doc},
     {"listing_maps", (PyCFunction)pop3_listing_maps, METH_NOARGS,
      pop3_listing_maps_doc},
+    {"stat_and_uidl_map", (PyCFunction)pop3_stat_and_uidl_map, METH_NOARGS,
+     pop3_stat_and_uidl_map_doc},
+    {"list_many", FAST(pop3_list_many), FASTKW, pop3_list_many_doc},
     {"uidl_map", (PyCFunction)pop3_uidl_map, METH_NOARGS, pop3_uidl_map_doc},
     {"list_map", (PyCFunction)pop3_list_map, METH_NOARGS, pop3_list_map_doc},
     {"__getstate__", (PyCFunction)pop3_getstate, METH_NOARGS,

@@ -3,7 +3,8 @@
  * PIPELINING), and DELE for each message once the caller has come back
  * for the next one; POP3.top_many(), the same iterator sending TOP n
  * howmuch instead of RETR (the headers of many messages, for a filter);
- * and POP3.dele_many(), DELE for many messages the same way.
+ * POP3.dele_many(), DELE for many messages the same way; and
+ * POP3.list_many(), LIST n for many messages ({n: octets}).
  *
  * The iterator reserves the connection from its first step until it is
  * exhausted or closed: between two steps the caller's own code runs, and
@@ -32,9 +33,9 @@
  * (break out of the loop, close(), garbage collection) drains the same
  * way and deletes nothing more.
  *
- * May call: commands.c, connection.c, errors.c, protocol.c, reader.c,
- * retrieval.c, settings.c, window.c, wire.c.  Python code it runs: the
- * hooks, capa(), attribute reads, the sizes mapping.
+ * May call: commands.c, connection.c, errors.c, protocol.c, reader.c, retrieval.c, settings.c, window.c, wire.c.
+ * Python code it runs: the hooks, capa(), attribute reads, the sizes
+ * mapping, int() of the numbers list_many() is given.
  */
 #include "connection.h"
 
@@ -687,10 +688,14 @@ cpoplib_top_many_impl(POP3Object *self, PyObject *which, PyObject *howmuch,
     return res;
 }
 
-/* ---- dele_many() ---- */
+/* ---- dele_many() and list_many() ---- */
 
-PyObject *
-cpoplib_dele_many_impl(POP3Object *self, PyObject *which)
+/* The command `fmt` % n for each n of `which` (one-line replies),
+ * pipelined when there are several and the server pipelines: the list of
+ * responses; on -ERR nothing more is sent, what is in flight is read,
+ * and error_proto is raised with the number in `which`. */
+static PyObject *
+short_many(POP3Object *self, PyObject *which, PyObject *fmt)
 {
     cpoplib_state *st = cpoplib_pop3_state(self);
     PyObject *numbers, *responses = NULL, *failure = NULL, *resp, *line;
@@ -722,7 +727,7 @@ cpoplib_dele_many_impl(POP3Object *self, PyObject *which)
             }
             while (rc == 0 && sent < n && sent - got < window) {
                 line = cpoplib_format_command(
-                    st->fmt_dele, PyList_GET_ITEM(numbers, sent));
+                    fmt, PyList_GET_ITEM(numbers, sent));
                 resp = line == NULL ? NULL : cpoplib_putcmd(self, st, line);
                 Py_XDECREF(line);
                 if (resp == NULL) {
@@ -793,4 +798,48 @@ error:
 done:
     Py_DECREF(numbers);
     return responses;
+}
+
+PyObject *
+cpoplib_dele_many_impl(POP3Object *self, PyObject *which)
+{
+    return short_many(self, which, cpoplib_pop3_state(self)->fmt_dele);
+}
+
+PyObject *
+cpoplib_list_many_impl(POP3Object *self, PyObject *which)
+{
+    cpoplib_state *st = cpoplib_pop3_state(self);
+    PyObject *numbers, *responses = NULL, *map = NULL;
+
+    numbers = PySequence_List(which);
+    if (numbers == NULL) {
+        return NULL;
+    }
+    responses = short_many(self, numbers, st->fmt_list);
+    if (responses == NULL) {
+        goto done;
+    }
+    map = PyDict_New();
+    if (map == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(responses); i++) {
+        PyObject *pair = cpoplib_scan_listing(
+            st, PyList_GET_ITEM(numbers, i), PyList_GET_ITEM(responses, i));
+        int rc = pair == NULL ? -1
+                 : PyDict_SetItem(map, PyTuple_GET_ITEM(pair, 0),
+                                  PyTuple_GET_ITEM(pair, 1));
+
+        Py_XDECREF(pair);
+        if (rc < 0) {
+            Py_CLEAR(map);
+            break;
+        }
+    }
+
+done:
+    Py_DECREF(numbers);
+    Py_XDECREF(responses);
+    return map;
 }

@@ -1,6 +1,7 @@
 /* retrieval.c -- getting messages without a list of lines: fetch()
  * (the message as one bytes object), fetch_into() (streamed into a
- * file's write()), uidl_map() and list_map().  The pipelined
+ * file's write()), uidl_map(), list_map(), listing_maps() and
+ * stat_and_uidl_map() (two commands in one write).  The pipelined
  * fetch_many() iterator is in pipeline.c.
  *
  * A message is what b"".join(line + b"\r\n" for line in retr(n)[1]) is
@@ -558,11 +559,32 @@ uidl_or_none(POP3Object *self, cpoplib_state *st, PyObject *result)
     return NULL;
 }
 
-PyObject *
-cpoplib_listing_maps_impl(POP3Object *self)
+/* The first half of two_listings(): LIST's map, or STAT's (count,
+ * octets), from its response (NULL: the command failed). */
+static PyObject *
+first_of_two(POP3Object *self, cpoplib_state *st, PyObject *resp,
+             int stat_first)
+{
+    PyObject *res;
+
+    if (resp == NULL) {
+        return NULL;
+    }
+    res = stat_first ? cpoplib_stat_of_response(self, st, resp)
+                     : parse_listing(st, resp, st->cmd_list, 1);
+    Py_DECREF(resp);
+    return res;
+}
+
+/* listing_maps() (LIST, then UIDL) and stat_and_uidl_map() (STAT, then
+ * UIDL): both commands in one write when the server pipelines and the
+ * hooks that send them are poplib's own, else one after the other. */
+static PyObject *
+two_listings(POP3Object *self, int stat_first)
 {
     cpoplib_state *st = cpoplib_pop3_state(self);
-    PyObject *sizes = NULL, *uidls = NULL, *list = NULL, *uidl, *res;
+    PyObject *first_cmd = stat_first ? st->cmd_stat : st->cmd_list;
+    PyObject *first = NULL, *uidls = NULL, *resp, *uidl, *res;
     PyObject *pending;
     Py_ssize_t cap;
     int pipelines, direct, rc;
@@ -571,15 +593,19 @@ cpoplib_listing_maps_impl(POP3Object *self)
     if (pipelines < 0) {
         return NULL;
     }
-    direct = pipelines ? cpoplib_hook_is_default(self, st, HOOK_LONGCMD)
+    direct = pipelines ? cpoplib_hook_is_default(
+                             self, st, stat_first ? HOOK_SHORTCMD
+                                                  : HOOK_LONGCMD)
                        : 0;
     if (direct < 0) {
         return NULL;
     }
     if (!direct) {
-        /* one after the other, through self._longcmd() */
-        sizes = cpoplib_listing_map(self, st->cmd_list, 1);
-        if (sizes == NULL) {
+        /* one after the other, through self._shortcmd()/_longcmd() */
+        first = first_of_two(self, st,
+                             cpoplib_run_command(self, first_cmd, !stat_first),
+                             stat_first);
+        if (first == NULL) {
             return NULL;
         }
         uidls = uidl_or_none(self, st,
@@ -591,19 +617,21 @@ cpoplib_listing_maps_impl(POP3Object *self)
         || cpoplib_cork(self) < 0) {
         return NULL;
     }
-    res = cpoplib_putcmd(self, st, st->cmd_list);
+    res = cpoplib_putcmd(self, st, first_cmd);
     rc = res == NULL ? -1 : 0;
     Py_XDECREF(res);
     if (rc == 0) {
         res = cpoplib_putcmd(self, st, st->cmd_uidl);
-        rc = res == NULL ? -2 : 0;      /* -2: LIST went, UIDL did not */
+        rc = res == NULL ? -2 : 0;      /* -2: the first went, UIDL did not */
         Py_XDECREF(res);
     }
     if (rc < 0) {
         pending = cpoplib_fetch_exception();
         if (cpoplib_uncork(self, st) == 0 && rc == -2) {
-            /* read LIST's response, so that the connection stays in step */
-            Py_XDECREF(cpoplib_getlongresp(self, st));
+            /* read the first response, so that the connection stays in
+               step */
+            Py_XDECREF(stat_first ? cpoplib_getresp(self, st)
+                                  : cpoplib_getlongresp(self, st));
             PyErr_Clear();
         }
         cpoplib_chain_context(pending);
@@ -612,26 +640,26 @@ cpoplib_listing_maps_impl(POP3Object *self)
     if (cpoplib_uncork(self, st) < 0) {
         return NULL;
     }
-    list = cpoplib_getlongresp(self, st);
-    if (list == NULL) {
-        /* LIST failed: UIDL's response is still to read */
+    resp = stat_first ? cpoplib_getresp(self, st)
+                      : cpoplib_getlongresp(self, st);
+    if (resp == NULL) {
+        /* the first failed: UIDL's response is still to read */
         pending = cpoplib_fetch_exception();
         if (cpoplib_is_err_reply(st, pending)) {
             Py_XDECREF(cpoplib_getlongresp(self, st));
             PyErr_Clear();
         }
         else {
-            self->out_of_step = 1;      /* inside LIST's response */
+            self->out_of_step = 1;      /* inside the first response */
         }
         cpoplib_restore_exception(pending);
         return NULL;
     }
     uidl = cpoplib_getlongresp(self, st);
-    /* UIDL's failure waits while LIST's lines are parsed */
+    /* UIDL's failure waits while the first response is parsed */
     pending = uidl == NULL ? cpoplib_fetch_exception() : NULL;
-    sizes = parse_listing(st, list, st->cmd_list, 1);
-    Py_DECREF(list);
-    if (sizes == NULL) {
+    first = first_of_two(self, st, resp, stat_first);
+    if (first == NULL) {
         Py_XDECREF(uidl);
         Py_XDECREF(pending);
         return NULL;
@@ -641,11 +669,23 @@ cpoplib_listing_maps_impl(POP3Object *self)
 
 done:
     if (uidls == NULL) {
-        Py_DECREF(sizes);
+        Py_DECREF(first);
         return NULL;
     }
-    res = PyTuple_Pack(2, sizes, uidls);
-    Py_DECREF(sizes);
+    res = PyTuple_Pack(2, first, uidls);
+    Py_DECREF(first);
     Py_DECREF(uidls);
     return res;
+}
+
+PyObject *
+cpoplib_listing_maps_impl(POP3Object *self)
+{
+    return two_listings(self, 0);
+}
+
+PyObject *
+cpoplib_stat_and_uidl_map_impl(POP3Object *self)
+{
+    return two_listings(self, 1);
 }

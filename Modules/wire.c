@@ -1,14 +1,16 @@
 /* wire.c -- what goes on the wire and what comes back means, apart from
  * any connection: a command line encoded and checked, a listing line
- * added to a map, STAT's fields, CAPA's lines, the APOP digest of a
- * greeting, fetch_many()'s window and sizes arguments.  The blocking client (protocol.c, commands.c, retrieval.c)
- * and the sans-IO side that the asyncio client drives (engine.c) call
+ * added to a map, LIST n's reply, STAT's fields, CAPA's lines, the APOP
+ * digest of a greeting, fetch_many()'s window and sizes arguments.  The
+ * blocking client (protocol.c, commands.c, retrieval.c, pipeline.c) and
+ * the sans-IO side that the asyncio client drives (engine.c) call
  * these, so both send the same bytes and read replies the same way.
  *
  * May call: errors.c, pop3_parser.c.  Python code it runs: the codec of
  * an encoding, str.split() and bytes.decode() of CAPA lines, int() of
- * STAT's fields, a custom timestamp pattern, the sizes mapping, the
- * response classifier (through errors.c).
+ * STAT's fields and of the number LIST n asked for, a custom timestamp
+ * pattern, the sizes mapping, the response classifier (through
+ * errors.c).
  */
 #include "cpoplib.h"
 
@@ -95,6 +97,63 @@ cpoplib_listing_line(cpoplib_state *st, PyObject *map, PyObject *command,
     Py_XDECREF(key);
     Py_XDECREF(value);
     return rc;
+}
+
+/* ---- LIST n ---- */
+
+PyObject *
+cpoplib_scan_listing(cpoplib_state *st, PyObject *number, PyObject *resp)
+{
+    PyObject *asked = NULL, *key = NULL, *value = NULL, *msg = NULL;
+    PyObject *pair = NULL;
+    long long num = 0, octets = 0;
+    size_t start = 0, end = 0;
+    int same;
+
+    if (!PyBytes_Check(resp)) {
+        PyErr_Format(PyExc_TypeError, "LIST response is %.200s, not bytes",
+                     Py_TYPE(resp)->tp_name);
+        return NULL;
+    }
+    if (PyBytes_GET_SIZE(resp) < 4
+        || memcmp(PyBytes_AS_STRING(resp), "+OK ", 4) != 0
+        || !pop3_parse_listing(PyBytes_AS_STRING(resp) + 4,
+                               (size_t)PyBytes_GET_SIZE(resp) - 4, 1,
+                               &num, &octets, &start, &end)) {
+        msg = PyUnicode_FromFormat("malformed LIST response: %R", resp);
+        goto error;
+    }
+    asked = PyNumber_Long(number);
+    key = asked == NULL ? NULL : PyLong_FromLongLong(num);
+    if (key == NULL) {
+        goto done;
+    }
+    same = PyObject_RichCompareBool(asked, key, Py_EQ);
+    if (same < 0) {
+        goto done;
+    }
+    if (!same) {
+        msg = PyUnicode_FromFormat("LIST %S answered for another message: "
+                                   "%R", number, resp);
+        goto error;
+    }
+    value = PyLong_FromLongLong(octets);
+    if (value != NULL) {
+        pair = PyTuple_Pack(2, key, value);
+    }
+    goto done;
+
+error:
+    if (msg != NULL) {
+        cpoplib_error_obj(st, msg);
+        Py_DECREF(msg);
+    }
+
+done:
+    Py_XDECREF(asked);
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    return pair;
 }
 
 /* ---- STAT ---- */

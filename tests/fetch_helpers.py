@@ -146,7 +146,8 @@ class Mailbox:
     RETR `retr_error` (to TOP `top_error`), the connection dropped in the
     middle of RETR `drop_at` (of TOP `top_drop_at`), `before_retr(n)`
     called first.  Counts what it was sent: dele (numbers, of sessions
-    that reached QUIT), passwords, retrs and tops (by original number)."""
+    that reached QUIT), passwords, retrs and tops (by original number),
+    listings (the LIST and STAT command lines)."""
 
     def __init__(self, messages, uidls="default", sizes=None,
                  retr_error=None, drop_at=None, before_retr=None,
@@ -166,6 +167,7 @@ class Mailbox:
         self.tops = []
         self.top_error = top_error
         self.top_drop_at = top_drop_at
+        self.listings = []      # the LIST and STAT commands, as sent
 
     def expunge(self, numbers):
         """QUIT: the marked messages are gone; the others renumbered.
@@ -197,12 +199,21 @@ class Mailbox:
             elif cmd == b"PASS":
                 self.passwords.append(arg.decode())
                 conn.send(b"+OK logged in\r\n")
-            elif cmd == b"LIST":
+            elif cmd in (b"LIST", b"STAT"):
+                self.listings.append(line.decode())
                 sizes = self.sizes if self.sizes is not None else [
                     len(m) for m in self.messages]
-                conn.send(b"+OK\r\n" + b"".join(
-                    b"%d %d\r\n" % (n, s) for n, s in enumerate(sizes, 1))
-                    + b".\r\n")
+                if cmd == b"STAT":
+                    conn.send(b"+OK %d %d\r\n" % (len(sizes), sum(sizes)))
+                elif arg and not 1 <= int(arg) <= len(sizes):
+                    conn.send(b"-ERR no such message\r\n")
+                elif arg:
+                    conn.send(b"+OK %d %d\r\n" % (int(arg),
+                                                   sizes[int(arg) - 1]))
+                else:
+                    conn.send(b"+OK\r\n" + b"".join(
+                        b"%d %d\r\n" % (n, s)
+                        for n, s in enumerate(sizes, 1)) + b".\r\n")
             elif cmd == b"UIDL" and self.uidls is not None:
                 conn.send(b"+OK\r\n" + b"".join(
                     b"%d %s\r\n" % (n, u.encode())

@@ -33,7 +33,8 @@ class PipelineServer:
     """A POP3 server for one connection on 127.0.0.1, in a thread.
 
     messages   {n: bytes}, served by RETR (dot-stuffed)
-    errors     RETR/DELE of these numbers gets -ERR
+    errors     RETR/DELE/LIST n of these numbers gets -ERR
+    lying_list LIST n of this number answers for message n + 1
     eof_in     RETR of this number sends half the reply, then EOF
     rcvbuf     a small SO_RCVBUF, and reading only when everything
                received is answered (a server that does not read ahead)
@@ -41,8 +42,9 @@ class PipelineServer:
     """
 
     def __init__(self, messages, pipelining=True, errors=(), eof_in=None,
-                 rcvbuf=None, uidl=True, user_only=True):
+                 rcvbuf=None, uidl=True, user_only=True, lying_list=None):
         self.messages = messages
+        self.lying_list = lying_list
         self.pipelining = pipelining
         self.errors = set(errors)
         self.eof_in = eof_in
@@ -86,6 +88,16 @@ class PipelineServer:
             return b"+OK\r\n" + b"".join(
                 b"%d %d\r\n" % (n, len(m)) for n, m in self.messages.items()
             ) + b".\r\n"
+        if cmd == b"STAT":
+            return b"+OK %d %d\r\n" % (
+                len(self.messages), sum(map(len, self.messages.values())))
+        if cmd == b"LIST":
+            n = int(arg)
+            if n in self.errors or n not in self.messages:
+                return b"-ERR no such message %d\r\n" % n
+            # lying_list: LIST n answered for message n + 1
+            shown = n + 1 if n == self.lying_list else n
+            return b"+OK %d %d\r\n" % (shown, len(self.messages[n]))
         if cmd == b"UIDL" and not arg and self.uidl:
             return b"+OK\r\n" + b"".join(
                 b"%d uid-%d\r\n" % (n, n) for n in self.messages) + b".\r\n"

@@ -44,6 +44,9 @@ def blocking_view(server):
         "uidl": conn.uidl(),
         "list1": conn.list(1),
         "maps": conn.listing_maps(),
+        "stat_uidl": conn.stat_and_uidl_map(),
+        "list_many": conn.list_many(range(count, 0, -1)),
+        "list_many_err": _outcome(conn.list_many, [1, 999]),
         "top": [conn.top(n, 2) for n in range(1, count + 1)],
         "retr": [conn.retr(n) for n in range(1, count + 1)],
         "fetch": [conn.fetch(n) for n in range(1, count + 1)],
@@ -78,6 +81,9 @@ async def async_view(conn, server):
         "uidl": await conn.uidl(),
         "list1": await conn.list(1),
         "maps": await conn.listing_maps(),
+        "stat_uidl": await conn.stat_and_uidl_map(),
+        "list_many": await conn.list_many(range(count, 0, -1)),
+        "list_many_err": await _aoutcome(conn.list_many([1, 999])),
         # concurrent, queued in order
         "top": list(await asyncio.gather(*[conn.top(n, 2)
                                            for n in range(1, count + 1)])),

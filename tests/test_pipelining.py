@@ -1,6 +1,7 @@
 """Pipelined commands: fetch_many()'s adaptive window and its caps, one
-write per refill, top_many(), dele_many(), listing_maps(), and the round
-trips of a whole `cpoplib fetch` run.
+write per refill, top_many(), dele_many(), listing_maps(),
+stat_and_uidl_map(), list_many(), and the round trips of a whole
+`cpoplib fetch` run.
 
 The server here (PipelineServer, tests/pipeline_server.py) answers one
 command at a time, as POP3 servers do, and records what the client's
@@ -319,6 +320,88 @@ def test_listing_maps_through_a_longcmd_override():
         sizes, uidls = conn.listing_maps()
         conn.quit()
     assert calls[-2:] == ["LIST", "UIDL"] and len(sizes) == len(uidls) == 3
+
+
+# ---- stat_and_uidl_map() and list_many() ----
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_stat_and_uidl_map(pipelining):
+    msgs = mailbox(7, size=100)
+    with PipelineServer(msgs, pipelining=pipelining) as srv:
+        conn = connect(srv)
+        counts, uidls = conn.stat_and_uidl_map()
+        assert counts == conn.stat() and uidls == conn.uidl_map()
+        conn.quit()
+    assert counts == (7, sum(map(len, msgs.values())))
+    assert srv.max_waiting == (2 if pipelining else 1)
+    assert [c for c in srv.commands if c.startswith(b"LIST")] == []
+
+
+def test_stat_and_uidl_map_without_uidl():
+    msgs = mailbox(3, size=100)
+    with PipelineServer(msgs, uidl=False) as srv:
+        conn = connect(srv)
+        counts, uidls = conn.stat_and_uidl_map()
+        assert uidls is None and counts[0] == 3
+        assert conn.noop() == b"+OK"
+        conn.quit()
+
+
+def test_stat_and_uidl_map_through_a_shortcmd_override():
+    """An overridden _shortcmd sends STAT, so the two go one by one."""
+    calls = []
+
+    class Traced(cpoplib.POP3):
+        def _shortcmd(self, line):
+            calls.append(line)
+            return super()._shortcmd(line)
+
+    msgs = mailbox(3, size=100)
+    with PipelineServer(msgs) as srv:
+        conn = Traced("127.0.0.1", srv.port, timeout=20)
+        counts, uidls = conn.stat_and_uidl_map()
+        conn.quit()
+    assert "STAT" in calls and counts[0] == len(uidls) == 3
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_list_many(pipelining):
+    msgs = mailbox(300, size=100)
+    with PipelineServer(msgs, pipelining=pipelining) as srv:
+        conn = connect(srv)
+        wanted = [5, 1, 300] + list(range(100, 250))
+        sizes = conn.list_many(wanted)
+        assert conn.list_many([]) == {}
+        conn.quit()
+    assert sizes == {n: len(msgs[n]) for n in wanted}
+    assert list(sizes) == wanted                # in the order asked
+    assert (1 < srv.max_waiting <= 128) if pipelining \
+        else srv.max_waiting == 1
+
+
+def test_list_many_stops_at_err_in_step():
+    msgs = mailbox(300, size=100)
+    with PipelineServer(msgs, errors=[50]) as srv:
+        conn = connect(srv)
+        with pytest.raises(cpoplib.error_proto) as info:
+            conn.list_many(range(1, 301))
+        assert info.value.which == 50
+        assert info.value.args == (b"-ERR no such message 50",)
+        assert conn.noop() == b"+OK"
+        conn.quit()
+
+
+def test_list_many_refuses_a_reply_for_another_message():
+    """LIST 4 answered "+OK 5 ...": the sizes would be another message's;
+    error_proto, and the replies in flight were read (still in step)."""
+    msgs = mailbox(9, size=100)
+    with PipelineServer(msgs, lying_list=4) as srv:
+        conn = connect(srv)
+        with pytest.raises(cpoplib.error_proto,
+                           match="LIST 4 answered for another message"):
+            conn.list_many(range(1, 10))
+        assert conn.noop() == b"+OK"
+        conn.quit()
 
 
 # ---- a whole fetch run ----

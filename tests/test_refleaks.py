@@ -2,10 +2,10 @@
 
 * Hot paths (retr, top, list, uidl, capa, stat, apop, -ERR replies,
   exceptions raised while parsing, STLS; fetch, fetch_into, fetch_many,
-  top_many, dele_many, listing_maps) run thousands of times against
-  an in-process server; after a warm-up, sys.gettotalrefcount() (debug
-  builds), tracemalloc's traced memory and len(gc.get_objects()) must
-  not grow with the number of iterations.  On a release build only the
+  top_many, dele_many, listing_maps, stat_and_uidl_map, list_many) run
+  thousands of times against an in-process server; after a warm-up,
+  sys.gettotalrefcount() (debug builds), tracemalloc's traced memory and
+  len(gc.get_objects()) must not grow with the number of iterations.  On a release build only the
   last two are checked; CI runs this module on a debug interpreter too
   (.ci/debug-refleaks), where CPOPLIB_REQUIRE_TOTALREFCOUNT=1 makes a
   missing sys.gettotalrefcount() a failure.
@@ -119,6 +119,8 @@ def exercise_retrieval(client, mod):
     next(it)
     it.close()                              # an early stop drains
     client.dele_many([1, 1])
+    client.list_many([1, 1])
+    client.stat_and_uidl_map()
     list(client.top_many([1, 1, 1], 0, pipeline=True))
     it = client.top_many([1, 1, 1], 0, pipeline=True)
     next(it)
@@ -131,6 +133,8 @@ def exercise_retrieval(client, mod):
     for call in (lambda: list(client.fetch_many([1, 9, 1], pipeline=True)),
                  lambda: list(client.top_many([1, 9, 1], 0, pipeline=True)),
                  lambda: client.dele_many([1, 9, 1]),
+                 lambda: client.list_many([1, 1, 9, 1]),
+                 client.stat_and_uidl_map,
                  client.listing_maps):       # 2**70 is no size: malformed
         try:
             call()
@@ -315,8 +319,8 @@ def test_hot_paths_do_not_leak(name):
 
 def test_retrieval_does_not_leak():
     """fetch, fetch_into, fetch_many (adaptive, fixed, closed early, -ERR
-    mid-batch), top_many, dele_many and listing_maps, their error paths
-    too."""
+    mid-batch), top_many, dele_many, list_many, listing_maps and
+    stat_and_uidl_map, their error paths too."""
     _in_subprocess("measure_retrieval", "cpoplib")
 
 

@@ -755,7 +755,13 @@ class POP3:
         pipelines; the list of responses.  On -ERR nothing more is sent,
         the replies in flight are read, and error_proto is raised with
         the message number as its `which` attribute."""
-        numbers = list(which)
+        return await self._short_many("DELE %s", list(which))
+
+    async def _short_many(self, fmt, numbers):
+        """fmt % n for each of numbers (one-line replies), pipelined when
+        the server pipelines: the responses, or error_proto (with
+        `which`) for the first -ERR once the replies in flight are
+        read."""
         if len(numbers) > 1:
             await self._server_pipelines()
         short = self._engine.short
@@ -767,7 +773,7 @@ class POP3:
             batch = numbers[pos:pos + step]
             async with self._gate:
                 exps = self._submit_many(
-                    [("DELE %s" % n, short, False) for n in batch])
+                    [(fmt % n, short, False) for n in batch])
             for n, exp in zip(batch, exps):
                 try:
                     responses.append(await self._wait(exp))
@@ -785,23 +791,38 @@ class POP3:
     async def listing_maps(self):
         """(list_map(), uidl_map()) from one round trip when the server
         pipelines; the second is None when UIDL gets -ERR."""
+        return await self._with_uidl_map(
+            ("LIST", self._listing_list, True), self.list_map)
+
+    async def stat_and_uidl_map(self):
+        """(stat(), uidl_map()) from one round trip when the server
+        pipelines; the second is None when UIDL gets -ERR."""
+        return await self._with_uidl_map(
+            ("STAT", self._stat_of_reply, False), self.stat)
+
+    def _stat_of_reply(self):
+        return _cpoplib._stat_result(self._engine.short().split())
+
+    async def _with_uidl_map(self, first, alone):
+        """(what the command `first` gives, uidl_map() or None when UIDL
+        gets -ERR): both in one write when the server pipelines, else
+        alone() and then UIDL."""
         pipelines = await self._server_pipelines()
         self._engine.check()
         if not pipelines:
-            sizes = await self.list_map()
+            result = await alone()
             try:
                 uids = await self.uidl_map()
             except error_proto as exc:
                 if not _is_err_reply(exc):
                     raise
                 uids = None
-            return sizes, uids
+            return result, uids
         async with self._gate:
-            exp_list, exp_uidl = self._submit_many([
-                ("LIST", self._listing_list, True),
-                ("UIDL", self._listing_uidl, True)])
+            exp_first, exp_uidl = self._submit_many([
+                first, ("UIDL", self._listing_uidl, True)])
         try:
-            sizes = await self._wait(exp_list)
+            result = await self._wait(exp_first)
         except BaseException:
             self._abandon(exp_uidl)
             raise
@@ -811,7 +832,17 @@ class POP3:
             if not _is_err_reply(exc):
                 raise
             uids = None
-        return sizes, uids
+        return result, uids
+
+    async def list_many(self, which):
+        """{number: octets} from LIST n for each number in which,
+        pipelined as dele_many() is; -ERR raises error_proto with the
+        number as its `which` attribute, once the replies in flight are
+        read."""
+        numbers = list(which)
+        responses = await self._short_many("LIST %s", numbers)
+        return dict(_cpoplib._scan_listing(n, resp)
+                    for n, resp in zip(numbers, responses))
 
     def _listing_list(self):
         return self._engine.listing("LIST")

@@ -4,9 +4,7 @@ connects, and its credentials, resolved in the main thread (a password
 prompt needs the terminal)."""
 import getpass
 import hashlib
-import netrc
 import os
-import subprocess
 
 import cpoplib
 
@@ -195,6 +193,7 @@ def _real(path):
 
 
 def _run_command(cmd, what):
+    import subprocess       # a password command: not on every run's path
     try:
         proc = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE,
                               stdin=subprocess.DEVNULL)
@@ -222,6 +221,7 @@ OAUTH = ("XOAUTH2", "OAUTHBEARER")
 
 
 def _netrc_entry(host):
+    import netrc            # only without a password from elsewhere
     try:
         return netrc.netrc().authenticators(host)
     except FileNotFoundError:

@@ -224,7 +224,7 @@ def to_delete(s, state, committed, sel):
         oldest = faults.now() - acct.keep_days * DAY \
             if acct.keep_days else None
         doomed = {n for n, u in s.uid.items()
-                  if n in s.sizes and u in state.delivered
+                  if s.is_listed(n) and u in state.delivered
                   and (oldest is None or state.delivered[u] <= oldest)}
     elif acct.keep_days:
         # nothing dates a message without a UIDL

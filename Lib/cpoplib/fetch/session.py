@@ -9,6 +9,7 @@ whose line limit is the per-message cap, so that mail with long lines is
 read whole.  A message that still cannot be taken is that message's
 failure (transfer.py): it is reported, left on the server and not
 recorded, and the account carries on."""
+import os
 import socket
 import ssl
 import threading
@@ -194,14 +195,23 @@ def authenticate(pop, conn, acct, out):
 
 
 class Session:
-    """One connection of an account, logged in and listed: conn, sizes
-    {number: octets}, uid {number: UIDL bytes} or None (no UIDL)."""
+    """One connection of an account, logged in and listed: conn, count
+    and octets (the server's STAT), sizes {number: octets}, uid {number:
+    UIDL bytes} or None (no UIDL).
 
-    def __init__(self, pop, acct, out, stop, checker=None):
+    With uidl_first (a state that knows a big mailbox, see
+    uidl_first()), the listing is STAT and UIDL, and sizes holds only
+    what need_sizes() was asked for -- the new messages; otherwise it is
+    LIST and UIDL, and sizes holds every message."""
+
+    def __init__(self, pop, acct, out, stop, checker=None, uidl_first=False):
         self.pop, self.acct, self.out, self.stop = pop, acct, out, stop
         self.checker = checker      # the pins (tls.Checker) or None
+        self.uidl_first = uidl_first
         self.conn = None
         self.sizes = {}
+        self.complete = True        # sizes has every message
+        self.count = self.octets = 0
         self.uid = None
 
     def check_stop(self):
@@ -241,11 +251,50 @@ class Session:
 
     def list(self):
         try:
-            # LIST and UIDL in one round trip when the server pipelines
-            self.sizes, uidls = self.conn.listing_maps()
+            if self.uidl_first:
+                # STAT and UIDL in one round trip when the server
+                # pipelines; the sizes of the new ones come later
+                (self.count, self.octets), uidls = \
+                    self.conn.stat_and_uidl_map()
+                self.sizes, self.complete = {}, False
+                if uidls is None:       # every message is new
+                    self.sizes, self.complete = self.conn.list_map(), True
+            else:
+                # LIST and UIDL in one round trip when the server pipelines
+                self.sizes, uidls = self.conn.listing_maps()
+                self.count = len(self.sizes)
+                self.octets = sum(self.sizes.values())
         except (self.pop.error_proto, OSError) as exc:
             raise failed(self.pop, "LIST", exc)
         self.uid = uidls        # {number: UIDL bytes}, as the state keys
+
+    def numbers(self):
+        """Every message number of this session, in order."""
+        if self.complete:
+            return sorted(self.sizes)
+        # at the start of a session the messages are 1 to STAT's count
+        # (RFC 1939, section 5)
+        return range(1, self.count + 1)
+
+    def is_listed(self, n):
+        return n in self.sizes if self.complete else 1 <= n <= self.count
+
+    def need_sizes(self, numbers):
+        """Make sizes hold the sizes of `numbers`: LIST n for each
+        (pipelined), or one LIST when they are a good part of the
+        mailbox."""
+        if self.complete:
+            return
+        missing = [n for n in numbers if n not in self.sizes]
+        if not missing:
+            return
+        try:
+            if len(missing) > self.count // 8:
+                self.sizes, self.complete = self.conn.list_map(), True
+            else:
+                self.sizes.update(self.conn.list_many(missing))
+        except (self.pop.error_proto, OSError) as exc:
+            raise failed(self.pop, "LIST", exc)
 
     def reopen(self):
         self.close()
@@ -328,7 +377,7 @@ def _fetch(pop, acct, out, result, started, stop):
     lock = None
     state = None
     state_path = acct.state_file()
-    s = Session(pop, acct, out, stop)
+    s = Session(pop, acct, out, stop, uidl_first=uidl_first(state_path))
     try:
         if not acct.dry_run:
             lock = StateLock(state_path)
@@ -358,7 +407,7 @@ def _fetch(pop, acct, out, result, started, stop):
             s.checker = tls.Checker.for_account(acct, state,
                                                 record=not acct.dry_run)
             s.open()
-        result.listed = (len(s.sizes), sum(s.sizes.values()))
+        result.listed = (s.count, s.octets)
         _uidl_reset(acct, state, s)
         if s.uid is None:
             out.warn("%s: the server has no UIDL: fetching every message"
@@ -366,14 +415,15 @@ def _fetch(pop, acct, out, result, started, stop):
         if _nothing_changed(s, state.delivered) and not acct.all:
             numbers = []        # a rerun with nothing new, nothing gone
         else:
-            numbers = _new_messages(s.sizes, s.uid or {}, state.delivered,
+            numbers = _new_messages(s, state.delivered,
                                     s.uid is None or acct.all)
             if s.uid is not None and not acct.dry_run:
                 # forget UIDLs no longer on the server (never reused)
                 state.forget(sorted(state.delivered.keys()
                                     - set(s.uid.values())))
         out.verbose("%s: %d messages on the server, %d to fetch"
-                    % (acct.name, len(s.sizes), len(numbers)))
+                    % (acct.name, s.count, len(numbers)))
+        s.need_sizes(numbers)
         from .selection import choose, to_delete
         from .transfer import Transfer
         chosen = choose(s, result, numbers)     # sizes, limits, --filter
@@ -474,17 +524,35 @@ def _nothing_changed(s, delivered):
     twice (which RFC 1939 rules out) -- then a UIDL it no longer lists may
     stay in the state, which is harmless: UIDLs are never reused."""
     uid = s.uid
-    return (uid is not None and len(uid) == len(s.sizes) == len(delivered)
+    return (uid is not None and len(uid) == s.count == len(delivered)
             and all(map(delivered.__contains__, uid.values())))
 
 
-def _new_messages(sizes, uid, delivered, everything):
+def _new_messages(s, delivered, everything):
     """The numbers to fetch, in order: one pass over the listing."""
     if everything:
-        return sorted(sizes)
-    numbers = [n for n, u in uid.items() if u not in delivered and n in sizes]
-    if len(uid) != len(sizes):
+        return list(s.numbers())
+    uid = s.uid
+    numbers = [n for n, u in uid.items()
+               if u not in delivered and s.is_listed(n)]
+    if len(uid) != s.count:
         # listed without a unique id: nothing says it was fetched
-        numbers += [n for n in sizes if n not in uid]
+        numbers += [n for n in s.numbers() if n not in uid]
     numbers.sort()
     return numbers
+
+
+# A state file this large (about 25,000 UIDLs of Dovecot's) knows a big
+# mailbox: its runs list STAT and UIDL first, and LIST only the new
+# messages.  At 100,000 messages LIST is 1.3 MB the server makes and
+# sends on every run (0.1 s at 100 Mbit/s, 0.5 s at 20 Mbit/s), while
+# asking for the new ones' sizes costs one round trip, and only when
+# there are new ones.  Below it, LIST is small and goes with UIDL.
+UIDL_FIRST_STATE_BYTES = 512 << 10
+
+
+def uidl_first(state_path):
+    try:
+        return os.stat(state_path).st_size >= UIDL_FIRST_STATE_BYTES
+    except OSError:
+        return False        # no state yet: every message is new

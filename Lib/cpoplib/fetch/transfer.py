@@ -177,17 +177,19 @@ class Transfer:
                                   % RECONNECTIONS)
         self.reconnections += 1
         self.commit()
-        old_uid, old_count = self.s.uid, len(self.s.sizes)
+        old_uid, old_count = self.s.uid, self.s.count
         self.out.verbose("%s: reconnecting for the other %d messages"
                          % (self.acct.name, len(rest)))
         self.s.reopen()
         self.committed = []       # numbers of the old connection
         if old_uid is None or self.s.uid is None:
-            if len(self.s.sizes) != old_count:
+            if self.s.count != old_count:
                 return [], FetchError(EXIT_PROTOCOL, "the mailbox changed "
                                       "and the server has no UIDL: the "
                                       "rest is left for the next run")
-            return rest, None
-        number = {u: n for n, u in self.s.uid.items()}
-        return [number[old_uid[n]] for n in rest
-                if old_uid.get(n) in number], None
+        else:
+            number = {u: n for n, u in self.s.uid.items()}
+            rest = [number[old_uid[n]] for n in rest
+                    if old_uid.get(n) in number]
+        self.s.need_sizes(rest)       # a new session's sizes (LIST n)
+        return rest, None
