@@ -18,7 +18,7 @@ the timed ones are), alternating rounds of
   mechanism ``cpoplib fetch`` chooses) with a fresh UIDL file into an
   empty Maildir; checked: every message, once;
 * ``mpop, rerun``: the same command again on the same UIDL file and
-  Maildir: nothing is new (UIDL only); checked: nothing more delivered;
+  Maildir: nothing is new; checked: nothing more delivered;
 * ``cpoplib fetch, first run`` / ``rerun``: ``python -m cpoplib fetch
   --maildir`` with a fresh state file, then again on it.
 
@@ -161,8 +161,8 @@ def markdown(report):
              "Scale mode: mailboxes of many messages of ~%s bytes from "
              "Dovecot over plain POP3 (%s), each tool a process timed whole; "
              "first run = empty Maildir and a fresh UIDL/state file, rerun "
-             "= the same command again right after (nothing new: UIDL "
-             "only); %d alternating rounds, medians with (min–max); ÷ mpop "
+             "= the same command again right after (nothing new); "
+             "%d alternating rounds, medians with (min–max); ÷ mpop "
              "= median ÷ mpop's for the same run; client CPU = user + system "
              "of the process and the children it waited for (os.wait4); "
              "peak RSS = the largest of the rounds, measured by GNU time "
