@@ -196,8 +196,8 @@ def authenticate(pop, conn, acct, out):
 
 class Session:
     """One connection of an account, logged in and listed: conn, count
-    and octets (the server's STAT), sizes {number: octets}, uid {number:
-    UIDL bytes} or None (no UIDL).
+    and octets (from STAT, or summed from LIST), sizes {number: octets},
+    uid {number: UIDL bytes} or None (no UIDL).
 
     With uidl_first (a state that knows a big mailbox, see
     uidl_first()), the listing is STAT and UIDL, and sizes holds only
