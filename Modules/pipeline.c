@@ -690,22 +690,19 @@ cpoplib_top_many_impl(POP3Object *self, PyObject *which, PyObject *howmuch,
 
 /* ---- dele_many() and list_many() ---- */
 
-/* The command `fmt` % n for each n of `which` (one-line replies),
+/* The command `fmt` % n for each n of `numbers` (a list of the
+ * caller's own, which no Python code can reach; one-line replies),
  * pipelined when there are several and the server pipelines: the list of
  * responses; on -ERR nothing more is sent, what is in flight is read,
  * and error_proto is raised with the number in `which`. */
 static PyObject *
-short_many(POP3Object *self, PyObject *which, PyObject *fmt)
+short_many(POP3Object *self, PyObject *numbers, PyObject *fmt)
 {
     cpoplib_state *st = cpoplib_pop3_state(self);
-    PyObject *numbers, *responses = NULL, *failure = NULL, *resp, *line;
+    PyObject *responses = NULL, *failure = NULL, *resp, *line;
     Py_ssize_t n, sent = 0, got = 0, window;
     int pipelines;
 
-    numbers = PySequence_List(which);
-    if (numbers == NULL) {
-        return NULL;
-    }
     n = PyList_GET_SIZE(numbers);
     pipelines = n > 1 ? cpoplib_server_pipelines(self) : 0;
     if (pipelines < 0) {
@@ -796,14 +793,20 @@ error:
     Py_CLEAR(responses);
 
 done:
-    Py_DECREF(numbers);
     return responses;
 }
 
 PyObject *
 cpoplib_dele_many_impl(POP3Object *self, PyObject *which)
 {
-    return short_many(self, which, cpoplib_pop3_state(self)->fmt_dele);
+    PyObject *numbers = PySequence_List(which), *res;
+
+    if (numbers == NULL) {
+        return NULL;
+    }
+    res = short_many(self, numbers, cpoplib_pop3_state(self)->fmt_dele);
+    Py_DECREF(numbers);
+    return res;
 }
 
 PyObject *
